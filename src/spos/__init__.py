@@ -1,0 +1,3 @@
+"""spos: Single Path One-Shot neural architecture search in PyTorch."""
+
+__version__ = "0.1.0"
