@@ -1,0 +1,76 @@
+"""`SuperNet`: one set of weights per block choice per layer, shared by all channel choices.
+
+``forward(x, arch)`` runs one path; channel selection slices the shared weights (see
+`spos.dynamic`), so a training step on a narrow path costs what the narrow subnet costs.
+BN is non-affine as in the official supernet, so its statistics can be recalibrated per path.
+Parameter names follow the official block-search supernet: ``features.LAYER.BLOCK.*``.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from spos.blocks import init_weights
+from spos.dynamic import DynamicShuffleNetBlock
+from spos.fixed import FixedNet, Head, build_stem
+from spos.space import Architecture, SearchSpace
+
+
+class SuperNet(nn.Module):
+    def __init__(self, space: SearchSpace) -> None:
+        super().__init__()
+        self.space = space
+        specs = space.layers()
+        self.mid_widths = [[spec.mid_channels(scale) for scale in space.channel_scales] for spec in specs]
+        self.first_conv = build_stem(space, affine=False)
+        self.features = nn.ModuleList(
+            nn.ModuleList(DynamicShuffleNetBlock(spec, block, max(widths)) for block in range(space.num_blocks))
+            for spec, widths in zip(specs, self.mid_widths)
+        )
+        self.head = Head(space, affine=False)
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
+        arch.validate(self.space)
+        x = self.first_conv(x)
+        for layer, widths, block, channel in zip(self.features, self.mid_widths, arch.blocks, arch.channels):
+            x = layer[block](x, widths[channel])
+        return self.head(x)
+
+    def path_modules(self, arch: Architecture) -> Iterator[nn.Module]:
+        """The modules one path runs through; every other parameter gets no gradient from it."""
+        yield self.first_conv
+        for layer, block in zip(self.features, arch.blocks):
+            yield layer[block]
+        yield self.head
+
+    def path_parameters(self, arch: Architecture) -> Iterator[nn.Parameter]:
+        for module in self.path_modules(arch):
+            yield from module.parameters()
+
+    @staticmethod
+    def _source_key(key: str, arch: Architecture) -> str:
+        if key.startswith("features."):
+            _, layer, rest = key.split(".", 2)
+            return f"features.{layer}.{arch.blocks[int(layer)]}.{rest}"
+        return key
+
+    @torch.no_grad()
+    def extract(self, arch: Architecture) -> FixedNet:
+        """A FixedNet of ``arch`` holding this supernet's weights (leading slices) and BN statistics.
+
+        Its eval-mode output equals ``self.eval()(x, arch)``. The supernet's BN has no affine
+        parameters, so the FixedNet's start at weight 1 and bias 0.
+        """
+        net = FixedNet(self.space, arch, affine=True)
+        source = self.state_dict()
+        for key, target in net.state_dict().items():
+            origin = source.get(self._source_key(key, arch))
+            if origin is None:
+                target.fill_(1.0 if key.endswith(".weight") else 0.0)
+            else:
+                target.copy_(origin[tuple(slice(0, n) for n in target.shape)])
+        return net.train(self.training)
