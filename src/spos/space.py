@@ -295,9 +295,11 @@ class Architecture:
                             "choices) or a JSON object")
         blocks, channels = text.split("/")
         try:
-            return cls(tuple(int(v) for v in blocks.split(",")), tuple(int(v) for v in channels.split(",")))
+            block_values = tuple(int(v) for v in blocks.split(","))
+            channel_values = tuple(int(v) for v in channels.split(","))
         except ValueError:
             raise UserError(f"architecture {text!r}: choices must be comma-separated integers") from None
+        return cls(block_values, channel_values)
 
     @classmethod
     def from_dict(cls, data: dict) -> "Architecture":
