@@ -1,0 +1,72 @@
+"""Pictures a person would rather look at than read: an architecture drawn as its layers, training curves.
+
+Matplotlib with the Agg backend, written as PNG; nothing here needs a display.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Patch, Rectangle  # noqa: E402
+
+from spos.space import BLOCK_NAMES, Architecture, SearchSpace  # noqa: E402
+
+BLOCK_COLOURS = ("#4e79a7", "#f28e2b", "#e15759", "#59a14f")
+
+
+def plot_architecture(arch: Architecture, space: SearchSpace, path: str | Path, title: str | None = None) -> Path:
+    """One bar per choice layer: colour is the block, height the channel scale, stages marked."""
+    arch.validate(space)
+    specs = space.layers()
+    fig, ax = plt.subplots(figsize=(max(8, 0.5 * len(specs) + 2), 3.6))
+    top = max(space.channel_scales)
+    for spec, block, channel in zip(specs, arch.blocks, arch.channels):
+        scale = space.channel_scales[channel]
+        ax.add_patch(Rectangle((spec.index + 0.1, 0), 0.8, scale, color=BLOCK_COLOURS[block]))
+        ax.text(spec.index + 0.5, scale + 0.04 * top, f"{spec.mid_channels(scale)}", ha="center", fontsize=7)
+        if spec.first:
+            ax.axvline(spec.index, color="grey", lw=0.8, ls=":")
+            ax.text(spec.index + 0.1, 1.12 * top, f"stage {spec.stage + 1}\n{spec.out_channels} ch, /{spec.stride}",
+                    fontsize=7, va="bottom", color="dimgrey")
+    ax.set_xlim(0, len(specs))
+    ax.set_ylim(0, 1.35 * top)
+    ax.set_xticks([i + 0.5 for i in range(len(specs))], [str(i) for i in range(len(specs))], fontsize=7)
+    ax.set_xlabel("choice layer (number above a bar: mid channels)")
+    ax.set_ylabel("channel scale")
+    ax.legend(handles=[Patch(color=c, label=n) for c, n in zip(BLOCK_COLOURS, BLOCK_NAMES[: space.num_blocks])],
+              loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=4, fontsize=8, frameon=False)
+    ax.set_title(title or f"{arch}", fontsize=9)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_training_curves(histories: dict[str, list[dict]], path: str | Path,
+                         metrics: tuple[str, ...] = ("train_loss", "val_top1")) -> Path:
+    """Per-epoch curves of several runs side by side, one panel per metric."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.4))
+    axes = [axes] if len(metrics) == 1 else list(axes)
+    for ax, metric in zip(axes, metrics):
+        for label, rows in histories.items():
+            points = [(row["epoch"], row[metric]) for row in rows if row.get(metric) is not None]
+            if points:
+                ax.plot(*zip(*points), marker="o", ms=3, label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric.replace("_", " "))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
