@@ -1,0 +1,95 @@
+"""`spos search`: evolutionary (or random, or NSGA-II) search of a trained supernet under limits."""
+
+from __future__ import annotations
+
+from spos.cli._common import add_command
+
+ORDER = 30
+
+
+def register(subparsers) -> None:
+    parser = add_command(
+        subparsers, "search",
+        help="search a trained supernet for the best architectures under FLOPs/params/latency limits",
+        description="Score candidate architectures with inherited supernet weights (BN recalibrated on "
+                    "training batches, top-1 on the hold-out split) and search with evolution (the "
+                    "official settings by default), random search, or NSGA-II for a Pareto front. "
+                    "Writes history.jsonl, best.json (for `spos train --arch`), front/*.json and PNG plots.",
+        example="spos search --supernet runs/supernet/last.pt --data imagefolder --data-root /data/imagenet "
+                "--holdout 50000 --flops-max 330e6 --output runs/search",
+    )
+    parser.add_argument("--supernet", required=True, metavar="CKPT", help="a supernet checkpoint")
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", default="digits", help="dataset: imagefolder, cifar10, cifar100, mnist, digits, "
+                                                      "synthetic (default digits)")
+    data.add_argument("--data-root", default=None, help="dataset folder (or .npz file for the CIFAR-10 subset)")
+    data.add_argument("--download", action="store_true", help="download the dataset if missing (needs internet)")
+    data.add_argument("--holdout", default="0.2", help="hold-out images carved from train: a count or a fraction "
+                                                       "(default 0.2; the paper holds out 50000 ImageNet images)")
+    data.add_argument("--split", choices=("holdout", "val"), default="holdout",
+                      help="split the candidates are scored on (default holdout; val is the test set: avoid)")
+    data.add_argument("--batch-size", type=int, default=128, help="batch size for scoring (default 128)")
+    data.add_argument("--bn-batches", type=int, default=20, help="BN recalibration batches (official: 20)")
+    data.add_argument("--eval-batches", type=int, default=None, help="cap on hold-out batches per candidate")
+    data.add_argument("--workers", type=int, default=0, help="data loader workers (default 0)")
+    limits = parser.add_argument_group("limits")
+    limits.add_argument("--flops-max", type=float, default=None, help="FLOPs (multiply-adds) limit, e.g. 330e6")
+    limits.add_argument("--flops-min", type=float, default=None, help="lower FLOPs limit")
+    limits.add_argument("--params-max", type=float, default=None, help="parameter limit, e.g. 3.5e6")
+    limits.add_argument("--latency-max", type=float, default=None, help="latency limit in milliseconds")
+    limits.add_argument("--latency-table", default=None, metavar="FILE",
+                        help="latency table from `spos latency table` (default: measure each candidate here)")
+    algo = parser.add_argument_group("algorithm")
+    algo.add_argument("--algorithm", choices=("evolution", "random", "nsga2"), default="evolution")
+    algo.add_argument("--objectives", default=None,
+                      help="multi-objective search, e.g. acc,flops or acc,latency (implies nsga2)")
+    algo.add_argument("--mode", choices=("both", "block", "channel"), default="both",
+                      help="search blocks and channels (default), blocks only, or channels only")
+    algo.add_argument("--population", type=int, default=50)
+    algo.add_argument("--generations", type=int, default=20)
+    algo.add_argument("--parents", type=int, default=10, help="top-k kept as parents (default 10)")
+    algo.add_argument("--mutations", type=int, default=25, help="children by mutation per generation")
+    algo.add_argument("--crossovers", type=int, default=25, help="children by crossover per generation")
+    algo.add_argument("--mutation-prob", type=float, default=0.1, help="per-gene mutation probability")
+    algo.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--output", default="runs/search", help="output folder (default runs/search)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a killed search from OUTPUT/history.jsonl without re-scoring anything")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from spos.errors import UserError
+    from spos.search.run import SearchJob, parse_holdout, run_search
+
+    objectives = [name.strip() for name in args.objectives.split(",")] if args.objectives else []
+    if objectives and (objectives[0] != "acc" or len(objectives) < 2):
+        raise UserError(f"--objectives {args.objectives!r}: start with acc, then flops, params or latency "
+                        "(e.g. acc,flops)")
+    for name in ("population", "generations", "batch_size", "bn_batches"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    job = SearchJob(
+        supernet=args.supernet, output=args.output, data=args.data, data_root=args.data_root,
+        download=args.download, holdout=parse_holdout(args.holdout), split=args.split,
+        batch_size=args.batch_size, bn_batches=args.bn_batches, eval_batches=args.eval_batches,
+        workers=args.workers, flops_max=args.flops_max, flops_min=args.flops_min, params_max=args.params_max,
+        latency_max=args.latency_max, latency_table=args.latency_table,
+        algorithm="nsga2" if objectives else args.algorithm, objectives=objectives, mode=args.mode,
+        population=args.population, generations=args.generations, parents=args.parents,
+        mutations=args.mutations, crossovers=args.crossovers, mutation_prob=args.mutation_prob,
+        seed=args.seed, device=args.device, resume=args.resume, progress=not args.no_progress,
+    )
+    summary = run_search(job)
+    if summary:
+        best = summary["best"]
+        print(f"best: {best['arch']}  accuracy {best['accuracy']:.4f}  {best['flops'] / 1e6:.1f}M FLOPs  "
+              f"{best['params'] / 1e6:.2f}M params  ({summary['scored']} candidates scored in "
+              f"{summary['seconds']:.0f}s)")
+        for name, path in (("history", summary["files"]["history"]), ("best", summary["files"]["best"])):
+            print(f"{name:>8}: {path}")
+        print(f"{'front':>8}: {len(summary['files']['front'])} files in {args.output}/front")
+        print(f"{'plots':>8}: {', '.join(summary['files']['plots'])}")
+    return 0

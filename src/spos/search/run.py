@@ -1,0 +1,252 @@
+"""The `spos search` job: a supernet, data, limits and an algorithm in; history, best, front and plots out."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from spos import checkpoint
+from spos.errors import UserError
+from spos.flops import cost_table
+from spos.space import Architecture, SearchSpace, save_architecture
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchJob:
+    supernet: str
+    output: str = "runs/search"
+    data: str = "digits"
+    data_root: str | None = None
+    download: bool = False
+    holdout: float | int = 0.2
+    split: str = "holdout"
+    batch_size: int = 128
+    bn_batches: int = 20
+    eval_batches: int | None = None
+    workers: int = 0
+    flops_max: float | None = None
+    flops_min: float | None = None
+    params_max: float | None = None
+    latency_max: float | None = None
+    latency_table: str | None = None
+    algorithm: str = "evolution"
+    objectives: list[str] = field(default_factory=list)
+    mode: str = "both"
+    population: int = 50
+    generations: int = 20
+    parents: int = 10
+    mutations: int = 25
+    crossovers: int = 25
+    mutation_prob: float = 0.1
+    seed: int = 0
+    device: str | None = None
+    resume: bool = False
+    progress: bool = True
+
+
+def parse_holdout(text: str) -> float | int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UserError(f"--holdout {text!r}: give a count (e.g. 50000) or a fraction (e.g. 0.2)") from None
+    return value if 0 < value < 1 else int(value)
+
+
+class GeneMap:
+    """Maps the engine's genes to architectures: block-only search fixes channels at scale 1.0,
+    channel-only search fixes blocks at 3x3, and the engine sees one choice for fixed genes."""
+
+    def __init__(self, space: SearchSpace, mode: str) -> None:
+        self.space, self.mode = space, mode
+        n = space.num_layers
+        self.counts = ([space.num_blocks if mode != "channel" else 1] * n
+                       + [space.num_channels if mode != "block" else 1] * n)
+
+    def arch(self, genes) -> Architecture:
+        n = self.space.num_layers
+        blocks = genes[:n] if self.mode != "channel" else (0,) * n
+        channels = genes[n:] if self.mode != "block" else (self.space.default_channel,) * n
+        return Architecture(tuple(blocks), tuple(channels))
+
+    def full_genes(self, genes) -> tuple[int, ...]:
+        return self.arch(genes).genes
+
+
+def _device(name: str | None) -> torch.device:
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return torch.device(name)
+
+
+def _is_main() -> bool:
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def build_measures(job: SearchJob, space: SearchSpace, genes_to_arch, device) -> dict:
+    """Cheap per-candidate measures: analytic FLOPs and params, latency from a table or measured."""
+    table = cost_table(space)
+    measures = {"flops": lambda g: float(table.macs(genes_to_arch(g))),
+                "params": lambda g: float(table.params(genes_to_arch(g)))}
+    wants_latency = job.latency_max is not None or "latency" in job.objectives or job.latency_table
+    if wants_latency:
+        if job.latency_table:
+            from spos.latency import load_latency_table
+
+            latency_table = load_latency_table(job.latency_table)
+            measures["latency"] = lambda g: float(latency_table.predict(genes_to_arch(g)))
+        else:
+            from spos.fixed import FixedNet
+            from spos.latency import measure_model
+
+            cache: dict = {}
+
+            def measured(g):
+                arch = genes_to_arch(g)
+                if arch not in cache:
+                    net = FixedNet(space, arch)
+                    shape = (space.in_channels, space.input_size, space.input_size)
+                    cache[arch] = measure_model(net, shape, warmup=3, repeats=10, device=str(device)).median_ms
+                return cache[arch]
+
+            measures["latency"] = measured
+    return measures
+
+
+def build_constraints(job: SearchJob, measures: dict) -> list:
+    from spos.search.engine import Constraint
+
+    constraints = []
+    if job.flops_max is not None:
+        constraints.append(Constraint("flops", measures["flops"], job.flops_max))
+    if job.flops_min is not None:
+        constraints.append(Constraint("flops_min", lambda g: -measures["flops"](g), -job.flops_min))
+    if job.params_max is not None:
+        constraints.append(Constraint("params", measures["params"], job.params_max))
+    if job.latency_max is not None:
+        constraints.append(Constraint("latency", measures["latency"], job.latency_max))
+    return constraints
+
+
+def load_scoring_data(job: SearchJob, space: SearchSpace, device):
+    from spos.data import build_datasets, build_loader, recalibration_batches
+    from spos.search.scoring import materialize
+
+    splits = build_datasets(job.data, job.data_root, download=job.download, holdout=job.holdout,
+                            seed=job.seed, input_size=space.input_size, num_classes=space.num_classes)
+    info = splits.info
+    if info.in_channels != space.in_channels or info.num_classes != space.num_classes:
+        raise UserError(f"dataset {job.data!r} has {info.in_channels} channels and {info.num_classes} classes but "
+                        f"the supernet expects {space.in_channels} and {space.num_classes}; train the supernet "
+                        "on this dataset")
+    if job.split == "val":
+        log.warning("warning: scoring candidates on the val/test split: the search then overfits the set you "
+                    "report on; use --split holdout")
+        scored = splits.val
+    else:
+        if splits.holdout is None:
+            raise UserError("--split holdout needs a hold-out set: give --holdout N or a fraction")
+        scored = splits.holdout
+    calibration = materialize(recalibration_batches(splits.train, batch_size=job.batch_size,
+                                                    num_batches=job.bn_batches, seed=job.seed), device)
+    loader = build_loader(scored, batch_size=job.batch_size, train=False, workers=job.workers, device=str(device))
+    evaluation = materialize(loader, device, limit=job.eval_batches)
+    return calibration, evaluation
+
+
+def run_search(job: SearchJob) -> dict:
+    """Run one search; returns the summary that is also written to OUTPUT/summary.json."""
+    from spos.search import engine, plots
+    from spos.search.scoring import SupernetScorer
+
+    if job.algorithm not in ("evolution", "random", "nsga2"):
+        raise UserError(f"unknown algorithm {job.algorithm!r}; use evolution, random or nsga2")
+    output = Path(job.output)
+    history_path = output / "history.jsonl"
+    if history_path.exists() and not job.resume:
+        raise UserError(f"{history_path} exists; pass --resume to continue that search or choose another --output")
+    device = _device(job.device)
+    supernet = checkpoint.load_model(job.supernet, kind="supernet").to(device)
+    space = supernet.space
+    genes = GeneMap(space, job.mode)
+    measures = build_measures(job, space, genes.arch, device)
+    constraints = build_constraints(job, measures)
+    for name in job.objectives[1:]:
+        if name not in measures:
+            raise UserError(f"unknown objective {name!r}; use acc with flops, params or latency")
+    calibration, evaluation = load_scoring_data(job, space, device)
+    scorer = SupernetScorer(supernet, calibration, evaluation)
+
+    config = engine.SearchConfig(population=job.population, generations=job.generations, parents=job.parents,
+                                 mutations=job.mutations, crossovers=job.crossovers,
+                                 mutation_prob=job.mutation_prob, seed=job.seed)
+    history = engine.read_history(history_path) if job.resume and history_path.exists() else []
+    if history:
+        log.info(f"resuming from {history_path}: {len(history)} candidates already scored")
+    output.mkdir(parents=True, exist_ok=True)
+    writer = engine.HistoryWriter(history_path) if _is_main() else None
+
+    def on_evaluated(record: dict) -> None:
+        arch = genes.arch(record["genes"])
+        record = {**record, "arch": str(arch),
+                  **{name: measure(record["genes"]) for name, measure in measures.items()}}
+        if writer:
+            writer.write(record)
+
+    started = time.perf_counter()
+    common = dict(history=history, on_evaluated=on_evaluated, progress=job.progress and _is_main(),
+                  score_many=scorer.score_many)
+    if job.algorithm == "nsga2":
+        cost_names = job.objectives[1:] or ["flops"]
+        result = engine.nsga2_search(genes.counts, scorer, [(n, measures[n]) for n in cost_names], constraints,
+                                     config, **common)
+    elif job.algorithm == "random":
+        result = engine.random_search(genes.counts, scorer, constraints, config, **common)
+    else:
+        result = engine.evolution_search(genes.counts, scorer, constraints, config, **common)
+    if writer:
+        writer.close()
+    elapsed = time.perf_counter() - started
+    return write_outputs(job, space, genes, measures, result, elapsed) if _is_main() else {}
+
+
+def write_outputs(job: SearchJob, space, genes: GeneMap, measures: dict, result, elapsed: float) -> dict:
+    from spos.search import plots
+
+    output = Path(job.output)
+    best = genes.arch(result.best_genes)
+    best_measures = {name: measure(result.best_genes) for name, measure in measures.items()}
+    save_architecture(output / "best.json", best, space, accuracy=result.best_score, **best_measures)
+    front_dir = output / "front"
+    front_files = []
+    for i, record in enumerate(result.front):
+        arch = genes.arch(record["genes"])
+        extra = {name: measure(record["genes"]) for name, measure in measures.items()}
+        front_files.append(str(save_architecture(front_dir / f"arch-{i:02d}.json", arch, space,
+                                                 accuracy=record["score"], **extra)))
+    x_key = "latency" if "latency" in job.objectives or job.latency_max is not None else "flops"
+    records = [{**r, **{n: m(r["genes"]) for n, m in measures.items()}} for r in result.records]
+    front = [{**r, **{n: m(r["genes"]) for n, m in measures.items()}} for r in result.front]
+    best_record = {"score": result.best_score, **best_measures}
+    scatter = plots.plot_search_scatter(records, x_key, output / "search_scatter.png", front=front,
+                                        best=best_record)
+    curve = plots.plot_best_per_generation(result.best_per_generation, output / "best_per_generation.png")
+    summary = {
+        "best": {"arch": str(best), "accuracy": result.best_score, **best_measures},
+        "scored": result.num_scored, "seconds": elapsed, "algorithm": job.algorithm,
+        "limits": {k: getattr(job, k) for k in ("flops_max", "flops_min", "params_max", "latency_max")
+                   if getattr(job, k) is not None},
+        "files": {"history": str(output / "history.jsonl"), "best": str(output / "best.json"),
+                  "front": front_files, "plots": [str(scatter), str(curve)]},
+    }
+    (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
