@@ -1,0 +1,375 @@
+"""Datasets, transforms, hold-out splits and loaders.
+
+Names: ``imagefolder`` (ImageNet layout), ``cifar10``, ``cifar100``, ``mnist`` (torchvision),
+``digits`` (scikit-learn's 1,797 real 8x8 digits, the embedded default: needs nothing outside
+the install), ``synthetic`` (random tensors). A hold-out split is carved from the training set,
+as the paper holds out 50,000 ImageNet training images: the search scores candidates on it,
+never on the val/test set.
+
+Small datasets live in memory as tensors (`TensorImages`) and are batched by indexing whole
+batches at once, so a CPU run spends its time in the network, not in per-image Python.
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+
+from spos.errors import UserError
+
+DATASETS = ("imagefolder", "cifar10", "cifar100", "mnist", "digits", "synthetic")
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    num_classes: int
+    input_size: int
+    in_channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+_INFO = {
+    "imagefolder": DatasetInfo("imagefolder", 1000, 224, 3, IMAGENET_MEAN, IMAGENET_STD),
+    "cifar10": DatasetInfo("cifar10", 10, 32, 3, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": DatasetInfo("cifar100", 100, 32, 3, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "mnist": DatasetInfo("mnist", 10, 32, 1, (0.1307,), (0.3081,)),
+    "digits": DatasetInfo("digits", 10, 8, 1, (0.3053,), (0.3760,)),
+    "synthetic": DatasetInfo("synthetic", 10, 32, 3, (0.0,), (1.0,)),
+}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    if name not in _INFO:
+        raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return _INFO[name]
+
+
+@dataclass
+class Splits:
+    train: Dataset
+    holdout: Dataset | None
+    val: Dataset
+    info: DatasetInfo
+
+
+class TensorImages(Dataset):
+    """Images and labels held as tensors; ``augment`` is applied per batch on the train side."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, augment: str | None = None) -> None:
+        self.images, self.labels, self.augment = images, labels, augment
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        return self.get_batch(torch.as_tensor([index]))[0][0], self.labels[index]
+
+    def subset(self, indices: Sequence[int] | torch.Tensor, augment: str | None = None) -> "TensorImages":
+        indices = torch.as_tensor(indices, dtype=torch.long)
+        return TensorImages(self.images[indices], self.labels[indices], augment)
+
+    def get_batch(self, indices: torch.Tensor, generator: torch.Generator | None = None):
+        x = self.images[indices]
+        if self.augment == "crop-flip":
+            x = random_crop_flip(x, padding=4 if x.shape[-1] >= 32 else 1, generator=generator)
+        elif self.augment == "shift":
+            x = random_crop_flip(x, padding=1, flip=False, generator=generator)
+        return x, self.labels[indices]
+
+
+def random_crop_flip(x: torch.Tensor, padding: int, flip: bool = True,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per-image random crop after zero padding (and horizontal flip), done for a whole batch."""
+    n, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (padding,) * 4)
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :]
+    out = padded[torch.arange(n)[:, None, None, None], torch.arange(x.shape[1])[None, :, None, None], rows, cols]
+    if flip:
+        mirror = torch.rand(n, generator=generator) < 0.5
+        out[mirror] = out[mirror].flip(-1)
+    return out
+
+
+def _normalise(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    shape = (1, -1, 1, 1)
+    return (images - torch.tensor(mean).view(shape)) / torch.tensor(std).view(shape)
+
+
+def _from_uint8_hwc(array: np.ndarray, info: DatasetInfo) -> torch.Tensor:
+    images = torch.from_numpy(np.ascontiguousarray(array)).float().div_(255)
+    images = images.permute(0, 3, 1, 2) if images.ndim == 4 else images.unsqueeze(1)
+    return _normalise(images, info.mean, info.std).contiguous()
+
+
+# ----------------------------------------------------------------------------------------------
+# The datasets
+
+
+def _digits(info: DatasetInfo):
+    """scikit-learn's 8x8 digits with a fixed stratified 80/20 split (independent of --seed)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = torch.from_numpy(digits.images).float().div_(16).unsqueeze(1)
+    labels = torch.from_numpy(digits.target).long()
+    train_idx, val_idx = train_test_split(np.arange(len(labels)), test_size=0.2, random_state=0,
+                                          stratify=digits.target)
+    images = _normalise(images, info.mean, info.std)
+    data = TensorImages(images, labels)
+    return data.subset(train_idx, "shift"), data.subset(val_idx)
+
+
+def _synthetic(info: DatasetInfo, size: int, seed: int):
+    """Random images whose class shifts their mean a little: learnable, deterministic from the seed."""
+    generator = torch.Generator().manual_seed(seed)
+    shape = (info.in_channels, info.input_size, info.input_size)
+
+    def make(n: int):
+        labels = torch.randint(0, info.num_classes, (n,), generator=generator)
+        images = torch.randn(n, *shape, generator=generator)
+        images += (labels.float() / info.num_classes - 0.5).view(-1, 1, 1, 1)
+        return TensorImages(images, labels)
+
+    return make(size), make(max(size // 5, 1))
+
+
+def _npz_path(root: Path) -> Path | None:
+    if root.suffix == ".npz" and root.is_file():
+        return root
+    for candidate in (root / "cifar10_subset.npz", root / "cifar-10-subset" / "cifar10_subset.npz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _cifar_npz(path: Path, info: DatasetInfo):
+    with np.load(path) as z:
+        missing = {"x_train", "y_train", "x_test", "y_test"} - set(z.files)
+        if missing:
+            raise UserError(f"{path}: missing arrays {sorted(missing)}; expected x_train, y_train, x_test, y_test")
+        train = TensorImages(_from_uint8_hwc(z["x_train"], info), torch.from_numpy(z["y_train"]).long(), "crop-flip")
+        val = TensorImages(_from_uint8_hwc(z["x_test"], info), torch.from_numpy(z["y_test"]).long())
+    return train, val
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        data = handle.read()
+    dims = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def _mnist(root: Path, info: DatasetInfo):
+    """MNIST read straight from the idx files (gzipped or not): works from a read-only folder.
+
+    Images are padded from 28x28 to 32x32, the size of the CIFAR-style spaces.
+    """
+    raw = root / "MNIST" / "raw" if (root / "MNIST").is_dir() else root / "raw" if (root / "raw").is_dir() else root
+
+    def find(stem: str) -> Path:
+        for candidate in (raw / stem, raw / f"{stem}.gz"):
+            if candidate.is_file():
+                return candidate
+        raise UserError(f"mnist: no {stem}(.gz) in {raw}; expected ROOT/MNIST/raw/*-idx?-ubyte.gz "
+                        "(or pass --download on a machine that is online)")
+
+    def load(prefix: str, augment: str | None):
+        images = torch.from_numpy(_read_idx(find(f"{prefix}-images-idx3-ubyte")).copy()).float().div_(255)
+        images = torch.nn.functional.pad(images.unsqueeze(1), (2, 2, 2, 2))
+        labels = torch.from_numpy(_read_idx(find(f"{prefix}-labels-idx1-ubyte")).copy()).long()
+        return TensorImages(_normalise(images, info.mean, info.std), labels, augment)
+
+    return load("train", "shift"), load("t10k", None)
+
+
+def _torchvision_cifar(name: str, root: Path, download: bool, info: DatasetInfo):
+    from torchvision import datasets
+
+    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+    try:
+        train = cls(str(root), train=True, download=download)
+        val = cls(str(root), train=False, download=download)
+    except RuntimeError:
+        raise UserError(f"{name}: no dataset in {root}; expected torchvision's layout (e.g. "
+                        f"{root}/cifar-10-batches-py), or pass --download on a machine that is online") from None
+    return (TensorImages(_from_uint8_hwc(train.data, info), torch.tensor(train.targets), "crop-flip"),
+            TensorImages(_from_uint8_hwc(val.data, info), torch.tensor(val.targets)))
+
+
+def _imagefolder(root: Path, input_size: int):
+    from torchvision import datasets, transforms
+
+    for split in ("train", "val"):
+        folder = root / split
+        if not folder.is_dir():
+            raise UserError(f"imagefolder: no folder {folder}; expected ROOT/train/CLASS/*.jpg and "
+                            "ROOT/val/CLASS/*.jpg")
+    normalise = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    train_tf = transforms.Compose([transforms.RandomResizedCrop(input_size), transforms.RandomHorizontalFlip(),
+                                   transforms.ColorJitter(0.4, 0.4, 0.4), transforms.ToTensor(), normalise])
+    eval_tf = transforms.Compose([transforms.Resize(int(input_size / 0.875)), transforms.CenterCrop(input_size),
+                                  transforms.ToTensor(), normalise])
+    try:
+        train = datasets.ImageFolder(str(root / "train"), train_tf)
+        val = datasets.ImageFolder(str(root / "val"), eval_tf)
+        train_eval = datasets.ImageFolder(str(root / "train"), eval_tf)
+    except (FileNotFoundError, RuntimeError) as error:
+        raise UserError(f"imagefolder: {str(error).splitlines()[0]}; expected ROOT/train/CLASS/*.jpg") from None
+    if train.classes != val.classes:
+        raise UserError(f"imagefolder: train has {len(train.classes)} classes but val has {len(val.classes)}; "
+                        "both need the same CLASS folders")
+    return train, val, train_eval
+
+
+def _holdout_indices(n: int, holdout: float | int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    count = int(round(holdout * n)) if isinstance(holdout, float) else int(holdout)
+    if isinstance(holdout, float) and not 0 < holdout < 1:
+        raise UserError(f"holdout fraction {holdout} must be between 0 and 1")
+    if not 0 < count < n:
+        raise UserError(f"holdout {holdout} leaves no training images (the training set has {n}); "
+                        f"give a count below {n} or a fraction")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[count:].sort().values, order[:count].sort().values
+
+
+def build_datasets(name: str, root: str | Path | None = None, *, download: bool = False,
+                   holdout: float | int = 0, seed: int = 0, input_size: int | None = None,
+                   num_classes: int | None = None, synthetic_size: int = 512) -> Splits:
+    """Train, hold-out and val sets of a dataset, with its facts (classes, size, channels, stats)."""
+    info = dataset_info(name)
+    needs_root = name in ("imagefolder", "cifar10", "cifar100", "mnist")
+    if needs_root and root is None:
+        raise UserError(f"{name} needs --data-root (the folder holding the dataset)")
+    path = Path(root) if root is not None else None
+    if needs_root and not path.exists() and not download:
+        raise UserError(f"{name}: data root {path} does not exist; pass the right --data-root "
+                        "(or --download on a machine that is online)")
+    train_eval = None
+    if name == "digits":
+        train, val = _digits(info)
+    elif name == "synthetic":
+        info = DatasetInfo("synthetic", num_classes or info.num_classes, input_size or info.input_size,
+                           info.in_channels, info.mean, info.std)
+        train, val = _synthetic(info, synthetic_size, seed)
+    elif name == "mnist":
+        train, val = _mnist(path, info)
+    elif name == "cifar10" and _npz_path(path) is not None:
+        train, val = _cifar_npz(_npz_path(path), info)
+    elif name in ("cifar10", "cifar100"):
+        train, val = _torchvision_cifar(name, path, download, info)
+    else:
+        size = input_size or info.input_size
+        train, val, train_eval = _imagefolder(path, size)
+        info = DatasetInfo(name, len(train.classes), size, 3, info.mean, info.std)
+    held = None
+    if holdout:
+        keep, held_idx = _holdout_indices(len(train), holdout, seed)
+        if isinstance(train, TensorImages):
+            train, held = train.subset(keep, train.augment), train.subset(held_idx)
+        else:
+            train, held = Subset(train, keep.tolist()), Subset(train_eval, held_idx.tolist())
+    return Splits(train, held, val, info)
+
+
+# ----------------------------------------------------------------------------------------------
+# Loaders
+
+
+class EpochShuffle(Sampler):
+    """A shuffled order that is a function of (seed, epoch) only, so a resumed run sees the same
+    batches as an uninterrupted one. Under torch.distributed each rank takes every world-th index."""
+
+    def __init__(self, size: int, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1) -> None:
+        self.size, self.seed, self.shuffle, self.rank, self.world = size, seed, shuffle, rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def order(self) -> torch.Tensor:
+        if not self.shuffle:
+            order = torch.arange(self.size)
+        else:
+            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100003 + self.epoch))
+        if self.world > 1:
+            usable = len(order) - len(order) % self.world
+            order = order[self.rank:usable:self.world]
+        return order
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order().tolist())
+
+    def __len__(self) -> int:
+        return self.size // self.world if self.world > 1 else self.size
+
+
+class TensorBatches:
+    """Batches of a `TensorImages` by indexing whole batches: no per-image Python, no workers needed."""
+
+    def __init__(self, data: TensorImages, sampler: EpochShuffle, batch_size: int, drop_last: bool) -> None:
+        self.dataset, self.sampler, self.batch_size, self.drop_last = data, sampler, batch_size, drop_last
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self):
+        order = self.sampler.order()
+        generator = torch.Generator().manual_seed(self.sampler.seed * 7919 + self.sampler.epoch)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            yield self.dataset.get_batch(order[start:start + self.batch_size], generator)
+
+
+def _rank_world(distributed: bool) -> tuple[int, int]:
+    if distributed and torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def build_loader(dataset: Dataset, *, batch_size: int, train: bool, workers: int = 0, seed: int = 0,
+                 drop_last: bool | None = None, distributed: bool = False, device: str = "cpu"):
+    """An iterable of (images, labels) batches with ``set_epoch(e)``; the order depends on (seed, e) only."""
+    if batch_size < 1:
+        raise UserError(f"batch size must be at least 1, got {batch_size}")
+    rank, world = _rank_world(distributed)
+    drop_last = train if drop_last is None else drop_last
+    if drop_last and len(dataset) < batch_size * world:
+        drop_last = False  # a tiny dataset still yields one (short) batch
+    sampler = EpochShuffle(len(dataset), seed, shuffle=train, rank=rank, world=world)
+    if isinstance(dataset, TensorImages):
+        return TensorBatches(dataset, sampler, batch_size, drop_last)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                        pin_memory=str(device).startswith("cuda"), drop_last=drop_last,
+                        persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
+    loader.set_epoch = sampler.set_epoch  # type: ignore[attr-defined]
+    return loader
+
+
+def recalibration_batches(dataset: Dataset, *, batch_size: int, num_batches: int, seed: int) -> list:
+    """A fixed random subset of training batches (deterministic by seed) for BN recalibration."""
+    loader = build_loader(dataset, batch_size=batch_size, train=True, seed=seed + 1)
+    batches = []
+    for batch in loader:
+        batches.append(batch)
+        if len(batches) == num_batches:
+            break
+    return batches
