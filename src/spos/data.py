@@ -237,6 +237,15 @@ def _imagefolder(root: Path, input_size: int):
     return train, val, train_eval
 
 
+def parse_holdout(text: str) -> float | int:
+    """``--holdout`` as given on the command line: a count (50000) or a fraction (0.2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise UserError(f"--holdout {text!r}: give a count (e.g. 50000) or a fraction (e.g. 0.2)") from None
+    return value if 0 < value < 1 else int(value)
+
+
 def _holdout_indices(n: int, holdout: float | int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     count = int(round(holdout * n)) if isinstance(holdout, float) else int(holdout)
     if isinstance(holdout, float) and not 0 < holdout < 1:

@@ -81,12 +81,13 @@ def get_entry(name: str) -> ZooEntry:
     return ZOO[name]
 
 
-def resolve_architecture(reference: str, *, space: SearchSpace | None = None, **adapt
-                         ) -> tuple[Architecture, SearchSpace]:
+def resolve_architecture(reference: str, *, space: SearchSpace | None = None, default_space: str = "oneshot",
+                         **adapt) -> tuple[Architecture, SearchSpace]:
     """A zoo name, an architecture file, or the compact text ``B,..,B/C,..,C``, with its space.
 
     ``space`` (when given) wins over the space a zoo entry or a file names; ``adapt`` (input_size,
-    num_classes, in_channels, width_mult) adapts a zoo entry's space to the data.
+    num_classes, in_channels, width_mult) adapts a zoo entry's space to the data; text and files
+    that name no space get ``default_space``.
     """
     if reference in ZOO:
         entry = ZOO[reference]
@@ -95,10 +96,10 @@ def resolve_architecture(reference: str, *, space: SearchSpace | None = None, **
     path = Path(reference)
     if path.suffix == ".json" or path.is_file():
         arch, file_space = load_architecture(path)
-        space = space or file_space or get_space(**adapt)
+        space = space or file_space or get_space(default_space, **adapt)
         return arch.validate(space), space
     if "/" in reference and "," in reference:
-        space = space or get_space(**adapt)
+        space = space or get_space(default_space, **adapt)
         return Architecture.parse(reference).validate(space), space
     raise UserError(f"unknown architecture {reference!r}: not a zoo name ({', '.join(ZOO)}), "
                     "an architecture file, or 'B,..,B/C,..,C' text")

@@ -62,7 +62,8 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from spos.errors import UserError
-    from spos.search.run import SearchJob, parse_holdout, run_search
+    from spos.data import parse_holdout
+    from spos.search.run import SearchJob, run_search
 
     objectives = [name.strip() for name in args.objectives.split(",")] if args.objectives else []
     if objectives and (objectives[0] != "acc" or len(objectives) < 2):

@@ -52,14 +52,6 @@ class SearchJob:
     progress: bool = True
 
 
-def parse_holdout(text: str) -> float | int:
-    try:
-        value = float(text)
-    except ValueError:
-        raise UserError(f"--holdout {text!r}: give a count (e.g. 50000) or a fraction (e.g. 0.2)") from None
-    return value if 0 < value < 1 else int(value)
-
-
 class GeneMap:
     """Maps the engine's genes to architectures: block-only search fixes channels at scale 1.0,
     channel-only search fixes blocks at 3x3, and the engine sees one choice for fixed genes."""
@@ -165,7 +157,7 @@ def load_scoring_data(job: SearchJob, space: SearchSpace, device):
 
 def run_search(job: SearchJob) -> dict:
     """Run one search; returns the summary that is also written to OUTPUT/summary.json."""
-    from spos.search import engine, plots
+    from spos.search import engine
     from spos.search.scoring import SupernetScorer
 
     if job.algorithm not in ("evolution", "random", "nsga2"):
@@ -202,6 +194,7 @@ def run_search(job: SearchJob) -> dict:
         if writer:
             writer.write(record)
 
+    front_cost = measures["latency" if "latency" in measures and job.latency_max is not None else "flops"]
     started = time.perf_counter()
     common = dict(history=history, on_evaluated=on_evaluated, progress=job.progress and _is_main(),
                   score_many=scorer.score_many)
@@ -210,9 +203,9 @@ def run_search(job: SearchJob) -> dict:
         result = engine.nsga2_search(genes.counts, scorer, [(n, measures[n]) for n in cost_names], constraints,
                                      config, **common)
     elif job.algorithm == "random":
-        result = engine.random_search(genes.counts, scorer, constraints, config, **common)
+        result = engine.random_search(genes.counts, scorer, constraints, config, front_cost=front_cost, **common)
     else:
-        result = engine.evolution_search(genes.counts, scorer, constraints, config, **common)
+        result = engine.evolution_search(genes.counts, scorer, constraints, config, front_cost=front_cost, **common)
     if writer:
         writer.close()
     elapsed = time.perf_counter() - started
@@ -237,8 +230,9 @@ def write_outputs(job: SearchJob, space, genes: GeneMap, measures: dict, result,
     records = [{**r, **{n: m(r["genes"]) for n, m in measures.items()}} for r in result.records]
     front = [{**r, **{n: m(r["genes"]) for n, m in measures.items()}} for r in result.front]
     best_record = {"score": result.best_score, **best_measures}
+    limit = job.latency_max if x_key == "latency" else job.flops_max
     scatter = plots.plot_search_scatter(records, x_key, output / "search_scatter.png", front=front,
-                                        best=best_record)
+                                        best=best_record, limit=limit)
     curve = plots.plot_best_per_generation(result.best_per_generation, output / "best_per_generation.png")
     summary = {
         "best": {"arch": str(best), "accuracy": result.best_score, **best_measures},

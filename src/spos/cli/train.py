@@ -1,0 +1,147 @@
+"""`spos train-supernet`, `spos train` and `spos eval`."""
+
+from __future__ import annotations
+
+import json
+
+from spos.cli._common import add_command
+
+ORDER = 20
+
+
+def _add_run_arguments(parser, default_config: str) -> None:
+    parser.add_argument("--config", default=default_config,
+                        help=f"a shipped recipe name or a YAML file (default {default_config}); "
+                             "shipped: imagenet-supernet, imagenet-retrain, cifar10-supernet, cifar10-retrain, "
+                             "digits-supernet, digits-retrain")
+    parser.add_argument("--data", default=None, help="dataset: imagefolder, cifar10, cifar100, mnist, digits, synthetic")
+    parser.add_argument("--data-root", default=None, help="dataset folder (or the CIFAR-10 subset .npz)")
+    parser.add_argument("--download", action="store_true", help="download the dataset if missing (needs internet)")
+    parser.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    parser.add_argument("--batch-size", type=int, default=None, help="override data.batch_size (per process)")
+    parser.add_argument("--lr", type=float, default=None, help="override optim.lr")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--seed", type=int, default=None, help="override train.seed")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config key, e.g. --set optim.weight_decay=1e-4 (repeatable)")
+    parser.add_argument("--output", default=None, help="run folder (default runs/<command>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def register(subparsers) -> None:
+    supernet = add_command(
+        subparsers, "train-supernet", help="train a weight-sharing supernet with uniform single-path sampling",
+        description="Train the supernet: every step samples one path (block and channel choice per layer) "
+                    "uniformly, optionally inside a FLOPs window; each epoch validates K paths after BN "
+                    "recalibration. Checkpoints every epoch; --resume continues a killed run exactly.",
+        example="spos train-supernet --config imagenet-supernet --data-root /data/imagenet --output runs/supernet")
+    _add_run_arguments(supernet, "digits-supernet")
+    supernet.set_defaults(func=run_train, kind="supernet")
+
+    fixed = add_command(
+        subparsers, "train", help="train one architecture from scratch (a zoo name or a file from `spos search`)",
+        description="Train a fixed network from scratch with the ImageNet recipe (cosine LR with warm-up, "
+                    "label smoothing, no weight decay on BN/bias, optional mixup and EMA).",
+        example="spos train --arch runs/search/best.json --config imagenet-retrain --data-root /data/imagenet")
+    fixed.add_argument("--arch", default=None, metavar="NAME_OR_FILE",
+                       help="zoo name, architecture file, or 'B,..,B/C,..,C' (default: the config's)")
+    _add_run_arguments(fixed, "digits-retrain")
+    fixed.set_defaults(func=run_train, kind="fixed")
+
+    evaluate = add_command(
+        subparsers, "eval", help="evaluate a checkpoint: top-1, top-5 and loss on a dataset split",
+        description="Evaluate a fixed-network checkpoint (or one supernet path with --arch) on a split.",
+        example="spos eval runs/train/best.pt --data imagefolder --data-root /data/imagenet --split val")
+    evaluate.add_argument("checkpoint", metavar="CKPT")
+    evaluate.add_argument("--data", default=None, help="dataset (default: the one the checkpoint was trained on)")
+    evaluate.add_argument("--data-root", default=None)
+    evaluate.add_argument("--split", choices=("val", "holdout", "train"), default="val")
+    evaluate.add_argument("--holdout", default=None, help="hold-out size when --split holdout (count or fraction)")
+    evaluate.add_argument("--arch", default=None, help="for a supernet checkpoint: the path to evaluate")
+    evaluate.add_argument("--bn-batches", type=int, default=20, help="BN recalibration batches for a supernet path")
+    evaluate.add_argument("--ema", action="store_true", help="evaluate the EMA weights when the checkpoint has them")
+    evaluate.add_argument("--batch-size", type=int, default=256)
+    evaluate.add_argument("--device", default=None)
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.set_defaults(func=run_eval)
+
+
+def _sections(args) -> dict:
+    sections: dict = {}
+    data = {k: v for k, v in (("name", args.data), ("root", args.data_root), ("batch_size", args.batch_size))
+            if v is not None}
+    if args.download:
+        data["download"] = True
+    train = {k: v for k, v in (("epochs", args.epochs), ("device", args.device), ("seed", args.seed)) if v is not None}
+    if args.epochs is not None:
+        train["iterations"] = None
+    for key, value in (("data", data), ("train", train), ("optim", {"lr": args.lr} if args.lr is not None else {})):
+        if value:
+            sections[key] = value
+    if getattr(args, "arch", None):
+        sections["arch"] = args.arch
+    return sections
+
+
+def run_train(args) -> int:
+    from spos.errors import UserError
+    from spos.train import load_config, run_training
+
+    config = load_config(args.config, args.overrides, **_sections(args))
+    if config["kind"] != args.kind:
+        raise UserError(f"config {args.config!r} is a {config['kind']} recipe; use "
+                        f"`spos {'train-supernet' if config['kind'] == 'supernet' else 'train'}` for it")
+    output = args.output or f"runs/{'supernet' if args.kind == 'supernet' else 'train'}"
+    result = run_training(config, output, resume=args.resume, progress=not args.no_progress)
+    if result.history:
+        last = result.history[-1]
+        print(f"done: best top-1 {result.best_top1:.4f}, last top-1 {last['val_top1']:.4f} after {last['step']} steps")
+    print(f"checkpoints: {result.output}/last.pt, {result.output}/best.pt; metrics: {result.output}/metrics.csv")
+    return 0
+
+
+def run_eval(args) -> int:
+    from spos import checkpoint
+    from spos.data import build_datasets, build_loader, recalibration_batches
+    from spos.errors import UserError
+    from spos.data import parse_holdout
+    from spos.train import evaluate, recalibrate_bn
+    from spos.train.distributed import local_device
+
+    data = checkpoint.load(args.checkpoint)
+    model = checkpoint.build_model(data, prefer_ema=args.ema)
+    config = data.get("config") or {}
+    name = args.data or config.get("data", {}).get("name")
+    root = args.data_root or config.get("data", {}).get("root")
+    if not name:
+        raise UserError("this checkpoint does not say which data it was trained on; pass --data")
+    holdout = parse_holdout(args.holdout) if args.holdout else config.get("data", {}).get("holdout", 0)
+    if args.split == "holdout" and not holdout:
+        raise UserError("--split holdout needs --holdout N (or a fraction)")
+    space = model.space
+    splits = build_datasets(name, root, holdout=holdout, seed=config.get("train", {}).get("seed", 0),
+                            input_size=space.input_size)
+    if (splits.info.num_classes, splits.info.in_channels) != (space.num_classes, space.in_channels):
+        raise UserError(f"{name} has {splits.info.num_classes} classes and {splits.info.in_channels} channels but "
+                        f"the network expects {space.num_classes} and {space.in_channels}")
+    device = local_device(args.device)
+    model.to(device)
+    arch = None
+    if data["kind"] == "supernet":
+        if not args.arch:
+            raise UserError("a supernet checkpoint needs --arch: the path to evaluate ('B,..,B/C,..,C' or a file)")
+        from spos.zoo import resolve_architecture
+
+        arch = resolve_architecture(args.arch, space=space)[0]
+        recalibrate_bn(model, recalibration_batches(splits.train, batch_size=args.batch_size,
+                                                    num_batches=args.bn_batches, seed=0), arch=arch)
+    dataset = {"val": splits.val, "holdout": splits.holdout, "train": splits.train}[args.split]
+    metrics = evaluate(model, build_loader(dataset, batch_size=args.batch_size, train=False), arch=arch,
+                       device=device)
+    if args.json:
+        print(json.dumps({"split": args.split, "images": len(dataset), **metrics}))
+    else:
+        print(f"{args.split} ({len(dataset)} images): top-1 {metrics['top1']:.4f}  top-5 {metrics['top5']:.4f}  "
+              f"loss {metrics['loss']:.4f}")
+    return 0

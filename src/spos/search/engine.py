@@ -1,0 +1,402 @@
+"""A search engine over any discrete space given as choice counts: evolution, random, NSGA-II.
+
+A candidate is a tuple of ints ``genes`` with ``0 <= genes[i] < counts[i]``. The engine knows
+nothing of networks: it is handed a score function (higher is better) and constraints (cheap
+measures with limits), so it is tested on known objectives and serves the supernet unchanged.
+
+- A candidate that breaks a limit is never scored; limits that leave no room fail at once.
+- Every candidate is scored once (a cache keyed by its genes); same seed, same result.
+- ``history`` (records of an earlier, killed run) pre-fills the cache: the search replays the
+  same random stream from the start and only scores what the cache lacks, so a resumed run
+  scores nothing twice and ends exactly where an uninterrupted one ends.
+- ``score_many`` scores a generation's new candidates in one call (torchrun ranks split it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from tqdm import tqdm
+
+from spos.errors import UserError
+
+log = logging.getLogger(__name__)
+
+Genes = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``measure(genes) <= limit``; measures must be cheap (analytic FLOPs, a latency table)."""
+
+    name: str
+    measure: Callable[[Genes], float]
+    limit: float
+
+    def holds(self, genes: Genes) -> bool:
+        return self.measure(genes) <= self.limit
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Defaults are the official SPOS search: 50 x 20, top 10 parents, 25 mutations (p=0.1), 25 crossovers."""
+
+    population: int = 50
+    generations: int = 20
+    parents: int = 10
+    mutations: int = 25
+    crossovers: int = 25
+    mutation_prob: float = 0.1
+    seed: int = 0
+    max_tries: int = 10_000
+
+
+@dataclass
+class SearchResult:
+    best_genes: Genes
+    best_score: float
+    records: list[dict]
+    best_per_generation: list[float]
+    front: list[dict] = field(default_factory=list)
+    num_scored: int = 0
+    score_seconds: float = 0.0
+    total_seconds: float = 0.0
+
+    def top(self, k: int) -> list[dict]:
+        return sorted(self.records, key=lambda r: -r["score"])[:k]
+
+
+# ----------------------------------------------------------------------------------------------
+# History files
+
+
+class HistoryWriter:
+    """JSON lines, flushed and fsynced per record: a kill loses at most the record being written."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = open(self.path, "a")
+
+    def write(self, record: dict) -> None:
+        self._handle.write(json.dumps(record) + "\n")
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def read_history(path: str | Path) -> list[dict]:
+    """Records of a history file; a half-written last line (a kill mid-write) is dropped and cut off."""
+    path = Path(path)
+    records, good_bytes = [], 0
+    with open(path, "rb") as handle:
+        for line in handle:
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict) or "genes" not in record or "score" not in record:
+                    raise ValueError
+            except ValueError:
+                break
+            records.append(record)
+            good_bytes += len(line)
+    if good_bytes < path.stat().st_size:
+        log.warning(f"warning: {path}: dropped a damaged record after {len(records)} good ones")
+        with open(path, "r+b") as handle:
+            handle.truncate(good_bytes)
+    return records
+
+
+# ----------------------------------------------------------------------------------------------
+# Scoring with a cache
+
+
+class Evaluator:
+    def __init__(self, score_fn, score_many, history: Iterable[dict], on_evaluated) -> None:
+        self.score_fn, self.score_many, self.on_evaluated = score_fn, score_many, on_evaluated
+        self.cache: dict[Genes, float] = {tuple(r["genes"]): float(r["score"]) for r in history}
+        self.records: dict[Genes, dict] = {}
+        self.num_scored = 0
+        self.seconds = 0.0
+
+    def evaluate(self, candidates: Sequence[Genes], generation: int) -> list[float]:
+        fresh = list(dict.fromkeys(g for g in candidates if g not in self.cache))
+        if fresh:
+            started = time.perf_counter()
+            scores = self.score_many(fresh) if self.score_many else [self.score_fn(g) for g in fresh]
+            self.seconds += time.perf_counter() - started
+            self.num_scored += len(fresh)
+            for genes, score in zip(fresh, scores):
+                self.cache[genes] = float(score)
+                if self.on_evaluated:
+                    self.on_evaluated({"genes": list(genes), "score": float(score), "generation": generation})
+        for genes in candidates:
+            self.records.setdefault(genes, {"genes": list(genes), "score": self.cache[genes], "generation": generation})
+        return [self.cache[g] for g in candidates]
+
+    def best(self) -> tuple[Genes, float]:
+        genes = max(self.records, key=lambda g: (self.records[g]["score"], [-x for x in g]))
+        return genes, self.records[genes]["score"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Candidates
+
+
+def _valid(genes: Genes, constraints: Sequence[Constraint]) -> bool:
+    return all(c.holds(genes) for c in constraints)
+
+
+def random_valid(counts: Sequence[int], rng: random.Random, constraints: Sequence[Constraint],
+                 max_tries: int, avoid: set | None = None) -> Genes | None:
+    """A uniformly random candidate within the limits (and not in ``avoid``); None after max_tries."""
+    for _ in range(max_tries):
+        genes = tuple(rng.randrange(n) for n in counts)
+        if (avoid is None or genes not in avoid) and _valid(genes, constraints):
+            return genes
+    return None
+
+
+def check_feasible(counts: Sequence[int], constraints: Sequence[Constraint], seed: int, tries: int) -> None:
+    """Fail at once, naming the tightest limit, when random draws find no candidate within the limits."""
+    if not constraints:
+        return
+    rng = random.Random(seed ^ 0x5EED)
+    smallest = {c.name: float("inf") for c in constraints}
+    for _ in range(tries):
+        genes = tuple(rng.randrange(n) for n in counts)
+        values = {c.name: c.measure(genes) for c in constraints}
+        if all(values[c.name] <= c.limit for c in constraints):
+            return
+        for name, value in values.items():
+            smallest[name] = min(smallest[name], value)
+    broken = [c for c in constraints if smallest[c.name] > c.limit]
+    worst = broken[0] if broken else constraints[0]
+    raise UserError(f"no architecture satisfies {worst.name} <= {worst.limit:g} in {tries} random draws "
+                    f"(smallest seen: {smallest[worst.name]:g}); relax that limit")
+
+
+def mutate(genes: Genes, counts: Sequence[int], rng: random.Random, prob: float) -> Genes:
+    return tuple(rng.randrange(n) if rng.random() < prob else g for g, n in zip(genes, counts))
+
+
+def crossover(a: Genes, b: Genes, rng: random.Random) -> Genes:
+    return tuple(x if rng.random() < 0.5 else y for x, y in zip(a, b))
+
+
+def _children(make: Callable[[], Genes], wanted: int, constraints, seen: set, tries: int) -> list[Genes]:
+    """Up to ``wanted`` new valid candidates from ``make``, within a bounded number of tries."""
+    children: list[Genes] = []
+    for _ in range(tries):
+        if len(children) >= wanted:
+            break
+        child = make()
+        if child not in seen and _valid(child, constraints):
+            seen.add(child)
+            children.append(child)
+    return children
+
+
+def _fill_random(population: list[Genes], size: int, counts, rng, constraints, seen: set, tries: int) -> None:
+    while len(population) < size:
+        genes = random_valid(counts, rng, constraints, tries, avoid=seen)
+        if genes is None:
+            break  # the space within the limits is (nearly) exhausted: search with what there is
+        seen.add(genes)
+        population.append(genes)
+
+
+# ----------------------------------------------------------------------------------------------
+# The algorithms
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    return tqdm(total=total, disable=not enabled, desc=desc, dynamic_ncols=True, leave=False)
+
+
+def evolution_search(counts: Sequence[int], score_fn: Callable[[Genes], float],
+                     constraints: Sequence[Constraint] = (), config: SearchConfig = SearchConfig(), *,
+                     history: Iterable[dict] = (), on_evaluated=None, progress: bool = True,
+                     score_many=None, front_cost: Callable[[Genes], float] | None = None) -> SearchResult:
+    """The official SPOS evolution: parents are the top-k of everything scored so far."""
+    started = time.perf_counter()
+    check_feasible(counts, constraints, config.seed, config.max_tries)
+    rng = random.Random(config.seed)
+    evaluator = Evaluator(score_fn, score_many, history, on_evaluated)
+    seen: set[Genes] = set()
+    population: list[Genes] = []
+    _fill_random(population, config.population, counts, rng, constraints, seen, config.max_tries)
+    best_per_generation = []
+    bar = _progress(config.generations, progress, "evolution")
+    for generation in range(config.generations):
+        evaluator.evaluate(population, generation)
+        best_per_generation.append(evaluator.best()[1])
+        bar.update(1)
+        bar.set_postfix(best=f"{best_per_generation[-1]:.4f}")
+        if generation == config.generations - 1:
+            break
+        ranked = sorted(evaluator.records.values(), key=lambda r: -r["score"])
+        parents = [tuple(r["genes"]) for r in ranked[:config.parents]]
+        tries = config.max_tries
+        mutated = _children(lambda: mutate(rng.choice(parents), counts, rng, config.mutation_prob),
+                            config.mutations, constraints, seen, tries)
+        crossed = _children(lambda: crossover(rng.choice(parents), rng.choice(parents), rng),
+                            config.crossovers, constraints, seen, tries)
+        population = mutated + crossed
+        _fill_random(population, config.population, counts, rng, constraints, seen, tries)
+    bar.close()
+    return _result(evaluator, best_per_generation, started, front_cost)
+
+
+def random_search(counts: Sequence[int], score_fn: Callable[[Genes], float],
+                  constraints: Sequence[Constraint] = (), config: SearchConfig = SearchConfig(), *,
+                  history: Iterable[dict] = (), on_evaluated=None, progress: bool = True,
+                  score_many=None, front_cost: Callable[[Genes], float] | None = None) -> SearchResult:
+    """The baseline: as many distinct random candidates as evolution scores, in generation-sized chunks."""
+    started = time.perf_counter()
+    check_feasible(counts, constraints, config.seed, config.max_tries)
+    rng = random.Random(config.seed)
+    evaluator = Evaluator(score_fn, score_many, history, on_evaluated)
+    seen: set[Genes] = set()
+    best_per_generation = []
+    bar = _progress(config.generations, progress, "random search")
+    for generation in range(config.generations):
+        chunk: list[Genes] = []
+        _fill_random(chunk, config.population, counts, rng, constraints, seen, config.max_tries)
+        if chunk:
+            evaluator.evaluate(chunk, generation)
+        best_per_generation.append(evaluator.best()[1])
+        bar.update(1)
+    bar.close()
+    return _result(evaluator, best_per_generation, started, front_cost)
+
+
+def _result(evaluator: Evaluator, best_per_generation, started, front_cost) -> SearchResult:
+    genes, score = evaluator.best()
+    records = list(evaluator.records.values())
+    front = pareto_front(records, [front_cost]) if front_cost else [evaluator.records[genes]]
+    return SearchResult(genes, score, records, best_per_generation, front, evaluator.num_scored,
+                        evaluator.seconds, time.perf_counter() - started)
+
+
+# ----------------------------------------------------------------------------------------------
+# Multi-objective: NSGA-II
+
+
+def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    """``a`` dominates ``b`` when it is no worse in every objective and better in one (minimising)."""
+    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+
+def non_dominated_sort(points: Sequence[Sequence[float]]) -> list[list[int]]:
+    """Fronts of indices, best first (Deb et al.'s fast non-dominated sort)."""
+    dominated_by: list[list[int]] = [[] for _ in points]
+    counts = [0] * len(points)
+    fronts: list[list[int]] = [[]]
+    for i, p in enumerate(points):
+        for j, q in enumerate(points):
+            if dominates(p, q):
+                dominated_by[i].append(j)
+            elif dominates(q, p):
+                counts[i] += 1
+        if counts[i] == 0:
+            fronts[0].append(i)
+    while fronts[-1]:
+        following = []
+        for i in fronts[-1]:
+            for j in dominated_by[i]:
+                counts[j] -= 1
+                if counts[j] == 0:
+                    following.append(j)
+        fronts.append(following)
+    return fronts[:-1]
+
+
+def crowding_distance(points: Sequence[Sequence[float]], front: Sequence[int]) -> dict[int, float]:
+    distance = {i: 0.0 for i in front}
+    for k in range(len(points[front[0]]) if front else 0):
+        ordered = sorted(front, key=lambda i: points[i][k])
+        low, high = points[ordered[0]][k], points[ordered[-1]][k]
+        distance[ordered[0]] = distance[ordered[-1]] = float("inf")
+        if high == low:
+            continue
+        for before, here, after in zip(ordered, ordered[1:], ordered[2:]):
+            distance[here] += (points[after][k] - points[before][k]) / (high - low)
+    return distance
+
+
+def _objectives(record: dict, costs: Sequence[Callable[[Genes], float]]) -> tuple[float, ...]:
+    genes = tuple(record["genes"])
+    return (-record["score"], *(cost(genes) for cost in costs))
+
+
+def pareto_front(records: Sequence[dict], costs: Sequence[Callable[[Genes], float]]) -> list[dict]:
+    """The non-dominated records (accuracy up, every cost down), sorted by the first cost."""
+    if not records:
+        return []
+    points = [_objectives(r, costs) for r in records]
+    front = [records[i] for i in non_dominated_sort(points)[0]]
+    return sorted(front, key=lambda r: _objectives(r, costs)[1:])
+
+
+def nsga2_search(counts: Sequence[int], score_fn: Callable[[Genes], float],
+                 objectives: Sequence[tuple[str, Callable[[Genes], float]]],
+                 constraints: Sequence[Constraint] = (), config: SearchConfig = SearchConfig(), *,
+                 history: Iterable[dict] = (), on_evaluated=None, progress: bool = True,
+                 score_many=None) -> SearchResult:
+    """NSGA-II: maximise the score and minimise each cost in ``objectives`` ((name, measure) pairs)."""
+    started = time.perf_counter()
+    check_feasible(counts, constraints, config.seed, config.max_tries)
+    costs = [measure for _, measure in objectives]
+    rng = random.Random(config.seed)
+    evaluator = Evaluator(score_fn, score_many, history, on_evaluated)
+    seen: set[Genes] = set()
+    population: list[Genes] = []
+    _fill_random(population, config.population, counts, rng, constraints, seen, config.max_tries)
+    best_per_generation = []
+    bar = _progress(config.generations, progress, "nsga-ii")
+    for generation in range(config.generations):
+        evaluator.evaluate(population, generation)
+        points = [_objectives(evaluator.records[g], costs) for g in population]
+        fronts = non_dominated_sort(points)
+        rank = {i: r for r, front in enumerate(fronts) for i in front}
+        crowd = {i: d for front in fronts for i, d in crowding_distance(points, front).items()}
+        best_per_generation.append(evaluator.best()[1])
+        bar.update(1)
+        if generation == config.generations - 1:
+            break
+
+        def tournament() -> Genes:
+            a, b = rng.randrange(len(population)), rng.randrange(len(population))
+            return population[min((a, b), key=lambda i: (rank[i], -crowd[i]))]
+
+        offspring = _children(lambda: mutate(crossover(tournament(), tournament(), rng), counts, rng,
+                                             config.mutation_prob),
+                              config.population, constraints, seen, config.max_tries)
+        _fill_random(offspring, config.population, counts, rng, constraints, seen, config.max_tries)
+        evaluator.evaluate(offspring, generation)
+        union = list(dict.fromkeys(population + offspring))
+        points = [_objectives(evaluator.records[g], costs) for g in union]
+        survivors: list[Genes] = []
+        for front in non_dominated_sort(points):
+            if len(survivors) + len(front) <= config.population:
+                survivors += [union[i] for i in front]
+                continue
+            crowd = crowding_distance(points, front)
+            ordered = sorted(front, key=lambda i: -crowd[i])
+            survivors += [union[i] for i in ordered[:config.population - len(survivors)]]
+            break
+        population = survivors
+    bar.close()
+    genes, score = evaluator.best()
+    records = list(evaluator.records.values())
+    return SearchResult(genes, score, records, best_per_generation, pareto_front(records, costs),
+                        evaluator.num_scored, evaluator.seconds, time.perf_counter() - started)

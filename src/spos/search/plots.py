@@ -1,0 +1,55 @@
+"""Search pictures: every candidate as accuracy against cost with the front drawn; best per generation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+UNITS = {"flops": (1e6, "MFLOPs (multiply-adds)"), "params": (1e6, "M parameters"), "latency": (1.0, "latency (ms)")}
+
+
+def plot_search_scatter(records: list[dict], x_key: str, path: str | Path, front: list[dict] | None = None,
+                        best: dict | None = None, limit: float | None = None) -> Path:
+    scale, label = UNITS.get(x_key, (1.0, x_key))
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    generations = [r.get("generation", 0) for r in records]
+    points = ax.scatter([r[x_key] / scale for r in records], [100 * r["score"] for r in records], c=generations,
+                        cmap="viridis", s=14, alpha=0.75, label="scored candidates")
+    fig.colorbar(points, ax=ax, label="generation")
+    if front:
+        ordered = sorted(front, key=lambda r: r[x_key])
+        ax.step([r[x_key] / scale for r in ordered], [100 * r["score"] for r in ordered], where="post",
+                color="crimson", lw=1.5, label="Pareto front")
+    if best:
+        ax.scatter([best[x_key] / scale], [100 * best["score"]], marker="*", s=220, color="gold",
+                   edgecolors="black", zorder=5, label="best")
+    if limit is not None:
+        ax.axvline(limit / scale, color="grey", ls="--", lw=1, label="limit")
+    ax.set_xlabel(label)
+    ax.set_ylabel("hold-out top-1 (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_best_per_generation(best: list[float], path: str | Path) -> Path:
+    fig, ax = plt.subplots(figsize=(5.6, 3.4))
+    ax.plot(range(1, len(best) + 1), [100 * b for b in best], marker="o", ms=3)
+    ax.set_xlabel("generation")
+    ax.set_ylabel("best hold-out top-1 (%)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

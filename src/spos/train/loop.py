@@ -1,0 +1,413 @@
+"""One training loop for the supernet and for a fixed network, with checkpoints that resume exactly.
+
+A run writes into its output folder: ``config.yaml`` (the resolved config), ``last.pt`` (every
+epoch, and every N steps if asked), ``previous.pt`` (the one before, the fallback when
+``last.pt`` is damaged), ``best.pt``, ``metrics.jsonl`` and ``metrics.csv``.
+
+Resuming restores the model, optimizer, EMA, AMP scaler, the path sampler's RNG, the global
+RNGs and the position in the data order (which depends on (seed, epoch) only), so a run killed
+and resumed ends bit-identical on the CPU to one that was never interrupted. The LR schedule is
+a function of the step count, so it needs no state of its own.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from spos import checkpoint
+from spos.data import build_datasets, build_loader, recalibration_batches
+from spos.errors import UserError
+from spos.fixed import FixedNet
+from spos.space import Architecture, get_space, sample_architecture, strides_for_input
+from spos.supernet import SuperNet
+from spos.train import distributed
+from spos.train.bn import recalibrate_bn
+from spos.train.config import dump
+from spos.train.recipe import build_ema, build_loss, build_mixup, build_optimizer, build_scheduler
+from spos.train.sampler import PathSampler
+from spos.zoo import resolve_architecture
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    output: Path
+    history: list[dict] = field(default_factory=list)
+    best_top1: float = 0.0
+    model: nn.Module | None = None
+
+    @property
+    def last(self) -> dict:
+        return self.history[-1] if self.history else {}
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, loader, *, arch: Architecture | None = None, device="cpu",
+             channels_last: bool = False) -> dict:
+    """Top-1, top-5 and cross-entropy of ``model`` (a SuperNet path when ``arch`` is given)."""
+    model.eval()
+    totals = torch.zeros(4, dtype=torch.float64)
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        logits = (model(x, arch) if arch is not None else model(x)).float()
+        top = logits.topk(min(5, logits.shape[1]), 1).indices
+        totals += torch.tensor([(top[:, 0] == y).sum().item(), (top == y[:, None]).any(1).sum().item(),
+                                nn.functional.cross_entropy(logits, y, reduction="sum").item(), y.numel()],
+                               dtype=torch.float64)
+    totals = distributed.all_reduce_mean(totals)  # equal shares per rank: the mean of sums keeps ratios
+    n = max(totals[3].item(), 1.0)
+    return {"top1": totals[0].item() / n, "top5": totals[1].item() / n, "loss": totals[2].item() / n}
+
+
+def validation_paths(space, count: int, seed: int) -> list[Architecture]:
+    """The same K paths every epoch, so the curve compares like with like."""
+    rng = random.Random(seed + 10_007)
+    return [sample_architecture(space, rng) for _ in range(count)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Building a run
+
+
+def build_model(config: dict, info) -> nn.Module:
+    adapt = dict(input_size=config["space"]["input_size"] or info.input_size, num_classes=info.num_classes,
+                 in_channels=info.in_channels, width_mult=config["space"]["width_mult"])
+    if config["kind"] == "supernet":
+        return SuperNet(get_space(config["space"]["name"], **adapt))
+    if not config["arch"]:
+        raise UserError("a fixed-network run needs an architecture: --arch NAME_OR_FILE (or arch: in the config)")
+    arch, space = resolve_architecture(str(config["arch"]), default_space=config["space"]["name"], **adapt)
+    if (space.input_size, space.num_classes, space.in_channels) != (adapt["input_size"], info.num_classes,
+                                                                     info.in_channels):
+        # An architecture file searched on other data: same choices, adapted to this data.
+        stem, stages = strides_for_input(adapt["input_size"])
+        space = space.replace(input_size=adapt["input_size"], num_classes=info.num_classes,
+                              in_channels=info.in_channels, stem_stride=stem, stage_strides=stages)
+    return FixedNet(space, arch)
+
+
+def _seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore_rng(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_resume_state(output: Path) -> dict | None:
+    """``last.pt``, or ``previous.pt`` when the last one was cut short by a kill."""
+    for name in ("last.pt", "previous.pt"):
+        path = output / name
+        if not path.exists():
+            continue
+        try:
+            return checkpoint.load(path)
+        except UserError as error:
+            log.warning(f"warning: {error}; falling back to the previous checkpoint")
+    return None
+
+
+class Trainer:
+    def __init__(self, config: dict, output: str | Path, *, resume: bool = False, progress: bool = True) -> None:
+        self.config, self.output, self.progress = config, Path(output), progress
+        train_cfg, data_cfg = config["train"], config["data"]
+        for key in ("batch_size", "val_batch_size"):
+            if int(data_cfg[key]) < 1:
+                raise UserError(f"data.{key} must be at least 1")
+        if int(train_cfg["accumulate"]) < 1:
+            raise UserError("train.accumulate must be at least 1")
+        if not resume and (self.output / "last.pt").exists():
+            raise UserError(f"{self.output} already holds a run; pass --resume to continue it or choose another "
+                            "--output")
+        self.rank, self.world = distributed.init_distributed()
+        self.device = distributed.local_device(train_cfg["device"])
+        _seed_everything(train_cfg["seed"], train_cfg["deterministic"])
+
+        splits = build_datasets(data_cfg["name"], data_cfg["root"], download=data_cfg["download"],
+                                holdout=data_cfg["holdout"], seed=train_cfg["seed"],
+                                input_size=config["space"]["input_size"])
+        self.info = splits.info
+        self.model = build_model(config, splits.info).to(self.device)
+        self.space = self.model.space
+        self.supernet = isinstance(self.model, SuperNet)
+        self.channels_last = bool(train_cfg["channels_last"])
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.train_loader = build_loader(splits.train, batch_size=data_cfg["batch_size"], train=True,
+                                         workers=data_cfg["workers"], seed=train_cfg["seed"],
+                                         distributed=self.world > 1, device=str(self.device))
+        val_set = splits.holdout if (self.supernet and splits.holdout is not None) else splits.val
+        self.val_split = "holdout" if val_set is splits.holdout else "val"
+        self.val_loader = build_loader(val_set, batch_size=data_cfg["val_batch_size"], train=False,
+                                       workers=data_cfg["workers"], distributed=self.world > 1,
+                                       device=str(self.device))
+        self.accumulate = int(train_cfg["accumulate"])
+        self.steps_per_epoch = max(len(self.train_loader) // self.accumulate, 1)
+        iterations = train_cfg["iterations"]
+        self.total_steps = int(iterations) if iterations else int(train_cfg["epochs"]) * self.steps_per_epoch
+        self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+
+        self.optimizer = build_optimizer(self.model, config["optim"])
+        self.scheduler = build_scheduler(self.optimizer, config["schedule"], self.total_steps, self.steps_per_epoch)
+        self.mixup = build_mixup(train_cfg, self.space.num_classes)
+        self.loss_fn = build_loss(train_cfg, self.mixup)
+        self.ema = build_ema(self.model, train_cfg["ema"]) if not self.supernet else None
+        self.amp_dtype = self._amp_dtype(train_cfg["amp"])
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.ddp = None
+        if self.world > 1 and not self.supernet:
+            self.ddp = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        sampling = config["sampling"]
+        self.sampler = PathSampler(self.space, train_cfg["seed"], mode=sampling["mode"],
+                                   flops_min=sampling["flops_min"], flops_max=sampling["flops_max"],
+                                   flops_bins=sampling["flops_bins"],
+                                   channel_warmup_epochs=sampling["channel_warmup_epochs"],
+                                   channel_warmup_step_epochs=sampling["channel_warmup_step_epochs"]
+                                   ) if self.supernet else None
+        if self.supernet:
+            validation = config["validation"]
+            self.val_paths = validation_paths(self.space, int(validation["paths"]), train_cfg["seed"])
+            self.calibration = recalibration_batches(splits.train, batch_size=data_cfg["batch_size"],
+                                                     num_batches=int(validation["bn_batches"]),
+                                                     seed=train_cfg["seed"])
+        self.epoch, self.step, self.batches_done, self.best_top1 = 0, 0, 0, -1.0
+        self.history: list[dict] = []
+        if resume:
+            self._resume()
+        if distributed.is_main():
+            self.output.mkdir(parents=True, exist_ok=True)
+            (self.output / "config.yaml").write_text(dump(config))
+        self.tensorboard = self._tensorboard()
+
+    # -- setup helpers -------------------------------------------------------------------------
+
+    def _amp_dtype(self, amp):
+        if not amp or self.device.type != "cuda":
+            return None
+        if amp not in ("bf16", "fp16"):
+            raise UserError(f"train.amp {amp!r}: use bf16, fp16 or null")
+        return torch.bfloat16 if amp == "bf16" else torch.float16
+
+    def _tensorboard(self):
+        if not distributed.is_main():
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except Exception:  # tensorboard is optional
+            return None
+        return SummaryWriter(str(self.output / "tensorboard"))
+
+    def _resume(self) -> None:
+        state = load_resume_state(self.output)
+        if state is None:
+            raise UserError(f"--resume: no usable checkpoint in {self.output} (last.pt / previous.pt)")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None and state.get("ema"):
+            self.ema.module.load_state_dict(state["ema"])
+        if self.sampler is not None:
+            self.sampler.load_state(state["sampler"])
+        _restore_rng(state["rng"])
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.batches_done, self.best_top1 = state["batches_done"], state["best_top1"]
+        self.history = state.get("history", [])
+        log.info(f"resumed {self.output} at epoch {self.epoch + 1}, step {self.step}")
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def _payload(self) -> dict:
+        extra = dict(optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(),
+                     ema=self.ema.module.state_dict() if self.ema is not None else None,
+                     sampler=self.sampler.state() if self.sampler is not None else None,
+                     rng=_rng_state(), epoch=self.epoch, step=self.step, batches_done=self.batches_done,
+                     best_top1=self.best_top1, history=self.history, config=self.config)
+        if self.supernet:
+            return checkpoint.supernet_payload(self.model, **extra)
+        return checkpoint.fixed_payload(self.model, **extra)
+
+    def save(self, best: bool = False) -> None:
+        if not distributed.is_main():
+            return
+        last, previous = self.output / "last.pt", self.output / "previous.pt"
+        if last.exists():
+            last.replace(previous)
+        payload = self._payload()
+        checkpoint.save_atomic(payload, last)
+        if best:
+            checkpoint.save_atomic(payload, self.output / "best.pt")
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def _forward(self, x, arch):
+        net = self.ddp or self.model
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            return net(x, arch) if arch is not None else net(x)
+
+    def train_epoch(self) -> dict:
+        self.model.train()
+        self.train_loader.set_epoch(self.epoch)
+        if self.sampler is not None:
+            self.sampler.set_epoch(self.epoch)
+        main = distributed.is_main()
+        bar = tqdm(total=len(self.train_loader), initial=self.batches_done, disable=not (self.progress and main),
+                   desc=f"epoch {self.epoch + 1}/{self.epochs}", leave=False, dynamic_ncols=True)
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device)
+        seen, started = 0, time.perf_counter()
+        log_every = int(self.config["train"]["log_every"])
+        arch = None
+        for index, (x, y) in enumerate(self.train_loader):
+            if index < self.batches_done:
+                continue  # resuming mid-epoch: same order, these batches were trained already
+            if self.step >= self.total_steps:
+                break
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            first_of_step = index % self.accumulate == 0
+            if first_of_step:
+                arch = self.sampler.sample() if self.sampler is not None else None
+            targets = y
+            if self.mixup is not None and len(x) % 2 == 0:
+                x, targets = self.mixup(x, y)
+            logits = self._forward(x, arch)
+            loss = self.loss_fn(logits.float(), targets)
+            self.scaler.scale(loss / self.accumulate).backward()
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+            seen += len(y)
+            self.batches_done = index + 1
+            if (index + 1) % self.accumulate == 0 or index + 1 == len(self.train_loader):
+                self._optimizer_step(arch)
+                every = self.config["train"]["checkpoint_every_steps"]
+                if every and self.step % int(every) == 0 and self.batches_done < len(self.train_loader):
+                    self.save()  # mid-epoch: resuming skips the batches already trained
+            bar.update(1)
+            if main and self.progress and (index % log_every == 0):
+                elapsed = time.perf_counter() - started
+                bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}",
+                                lr=f"{self.optimizer.param_groups[0]['lr']:.4f}",
+                                img_s=f"{seen * self.world / max(elapsed, 1e-9):.0f}")
+        bar.close()
+        elapsed = time.perf_counter() - started
+        return {"train_loss": loss_sum.item() / max(seen, 1), "train_top1": correct.item() / max(seen, 1),
+                "images_per_s": seen * self.world / max(elapsed, 1e-9), "train_seconds": elapsed}
+
+    def _optimizer_step(self, arch) -> None:
+        parameters = list(self.model.path_parameters(arch)) if arch is not None else None
+        if self.supernet:
+            distributed.average_gradients(parameters)
+        clip = self.config["train"]["clip_grad"]
+        if clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(parameters or self.model.parameters(), float(clip))
+        self.scheduler.step_update(self.step)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        if self.ema is not None:
+            self.ema.update(self.model, step=self.step)
+
+    def validate(self) -> dict:
+        if not self.supernet:
+            metrics = evaluate(self.model, self.val_loader, device=self.device, channels_last=self.channels_last)
+            result = {f"val_{k}": v for k, v in metrics.items()}
+            if self.ema is not None:
+                ema = evaluate(self.ema.module, self.val_loader, device=self.device,
+                               channels_last=self.channels_last)
+                result.update({f"val_ema_{k}": v for k, v in ema.items()})
+            return result
+        scores = []
+        for arch in self.val_paths:
+            recalibrate_bn(self.model, self.calibration, arch=arch)
+            scores.append(evaluate(self.model, self.val_loader, arch=arch, device=self.device,
+                                   channels_last=self.channels_last))
+        return {f"val_{k}": sum(s[k] for s in scores) / len(scores) for k in ("top1", "top5", "loss")} | {
+            "val_paths_top1": [s["top1"] for s in scores]}
+
+    def run(self) -> RunResult:
+        if distributed.is_main():
+            log.info(f"training a {'supernet' if self.supernet else 'fixed network'} "
+                     f"({sum(p.numel() for p in self.model.parameters()) / 1e6:.2f}M params) for {self.total_steps} "
+                     f"steps ({self.epochs} epochs of {self.steps_per_epoch}) on {self.device}"
+                     f"{f' x {self.world} processes' if self.world > 1 else ''}; output {self.output}")
+        while self.epoch < self.epochs and self.step < self.total_steps:
+            metrics = self.train_epoch()
+            metrics.update(self.validate())
+            row = {"epoch": self.epoch + 1, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
+                   **metrics}
+            self.history.append(row)
+            improved = row["val_top1"] > self.best_top1
+            self.best_top1 = max(self.best_top1, row["val_top1"])
+            self.epoch += 1
+            self.batches_done = 0
+            self.save(best=improved)
+            self._log_epoch(row)
+            if self.step >= self.total_steps:
+                break
+        distributed.barrier()
+        return RunResult(self.output, self.history, self.best_top1, self.model)
+
+    def _log_epoch(self, row: dict) -> None:
+        if not distributed.is_main():
+            return
+        log.info(f"epoch {row['epoch']}/{self.epochs}: loss {row['train_loss']:.4f} train top-1 "
+                 f"{row['train_top1']:.4f} | {self.val_split} top-1 {row['val_top1']:.4f} top-5 {row['val_top5']:.4f}"
+                 f" | lr {row['lr']:.5f} | {row['images_per_s']:.0f} img/s")
+        with open(self.output / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+        flat = {k: v for k, v in row.items() if not isinstance(v, list)}
+        csv_path = self.output / "metrics.csv"
+        new = not csv_path.exists()
+        with open(csv_path, "a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(flat))
+            if new:
+                writer.writeheader()
+            writer.writerow(flat)
+        if self.tensorboard is not None:
+            for key, value in flat.items():
+                if isinstance(value, (int, float)) and key != "epoch":
+                    self.tensorboard.add_scalar(key, value, row["epoch"])
+            self.tensorboard.flush()
+
+
+def run_training(config: dict, output: str | Path, *, resume: bool = False, progress: bool = True) -> RunResult:
+    """Train what ``config`` describes (see `spos.train.config`) into ``output``."""
+    return Trainer(config, output, resume=resume, progress=progress).run()

@@ -1,0 +1,57 @@
+"""The ImageNet recipe's pieces, taken from timm: optimizer with no weight decay on BN and bias,
+per-step LR schedules with linear warm-up, label smoothing, mixup/cutmix, EMA."""
+
+from __future__ import annotations
+
+import torch
+from timm.data import Mixup
+from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.optim import create_optimizer_v2
+from timm.scheduler import CosineLRScheduler, PolyLRScheduler
+from timm.utils import ModelEmaV3
+
+from spos.errors import UserError
+
+
+def build_optimizer(model: torch.nn.Module, optim: dict) -> torch.optim.Optimizer:
+    """SGD (Nesterov if asked); timm's filter puts BN and bias parameters in a no-decay group."""
+    return create_optimizer_v2(
+        model, opt="sgd" if optim["nesterov"] else "momentum", lr=optim["lr"], momentum=optim["momentum"],
+        weight_decay=optim["weight_decay"], filter_bias_and_bn=optim["no_wd_bn_bias"],
+    )
+
+
+def build_scheduler(optimizer, schedule: dict, total_steps: int, steps_per_epoch: int):
+    """A per-step schedule: linear warm-up, then cosine or linear decay to ``min_lr``.
+
+    timm's schedulers compute the LR from the step count alone, so resuming is just calling
+    ``step_update(step)`` again: nothing to save.
+    """
+    warmup = int(round(schedule["warmup_epochs"] * steps_per_epoch))
+    common = dict(t_initial=max(total_steps - warmup, 1), lr_min=schedule["min_lr"], warmup_t=warmup,
+                  warmup_lr_init=optimizer.param_groups[0]["lr"] / max(warmup, 1) if warmup else 0.0,
+                  warmup_prefix=True, t_in_epochs=False)
+    if schedule["name"] == "cosine":
+        return CosineLRScheduler(optimizer, **common)
+    if schedule["name"] == "linear":
+        return PolyLRScheduler(optimizer, power=1.0, **common)
+    raise UserError(f"unknown schedule {schedule['name']!r}; use cosine or linear")
+
+
+def build_mixup(train: dict, num_classes: int) -> Mixup | None:
+    if not (train["mixup"] or train["cutmix"]):
+        return None
+    return Mixup(mixup_alpha=train["mixup"], cutmix_alpha=train["cutmix"],
+                 label_smoothing=train["label_smoothing"], num_classes=num_classes)
+
+
+def build_loss(train: dict, mixup: Mixup | None) -> torch.nn.Module:
+    if mixup is not None:
+        return SoftTargetCrossEntropy()  # mixup already smooths the targets
+    if train["label_smoothing"]:
+        return LabelSmoothingCrossEntropy(train["label_smoothing"])
+    return torch.nn.CrossEntropyLoss()
+
+
+def build_ema(model: torch.nn.Module, decay: float | None) -> ModelEmaV3 | None:
+    return ModelEmaV3(model, decay=decay) if decay else None
