@@ -23,13 +23,13 @@ from spos.supernet import SuperNet
 KINDS = ("fixed", "supernet")
 
 
-def save_atomic(obj: dict, path: str | Path) -> Path:
+def _write_atomic(path: str | Path, write) -> Path:
     """Write to a temporary file, fsync it, then rename over ``path``: a kill leaves the old file whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "wb") as handle:
-        torch.save(obj, handle)
+        write(handle)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
@@ -39,6 +39,14 @@ def save_atomic(obj: dict, path: str | Path) -> Path:
     finally:
         os.close(directory)
     return path
+
+
+def save_atomic(obj: dict, path: str | Path) -> Path:
+    return _write_atomic(path, lambda handle: torch.save(obj, handle))
+
+
+def write_text_atomic(text: str, path: str | Path) -> Path:
+    return _write_atomic(path, lambda handle: handle.write(text.encode()))
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:

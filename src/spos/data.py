@@ -302,10 +302,17 @@ def build_datasets(name: str, root: str | Path | None = None, *, download: bool 
 
 class EpochShuffle(Sampler):
     """A shuffled order that is a function of (seed, epoch) only, so a resumed run sees the same
-    batches as an uninterrupted one. Under torch.distributed each rank takes every world-th index."""
+    batches as an uninterrupted one.
 
-    def __init__(self, size: int, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1) -> None:
+    Under torch.distributed each rank takes every world-th index, or, when ``chunk`` (the per-rank
+    batch size) is given, the rank-th contiguous chunk of every global batch: then N ranks see
+    exactly the micro-batches of one process accumulating N batches, so the two runs are equal.
+    """
+
+    def __init__(self, size: int, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1,
+                 chunk: int | None = None) -> None:
         self.size, self.seed, self.shuffle, self.rank, self.world = size, seed, shuffle, rank, world
+        self.chunk = chunk
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -318,7 +325,13 @@ class EpochShuffle(Sampler):
             order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100003 + self.epoch))
         if self.world > 1:
             usable = len(order) - len(order) % self.world
-            order = order[self.rank:usable:self.world]
+            if not self.chunk:
+                return order[self.rank:usable:self.world]
+            block = self.chunk * self.world
+            full = usable - usable % block
+            head = order[:full].view(-1, self.world, self.chunk)[:, self.rank].reshape(-1)
+            tail = order[full:usable].view(self.world, -1)[self.rank]
+            order = torch.cat((head, tail))
         return order
 
     def __iter__(self) -> Iterator[int]:
@@ -363,9 +376,10 @@ def build_loader(dataset: Dataset, *, batch_size: int, train: bool, workers: int
     drop_last = train if drop_last is None else drop_last
     if drop_last and len(dataset) < batch_size * world:
         drop_last = False  # a tiny dataset still yields one (short) batch
-    sampler = EpochShuffle(len(dataset), seed, shuffle=train, rank=rank, world=world)
     if isinstance(dataset, TensorImages):
+        sampler = EpochShuffle(len(dataset), seed, shuffle=train, rank=rank, world=world, chunk=batch_size)
         return TensorBatches(dataset, sampler, batch_size, drop_last)
+    sampler = EpochShuffle(len(dataset), seed, shuffle=train, rank=rank, world=world)
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                         pin_memory=str(device).startswith("cuda"), drop_last=drop_last,
                         persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)

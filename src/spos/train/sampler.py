@@ -24,6 +24,8 @@ class PathSampler:
         self.space, self.mode = space, mode
         self.rng = random.Random(seed)
         self.table = cost_table(space)
+        if flops_min is not None and flops_max is not None and flops_min > flops_max:
+            raise UserError(f"sampling.flops_min {flops_min:g} is above sampling.flops_max {flops_max:g}; swap them")
         self.flops_min, self.flops_max = flops_min, flops_max
         if flops_bins is not None:
             if len(flops_bins) != 3 or not flops_bins[0] < flops_bins[1] or flops_bins[2] <= 0:
