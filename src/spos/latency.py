@@ -6,10 +6,12 @@ runs are comparable. Always report the batch size, threads and device with the n
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -81,3 +83,118 @@ def measure_model(model: torch.nn.Module, input_shape: tuple[int, ...], *, batch
     x = torch.randn(batch_size, *input_shape, device=device)
     return time_callable(lambda: model(x), warmup=warmup, repeats=repeats, device=device,
                          batch_size=batch_size, threads=threads)
+
+
+# -- per-layer lookup table ------------------------------------------------------------------------
+
+LATENCY_TABLE_VERSION = 1
+
+
+@dataclass
+class LatencyTable:
+    """Milliseconds of every (layer, block, channel) choice on one device, plus stem and head.
+
+    ``predict(arch)`` sums one entry per layer and the fixed parts, plus ``offset_ms``: what a
+    whole network costs beyond its layers timed one by one (framework overhead, cache effects),
+    fitted on a few measured networks when the table is built.
+    """
+
+    space: dict
+    layers: list[list[list[float]]]
+    stem_ms: float
+    head_ms: float
+    offset_ms: float
+    batch_size: int
+    threads: int
+    device: str
+
+    def predict(self, arch) -> float:
+        from spos.space import SearchSpace
+
+        arch.validate(SearchSpace.from_dict(self.space))
+        body = sum(self.layers[i][b][c] for i, (b, c) in enumerate(zip(arch.blocks, arch.channels)))
+        return self.stem_ms + body + self.head_ms + self.offset_ms
+
+    def save(self, path) -> Path:
+        from spos.checkpoint import write_text_atomic
+
+        data = {"version": LATENCY_TABLE_VERSION, **asdict(self)}
+        return write_text_atomic(json.dumps(data), path)
+
+
+def load_latency_table(path) -> LatencyTable:
+    from spos.errors import UserError
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"latency table {path} does not exist; build one with `spos latency table`")
+    try:
+        data = json.loads(path.read_text())
+        if data.pop("version", None) != LATENCY_TABLE_VERSION:
+            raise ValueError("unknown version")
+        return LatencyTable(**data)
+    except (ValueError, TypeError) as error:
+        raise UserError(f"{path} is not a spos latency table ({error}); rebuild it with `spos latency table`") from None
+
+
+def _layer_key(spec) -> tuple:
+    """Layers with equal shapes cost the same: time each distinct one once."""
+    return (spec.in_channels, spec.out_channels, spec.stride, spec.first, spec.activation, spec.se, spec.in_size)
+
+
+@torch.inference_mode()
+def build_latency_table(space, *, batch_size: int = 1, threads: int | None = None, device: str = "cpu",
+                        warmup: int = 5, repeats: int = 20, calibration_archs: int = 5, seed: int = 0,
+                        progress: bool = False) -> LatencyTable:
+    """Time every choice of every distinct layer shape alone, then fit the whole-network offset."""
+    import random
+
+    from tqdm import tqdm
+
+    from spos.blocks import ShuffleNetBlock
+    from spos.fixed import FixedNet, Head, build_stem
+    from spos.space import sample_architecture
+
+    def timed(module, shape) -> float:
+        module = module.eval().to(device)
+        x = torch.randn(batch_size, *shape, device=device)
+        return time_callable(lambda: module(x), warmup=warmup, repeats=repeats, device=device,
+                             batch_size=batch_size, threads=threads).median_ms
+
+    specs = space.layers()
+    distinct = {_layer_key(spec): spec for spec in specs}
+    cells = len(distinct) * space.num_blocks * space.num_channels
+    bar = tqdm(total=cells, desc="latency table", disable=not progress, leave=False)
+    timings: dict = {}
+    for key, spec in distinct.items():
+        shape = (spec.in_channels, spec.in_size, spec.in_size)
+        rows = []
+        for block in range(space.num_blocks):
+            row = []
+            for scale in space.channel_scales:
+                row.append(timed(ShuffleNetBlock(spec, block, spec.mid_channels(scale)), shape))
+                bar.update(1)
+            rows.append(row)
+        timings[key] = rows
+    bar.close()
+    stem_ms = timed(build_stem(space), (space.in_channels, space.input_size, space.input_size))
+    last = specs[-1]
+    out_size = (last.in_size - 1) // last.stride + 1
+    head_ms = timed(Head(space), (space.stage_widths[-1], out_size, out_size))
+    table = LatencyTable(space.to_dict(), [timings[_layer_key(spec)] for spec in specs], stem_ms, head_ms, 0.0,
+                         batch_size, torch_threads_in_use(threads), device)
+    rng = random.Random(seed)
+    residuals = []
+    for _ in range(calibration_archs):
+        arch = sample_architecture(space, rng)
+        measured = measure_model(FixedNet(space, arch), (space.in_channels, space.input_size, space.input_size),
+                                 batch_size=batch_size, warmup=warmup, repeats=repeats, threads=threads,
+                                 device=device).median_ms
+        residuals.append(measured - table.predict(arch))
+    table.offset_ms = statistics.median(residuals) if residuals else 0.0
+    return table
+
+
+def torch_threads_in_use(threads: int | None) -> int:
+    with torch_threads(threads) as used:
+        return used

@@ -40,6 +40,7 @@ def add_space_arguments(parser) -> None:
                         help="search space preset: oneshot, oneshot+, shufflenetv2+ (default: the architecture's)")
     parser.add_argument("--input-size", type=int, default=None, help="input side in pixels (default: the space's)")
     parser.add_argument("--num-classes", type=int, default=None, help="classes (default: the space's)")
+    parser.add_argument("--in-channels", type=int, default=None, help="image channels, 1 for grey (default 3)")
     parser.add_argument("--width-mult", type=float, default=1.0, help="scale every width (default 1.0)")
 
 
@@ -49,6 +50,8 @@ def space_adaptation(args) -> dict:
         adapt["input_size"] = args.input_size
     if args.num_classes is not None:
         adapt["num_classes"] = args.num_classes
+    if args.in_channels is not None:
+        adapt["in_channels"] = args.in_channels
     return adapt
 
 

@@ -1,0 +1,301 @@
+"""`spos export`, `spos latency` and `spos convert-official`: ship a found network and time it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from spos.cli._common import add_command
+from spos.cli.models import add_space_arguments, space_adaptation
+from spos.errors import UserError
+
+ORDER = 40
+
+
+def register(subparsers) -> None:
+    export = add_command(
+        subparsers, "export", help="export a network to ONNX or TorchScript, checked against PyTorch",
+        description="Export a trained FixedNet (a checkpoint from `spos train`, a supernet checkpoint with --arch, "
+                    "or a zoo name with fresh weights) to ONNX (dynamic batch) or TorchScript. The export is run "
+                    "back on a real batch and refused if it differs from PyTorch by more than --tolerance. "
+                    "--fuse folds BN into the convs first; --int8 also writes an onnxruntime int8 model "
+                    "calibrated on training batches and reports its accuracy drop and speed-up.",
+        example="spos export runs/train/best.pt --format onnx --fuse --int8 --output model.onnx")
+    export.add_argument("source", metavar="CKPT_OR_ZOO_NAME", help="checkpoint, zoo name, or architecture file")
+    export.add_argument("--arch", default=None, help="with a supernet checkpoint: the path to export")
+    export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    export.add_argument("--output", default=None, help="file to write (default: beside the checkpoint)")
+    export.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (default 17)")
+    export.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |difference| (1e-4)")
+    export.add_argument("--batch-size", type=int, default=8, help="images in the check batch (default 8)")
+    export.add_argument("--fuse", action="store_true", help="fold BN into the convs before exporting")
+    export.add_argument("--int8", action="store_true", help="also write an int8 ONNX model (onnxruntime)")
+    export.add_argument("--calibration-batches", type=int, default=8, help="int8 calibration batches (8)")
+    export.add_argument("--data", default=None, help="dataset for the check batch and int8 calibration "
+                                                     "(default: the one the checkpoint was trained on)")
+    export.add_argument("--data-root", default=None, help="folder of --data")
+    add_space_arguments(export)
+    export.set_defaults(func=run_export)
+
+    latency = add_command(
+        subparsers, "latency", help="measure latency here, or build a per-layer latency table for the search",
+        description="`spos latency model SOURCE` measures a network's latency on this device (warm-up, repeats, "
+                    "median and spread). `spos latency table` times every layer x block x channel choice of a "
+                    "space alone and saves a lookup table that `spos search --latency-table` sums; --check N "
+                    "reports the predictor's error against N measured random architectures.",
+        example="spos latency table --space oneshot --input-size 224 --output latency.json --check 10")
+    actions = latency.add_subparsers(dest="action", metavar="{model,table}")
+    actions.required = True
+    model = actions.add_parser("model", help="measure one network", description="Measure one network's latency.")
+    model.add_argument("source", metavar="CKPT_ZOO_OR_ONNX", help="checkpoint, zoo name, arch file or .onnx file")
+    model.add_argument("--arch", default=None, help="with a supernet checkpoint: the path to time")
+    add_space_arguments(model)
+    table = actions.add_parser("table", help="build a per-layer latency table",
+                               description="Build a per-layer latency table for a search space on this device.")
+    table.add_argument("--output", required=True, help="table file to write (JSON)")
+    table.add_argument("--check", type=int, default=0, metavar="N",
+                       help="measure N random architectures and report the predictor's error")
+    add_space_arguments(table)
+    for parser in (model, table):
+        parser.add_argument("--batch-size", type=int, default=1, help="batch size (default 1)")
+        parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's)")
+        parser.add_argument("--repeats", type=int, default=30, help="timed runs (default 30)")
+        parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+    model.set_defaults(func=run_latency_model)
+    table.set_defaults(func=run_latency_table)
+
+    convert = add_command(
+        subparsers, "convert-official", help="import (or export) megvii's official SPOS checkpoints",
+        description="Convert an official PyTorch checkpoint (megvii-model SinglePathOneShot / ShuffleNet-Series "
+                    "OneShot) into a spos checkpoint: a retrained network with --arch, or the block-search "
+                    "supernet (features.N.M.*) with --supernet. --to-official goes the other way.",
+        example="spos convert-official checkpoint-150000.pth.tar --supernet --output supernet.pt")
+    convert.add_argument("source", help="official checkpoint (or a spos one with --to-official)")
+    target = convert.add_mutually_exclusive_group()
+    target.add_argument("--arch", default=None, help="architecture of a retrained network (zoo name, file or text)")
+    target.add_argument("--supernet", action="store_true", help="the file is the block-search supernet")
+    convert.add_argument("--to-official", action="store_true", help="write official key names instead")
+    convert.add_argument("--output", required=True, help="file to write")
+    add_space_arguments(convert)
+    convert.set_defaults(func=run_convert)
+
+
+# -- shared helpers ------------------------------------------------------------------------------
+
+def _space_for(args, default: str = "oneshot"):
+    from spos.space import get_space
+
+    return get_space(args.space or default, **space_adaptation(args))
+
+
+def load_network(source: str, arch_ref: str | None, args):
+    """(FixedNet in eval mode, the checkpoint dict or None): from a checkpoint, or a zoo name / file."""
+    from spos import checkpoint
+    from spos.fixed import FixedNet
+    from spos.zoo import resolve_architecture
+
+    path = Path(source)
+    if path.suffix in (".pt", ".pth", ".tar") or (path.is_file() and path.suffix != ".json"):
+        data = checkpoint.load(path)
+        model = checkpoint.build_model(data, prefer_ema=bool(data.get("ema")))
+        if data["kind"] == "supernet":
+            if not arch_ref:
+                raise UserError(f"{source} is a supernet; pass --arch with the path to use")
+            arch = resolve_architecture(arch_ref, space=model.space)[0]
+            model = model.extract(arch)
+        elif arch_ref:
+            raise UserError("--arch is only for supernet checkpoints")
+        return model.eval(), data
+    arch, space = resolve_architecture(source, space=_space_for(args) if args.space else None,
+                                       **space_adaptation(args))
+    return FixedNet(space, arch).eval(), None
+
+
+def data_splits(args, data: dict | None, space):
+    """The dataset to check and calibrate on, or None (then checks run on random input)."""
+    from spos.data import build_datasets
+
+    config = (data or {}).get("config") or {}
+    name = args.data or config.get("data", {}).get("name")
+    if not name:
+        return None
+    root = args.data_root or config.get("data", {}).get("root")
+    splits = build_datasets(name, root, input_size=space.input_size)
+    if (splits.info.num_classes, splits.info.in_channels) != (space.num_classes, space.in_channels):
+        raise UserError(f"{name} has {splits.info.num_classes} classes and {splits.info.in_channels} channels but "
+                        f"the network expects {space.num_classes} and {space.in_channels}")
+    return splits
+
+
+def first_batch(dataset, size: int):
+    from spos.data import build_loader
+
+    return next(iter(build_loader(dataset, batch_size=size, train=False)))[0]
+
+
+# -- export --------------------------------------------------------------------------------------
+
+def run_export(args) -> int:
+    import torch
+
+    from spos.export import export_model
+    from spos.latency import measure_model
+
+    if args.batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    model, data = load_network(args.source, args.arch, args)
+    space = model.space
+    suffix = ".onnx" if args.format == "onnx" else ".ts"
+    output = Path(args.output) if args.output else Path(args.source).with_suffix(suffix)
+    if args.output is None and data is None:
+        output = Path(f"{args.source.replace('/', '_').replace(',', '-')}{suffix}")
+    if args.int8 and args.format != "onnx":
+        raise UserError("--int8 needs --format onnx (it uses onnxruntime's quantization)")
+    splits = data_splits(args, data, space)
+    shape = (space.in_channels, space.input_size, space.input_size)
+    if splits is None:
+        print("no dataset named (checkpoint config or --data): checking on random input")
+        batch = torch.randn(args.batch_size, *shape)
+    else:
+        batch = first_batch(splits.val, args.batch_size)
+    if args.fuse:
+        from spos.fuse import fuse_conv_bn
+
+        fused = fuse_conv_bn(model)
+        eager = measure_model(model, shape, batch_size=args.batch_size, repeats=20).median_ms
+        fast = measure_model(fused, shape, batch_size=args.batch_size, repeats=20).median_ms
+        with torch.no_grad():
+            diff = float((fused(batch) - model(batch)).abs().max())
+        print(f"conv-BN fusion: max |difference| {diff:.2e}; eager {eager:.2f} ms -> fused {fast:.2f} ms "
+              f"(x{eager / fast:.2f}) at batch {args.batch_size}")
+        model = fused
+    result = export_model(model, output, batch, fmt=args.format, opset=args.opset, tolerance=args.tolerance)
+    print(result)
+    if args.int8:
+        report_int8(result.path, splits, batch, args)
+    return 0
+
+
+def report_int8(path: Path, splits, batch, args) -> None:
+    from spos.export import onnx_session, run_onnx
+    from spos.latency import time_callable
+    from spos.quantize import onnx_top1, quantize_onnx
+
+    if splits is None:
+        raise UserError("--int8 needs data to calibrate on: pass --data (and --data-root)")
+    from spos.data import build_loader, recalibration_batches
+
+    calibration = [x for x, _ in recalibration_batches(splits.train, batch_size=args.batch_size,
+                                                       num_batches=args.calibration_batches, seed=0)]
+    int8_path = quantize_onnx(path, calibration, path.with_name(path.stem + ".int8.onnx"))
+    loader = build_loader(splits.val, batch_size=64, train=False)
+    fp32_top1, int8_top1 = onnx_top1(path, loader), onnx_top1(int8_path, loader)
+    fp32_session, int8_session = onnx_session(path), onnx_session(int8_path)
+    fp32_ms = time_callable(lambda: run_onnx(fp32_session, batch), repeats=20).median_ms
+    int8_ms = time_callable(lambda: run_onnx(int8_session, batch), repeats=20).median_ms
+    print(f"int8 {int8_path}: val top-1 {int8_top1:.4f} vs fp32 {fp32_top1:.4f} "
+          f"(drop {100 * (fp32_top1 - int8_top1):.2f} points); onnxruntime {fp32_ms:.2f} -> {int8_ms:.2f} ms "
+          f"(x{fp32_ms / int8_ms:.2f}) at batch {len(batch)}")
+
+
+# -- latency -------------------------------------------------------------------------------------
+
+def _check_latency_args(args) -> None:
+    if args.batch_size < 1 or args.repeats < 1:
+        raise UserError("--batch-size and --repeats must be at least 1")
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: no CUDA device here; use --device cpu")
+
+
+def run_latency_model(args) -> int:
+    from spos.latency import measure_model, time_callable
+
+    _check_latency_args(args)
+    if args.source.endswith(".onnx"):
+        import torch
+
+        from spos.export import onnx_session, run_onnx
+
+        if not Path(args.source).is_file():
+            raise UserError(f"{args.source} does not exist")
+        session = onnx_session(args.source, args.threads)
+        dims = session.get_inputs()[0].shape[1:]
+        x = torch.randn(args.batch_size, *dims)
+        stats = time_callable(lambda: run_onnx(session, x), repeats=args.repeats, batch_size=args.batch_size,
+                              threads=args.threads)
+    else:
+        model, _ = load_network(args.source, args.arch, args)
+        space = model.space
+        stats = measure_model(model, (space.in_channels, space.input_size, space.input_size),
+                              batch_size=args.batch_size, repeats=args.repeats, threads=args.threads,
+                              device=args.device)
+    print(json.dumps(stats.to_dict()) if args.json else f"{args.source}: {stats}")
+    return 0
+
+
+def run_latency_table(args) -> int:
+    import random
+
+    from spos.fixed import FixedNet
+    from spos.latency import build_latency_table, measure_model
+    from spos.space import sample_architecture
+
+    _check_latency_args(args)
+    space = _space_for(args)
+    table = build_latency_table(space, batch_size=args.batch_size, threads=args.threads, device=args.device,
+                                repeats=args.repeats, progress=not args.json)
+    path = table.save(args.output)
+    result = {"table": str(path), "space": space.name, "input_size": space.input_size,
+              "batch_size": table.batch_size, "threads": table.threads, "device": table.device}
+    if args.check:
+        rng = random.Random(12345)
+        errors = []
+        for _ in range(args.check):
+            arch = sample_architecture(space, rng)
+            measured = measure_model(FixedNet(space, arch), (space.in_channels, space.input_size, space.input_size),
+                                     batch_size=args.batch_size, repeats=args.repeats, threads=args.threads,
+                                     device=args.device).median_ms
+            errors.append(abs(table.predict(arch) - measured) / measured)
+        result["check_archs"] = args.check
+        result["mean_abs_error_pct"] = 100 * sum(errors) / len(errors)
+        result["max_abs_error_pct"] = 100 * max(errors)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"latency table for {space.name} at {space.input_size}x{space.input_size}, batch {table.batch_size}, "
+              f"{table.threads} threads, {table.device}: {path}")
+        if args.check:
+            print(f"predictor error on {args.check} random architectures: mean {result['mean_abs_error_pct']:.1f}%, "
+                  f"max {result['max_abs_error_pct']:.1f}%")
+    return 0
+
+
+# -- official checkpoints ------------------------------------------------------------------------
+
+def run_convert(args) -> int:
+    from spos import checkpoint
+    from spos.checkpoint import save_atomic
+    from spos.official import load_official, to_official
+    from spos.zoo import resolve_architecture
+
+    output = Path(args.output)
+    if output.exists():
+        raise UserError(f"{output} exists; choose another --output (nothing is overwritten)")
+    if args.to_official:
+        model = checkpoint.load_model(args.source)
+        save_atomic({"state_dict": to_official(model)}, output)
+        print(f"wrote official-layout weights of the {model.__class__.__name__} in {args.source} to {output}")
+        return 0
+    if not args.arch and not args.supernet:
+        raise UserError("say what the file holds: --arch NAME_OR_FILE (a retrained network) or --supernet")
+    space = _space_for(args)
+    arch = resolve_architecture(args.arch, space=space)[0] if args.arch else None
+    model = load_official(args.source, space, arch)
+    payload = checkpoint.supernet_payload(model) if arch is None else checkpoint.fixed_payload(model)
+    save_atomic(payload, output)
+    print(f"converted {args.source} into a spos {'supernet' if arch is None else 'FixedNet'} checkpoint: {output}")
+    return 0
