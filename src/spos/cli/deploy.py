@@ -26,7 +26,7 @@ def register(subparsers) -> None:
     export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
     export.add_argument("--output", default=None, help="file to write (default: beside the checkpoint)")
     export.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (default 17)")
-    export.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |difference| (1e-4)")
+    export.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |difference|, relative to the largest output when that exceeds 1 (1e-4)")
     export.add_argument("--batch-size", type=int, default=8, help="images in the check batch (default 8)")
     export.add_argument("--fuse", action="store_true", help="fold BN into the convs before exporting")
     export.add_argument("--int8", action="store_true", help="also write an int8 ONNX model (onnxruntime)")

@@ -1,0 +1,70 @@
+"""`spos demo` end to end with a reduced budget: every file of the report exists and parses."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import matplotlib.image
+import onnx
+import pytest
+
+from spos import checkpoint
+from spos.cli import main
+from spos.demo import default_output, demo_settings, similar_random_architecture
+from spos.flops import cost_table
+from spos.space import get_space, load_architecture
+
+
+def test_demo_writes_a_complete_report(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--budget", "0.1", "--no-progress"]) == 0
+    out = tmp_path / "runs" / "demo"
+    printed = capsys.readouterr().out
+    assert f"{out.relative_to(tmp_path)}/report.md" in printed and "ONNX" in printed
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["search"]["scored"] > 0 and summary["best"]["flops"] <= summary["search"]["flops_max"]
+    report = (out / "report.md").read_text()
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert {"training_curves.png", "best_architecture.png", "search/search_scatter.png"} <= set(images)
+    for image in images:
+        assert matplotlib.image.imread(out / image).ndim == 3
+    assert summary["best"]["arch"] in report
+
+    onnx.checker.check_model(onnx.load(str(out / "best.onnx")))
+    assert checkpoint.load(out / "supernet" / "last.pt")["kind"] == "supernet"
+    for name in ("best", "random"):
+        assert checkpoint.load(out / f"retrain-{name}" / "best.pt")["kind"] == "fixed"
+    arch, space = load_architecture(out / "search" / "best.json")
+    assert str(arch) == summary["best"]["arch"] and space is not None
+    assert len((out / "search" / "history.jsonl").read_text().splitlines()) == summary["search"]["scored"]
+
+
+def test_second_demo_gets_its_own_folder_and_a_full_one_is_refused(tmp_path, capsys):
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "keep.txt").write_text("mine")
+    assert default_output(tmp_path) == tmp_path / "demo-2"
+    assert main(["demo", "--output", str(tmp_path / "demo"), "--budget", "0.1"]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "demo").iterdir()] == ["keep.txt"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"data": "imagenet"}, "the demo runs on"),
+    ({"data": "cifar10"}, "needs --data-root"),
+    ({"budget": 0}, "positive factor"),
+])
+def test_demo_bad_settings(kwargs, message):
+    from spos.errors import UserError
+
+    with pytest.raises(UserError, match=message):
+        demo_settings(**kwargs)
+
+
+def test_random_baseline_has_similar_flops():
+    space = get_space("oneshot", input_size=8, num_classes=10, in_channels=1, width_mult=0.25)
+    table = cost_table(space)
+    target = 1.6e6
+    arch = similar_random_architecture(space, target, seed=3)
+    assert abs(table.macs(arch) - target) / target <= 0.02
