@@ -95,6 +95,10 @@ def build_measures(job: SearchJob, space: SearchSpace, genes_to_arch, device) ->
             from spos.latency import load_latency_table
 
             latency_table = load_latency_table(job.latency_table)
+            if json.dumps(latency_table.space, sort_keys=True) != json.dumps(space.to_dict(), sort_keys=True):
+                raise UserError(f"latency table {job.latency_table} was built for another space "
+                                f"({latency_table.space.get('name')} at {latency_table.space.get('input_size')} px); "
+                                "build one for this supernet's space with `spos latency table`")
             measures["latency"] = lambda g: float(latency_table.predict(genes_to_arch(g)))
         else:
             from spos.fixed import FixedNet
@@ -175,6 +179,7 @@ def run_search(job: SearchJob) -> dict:
     for name in job.objectives[1:]:
         if name not in measures:
             raise UserError(f"unknown objective {name!r}; use acc with flops, params or latency")
+    engine.check_feasible(genes.counts, constraints, job.seed, engine.SearchConfig().max_tries)  # before writing
     calibration, evaluation = load_scoring_data(job, space, device)
     scorer = SupernetScorer(supernet, calibration, evaluation)
 

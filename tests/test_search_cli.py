@@ -1,0 +1,105 @@
+"""`spos search` end to end on a tiny supernet: outputs, limits, resume, multi-objective, errors."""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+
+import pytest
+
+from spos import checkpoint
+from spos.cli import main
+from spos.latency import build_latency_table
+from spos.space import get_space, load_architecture, sample_architecture
+from spos.supernet import SuperNet
+
+SMALL = ["--population", "6", "--generations", "2", "--parents", "2", "--mutations", "3", "--crossovers", "3",
+         "--bn-batches", "2", "--batch-size", "64", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def space():
+    return get_space("oneshot", input_size=8, num_classes=10, in_channels=1, width_mult=0.25)
+
+
+@pytest.fixture(scope="module")
+def supernet_file(tmp_path_factory, space):
+    path = tmp_path_factory.mktemp("supernet") / "supernet.pt"
+    checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(space)), path)
+    return path
+
+
+def _history(out):
+    return [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+
+
+def test_search_writes_history_best_front_and_plots(supernet_file, tmp_path, capsys):
+    out = tmp_path / "search"
+    assert main(["search", "--supernet", str(supernet_file), "--flops-max", "1.6e6", "--output", str(out),
+                 *SMALL]) == 0
+    assert "best:" in capsys.readouterr().out
+    history = _history(out)
+    assert len(history) == len({tuple(r["genes"]) for r in history}) >= 6  # scored once each
+    assert all(r["flops"] <= 1.6e6 and 0 <= r["score"] <= 1 for r in history)
+    arch, space = load_architecture(out / "best.json")
+    summary = json.loads((out / "summary.json").read_text())
+    assert str(arch) == summary["best"]["arch"] and summary["best"]["flops"] <= 1.6e6
+    assert list((out / "front").glob("arch-*.json"))
+    assert (out / "search_scatter.png").stat().st_size > 0 and (out / "best_per_generation.png").is_file()
+    # the best architecture file is what `spos train --arch` takes
+    assert main(["train", "--config", "digits-retrain", "--arch", str(out / "best.json"), "--output",
+                 str(tmp_path / "retrain"), "--no-progress", "--set", "train.iterations=2"]) == 0
+
+
+def test_resume_scores_no_candidate_twice(supernet_file, tmp_path):
+    out = tmp_path / "search"
+    assert main(["search", "--supernet", str(supernet_file), "--output", str(out), *SMALL]) == 0
+    first = _history(out)
+    assert main(["search", "--supernet", str(supernet_file), "--output", str(out), "--resume",
+                 *SMALL[:2], "--generations", "4", *SMALL[4:]]) == 0
+    after = _history(out)
+    assert after[:len(first)] == first and len(after) > len(first)
+    assert len({tuple(r["genes"]) for r in after}) == len(after)
+    # and a search that would overwrite a history is refused
+    assert main(["search", "--supernet", str(supernet_file), "--output", str(out), *SMALL]) == 2
+
+
+def test_latency_table_limit_and_pareto_front(supernet_file, space, tmp_path):
+    table = build_latency_table(space, warmup=1, repeats=2, calibration_archs=1)
+    table_file = table.save(tmp_path / "latency.json")
+    rng = random.Random(0)
+    limit = statistics.median(table.predict(sample_architecture(space, rng)) for _ in range(200))
+    out = tmp_path / "search"
+    assert main(["search", "--supernet", str(supernet_file), "--latency-table", str(table_file),
+                 "--latency-max", str(limit), "--objectives", "acc,latency", "--output", str(out), *SMALL]) == 0
+    history = _history(out)
+    assert all(r["latency"] <= limit for r in history)
+    front = [json.loads(p.read_text()) for p in sorted((out / "front").glob("arch-*.json"))]
+    assert front
+    points = [(f["accuracy"], f["latency"]) for f in front]
+    for acc, lat in points:  # nothing on the front is dominated by another front member
+        assert not any(a >= acc and l <= lat and (a, l) != (acc, lat) for a, l in points)
+
+
+def test_foreign_latency_table_is_refused(supernet_file, tmp_path, capsys):
+    other = get_space("oneshot", input_size=8, num_classes=10, in_channels=1, width_mult=0.5)
+    table_file = build_latency_table(other, warmup=1, repeats=1, calibration_archs=0).save(tmp_path / "t.json")
+    assert main(["search", "--supernet", str(supernet_file), "--latency-table", str(table_file),
+                 "--latency-max", "5", "--output", str(tmp_path / "s"), *SMALL]) == 2
+    assert "built for another space" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--flops-max", "1"], "no"),
+    (["--objectives", "flops"], "start with acc"),
+    (["--population", "0"], "at least 1"),
+    (["--data", "cifar10", "--data-root", "/no/such/folder"], "does not exist"),
+])
+def test_bad_search_input_is_one_line(supernet_file, tmp_path, capsys, extra, message):
+    out = tmp_path / "s"
+    assert main(["search", "--supernet", str(supernet_file), "--output", str(out), *SMALL, *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not (out / "history.jsonl").exists()
