@@ -103,3 +103,47 @@ def test_bad_search_input_is_one_line(supernet_file, tmp_path, capsys, extra, me
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
     assert not (out / "history.jsonl").exists()
+
+
+def _search_rank(rank: int, world: int, port: int, job, threads: int) -> None:
+    import os
+
+    import torch
+
+    from spos.search.run import run_search
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(threads)
+    run_search(job)
+    torch.distributed.destroy_process_group()
+
+
+def test_two_processes_score_a_generation_between_them_with_the_same_result(supernet_file, tmp_path):
+    import socket
+
+    import torch
+    import torch.multiprocessing as mp
+
+    from spos.search.run import SearchJob, run_search
+
+    def job(out):
+        return SearchJob(supernet=str(supernet_file), output=str(out), population=6, generations=2, parents=2,
+                         mutations=3, crossovers=3, bn_batches=2, batch_size=64, progress=False)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread per process: two ranks on a 2-core machine must not oversubscribe it
+    try:
+        run_search(job(tmp_path / "one"))
+    finally:
+        torch.set_num_threads(threads)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_search_rank, args=(2, port, job(tmp_path / "two"), 1), nprocs=2,
+                       start_method="spawn")
+    one, two = _history(tmp_path / "one"), _history(tmp_path / "two")
+    assert [r["genes"] for r in one] == [r["genes"] for r in two]
+    assert [r["score"] for r in one] == pytest.approx([r["score"] for r in two], abs=1e-6)
+    best = [json.loads((tmp_path / run / "summary.json").read_text())["best"]["arch"] for run in ("one", "two")]
+    assert best[0] == best[1]

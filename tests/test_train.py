@@ -242,3 +242,10 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, me
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_overrides_read_numbers_lists_and_null():
+    config = load_config("imagenet-supernet", ["sampling.flops_bins=null", "sampling.flops_min=250e6",
+                                               "optim.lr=0.1", "data.name=digits"])
+    assert config["sampling"]["flops_bins"] is None and config["sampling"]["flops_min"] == 250e6
+    assert config["optim"]["lr"] == 0.1 and config["data"]["name"] == "digits"

@@ -166,11 +166,14 @@ def run_search(job: SearchJob) -> dict:
 
     if job.algorithm not in ("evolution", "random", "nsga2"):
         raise UserError(f"unknown algorithm {job.algorithm!r}; use evolution, random or nsga2")
+    from spos.train import distributed
+
     output = Path(job.output)
     history_path = output / "history.jsonl"
     if history_path.exists() and not job.resume:
         raise UserError(f"{history_path} exists; pass --resume to continue that search or choose another --output")
-    device = _device(job.device)
+    _, world = distributed.init_distributed()  # under torchrun: each rank scores a share of every generation
+    device = _device(job.device) if world == 1 or job.device else distributed.local_device(None)
     supernet = checkpoint.load_model(job.supernet, kind="supernet").to(device)
     space = supernet.space
     genes = GeneMap(space, job.mode)
@@ -186,6 +189,7 @@ def run_search(job: SearchJob) -> dict:
     config = engine.SearchConfig(population=job.population, generations=job.generations, parents=job.parents,
                                  mutations=job.mutations, crossovers=job.crossovers,
                                  mutation_prob=job.mutation_prob, seed=job.seed)
+    distributed.barrier()  # every rank has looked at the output folder before rank 0 writes into it
     history = engine.read_history(history_path) if job.resume and history_path.exists() else []
     if history:
         log.info(f"resuming from {history_path}: {len(history)} candidates already scored")

@@ -70,6 +70,16 @@ def _merge(base: dict, update: dict, prefix: str = "") -> dict:
     return base
 
 
+def _number_if_numeric(value):
+    """YAML 1.1 reads ``330e6`` (no dot, no sign) as a string; a person means the number."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def parse_override(text: str) -> dict:
     """``optim.lr=0.1`` -> {"optim": {"lr": 0.1}}; values are read as YAML (numbers, lists, null)."""
     if "=" not in text:
@@ -79,6 +89,7 @@ def parse_override(text: str) -> dict:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:
         value = raw
+    value = _number_if_numeric(value)
     result: dict = {}
     node = result
     parts = key.strip().split(".")
