@@ -68,3 +68,24 @@ def test_random_baseline_has_similar_flops():
     target = 1.6e6
     arch = similar_random_architecture(space, target, seed=3)
     assert abs(table.macs(arch) - target) / target <= 0.02
+
+
+def test_killed_demo_resumes_without_redoing_finished_stages(tmp_path, monkeypatch):
+    import spos.demo
+
+    out = tmp_path / "demo"
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(spos.demo, "export_best", killed)
+        assert main(["demo", "--output", str(out), "--budget", "0.1", "--no-progress"]) == 130
+    assert not (out / "report.md").exists()
+    supernet_mtime = (out / "supernet" / "last.pt").stat().st_mtime_ns
+    history = (out / "search" / "history.jsonl").read_text()
+    assert main(["demo", "--output", str(out), "--no-progress"]) == 2  # not without --resume
+    assert main(["demo", "--output", str(out), "--resume", "--no-progress"]) == 0
+    assert (out / "report.md").is_file() and (out / "best.onnx").is_file()
+    assert (out / "supernet" / "last.pt").stat().st_mtime_ns == supernet_mtime
+    assert (out / "search" / "history.jsonl").read_text() == history

@@ -135,22 +135,46 @@ class StageTimes:
         return self.supernet + self.search + self.retrain + self.export
 
 
-def run_demo(settings: DemoSettings, output: str | Path) -> dict:
-    """Run every stage into ``output`` (which must not hold anything yet); returns the summary."""
+SETTINGS_FILE = "demo.json"
+
+
+def _prepare_output(settings: DemoSettings, output: Path, resume: bool) -> DemoSettings:
+    """A new or empty folder gets the settings written; ``resume`` reads them back instead."""
+    saved = output / SETTINGS_FILE
+    if resume:
+        if not saved.is_file():
+            raise UserError(f"--resume: {output} holds no demo ({SETTINGS_FILE} is missing)")
+        return replace(DemoSettings(**json.loads(saved.read_text())), progress=settings.progress)
+    if output.exists() and any(output.iterdir()):
+        raise UserError(f"{output} is not empty; pass --resume to continue the demo in it, or choose another "
+                        "--output (the demo never overwrites a run)")
+    output.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps(asdict(settings), indent=2) + "\n")
+    return settings
+
+
+def run_demo(settings: DemoSettings, output: str | Path, *, resume: bool = False) -> dict:
+    """Run every stage into ``output`` (new or empty); returns the summary.
+
+    With ``resume`` a killed demo continues in its folder with its saved settings: finished
+    stages are read back, a stage cut short resumes from its last checkpoint or history line.
+    """
     from spos.search.run import SearchJob, run_search
     from spos.train.loop import run_training
 
     output = Path(output)
-    if output.exists() and any(output.iterdir()):
-        raise UserError(f"{output} is not empty; choose another --output (the demo never overwrites a run)")
-    output.mkdir(parents=True, exist_ok=True)
+    settings = _prepare_output(settings, output, resume)
     times = StageTimes()
+
+    def train(config: dict, folder: Path):
+        return run_training(config, folder, resume=(folder / "last.pt").exists() or (folder / "previous.pt").exists(),
+                            progress=settings.progress)
 
     log.info(f"[1/5] training a supernet on {settings.data} for {settings.supernet_epochs} epochs")
     started = time.perf_counter()
     supernet_config = _config(settings.supernet_config, settings, settings.supernet_epochs,
                               [f"validation.bn_batches={settings.bn_batches}"])
-    supernet_run = run_training(supernet_config, output / "supernet", progress=settings.progress)
+    supernet_run = train(supernet_config, output / "supernet")
     times.supernet = time.perf_counter() - started
     space = supernet_run.model.space
 
@@ -159,12 +183,17 @@ def run_demo(settings: DemoSettings, output: str | Path) -> dict:
              f"FLOPs at most {limit / 1e6:.3f}M (the median of random architectures)")
     started = time.perf_counter()
     holdout = supernet_config["data"]["holdout"]  # the images the supernet never trained on
-    search = run_search(SearchJob(
-        supernet=str(output / "supernet" / "last.pt"), output=str(output / "search"), data=settings.data,
-        data_root=settings.data_root, holdout=holdout, bn_batches=settings.bn_batches, flops_max=limit,
-        population=settings.population, generations=settings.generations,
-        parents=max(2, settings.population // 5), mutations=settings.population // 2,
-        crossovers=settings.population // 2, seed=settings.seed, progress=settings.progress))
+    search_dir = output / "search"
+    if (search_dir / "summary.json").is_file():
+        search = json.loads((search_dir / "summary.json").read_text())
+    else:
+        search = run_search(SearchJob(
+            supernet=str(output / "supernet" / "last.pt"), output=str(search_dir), data=settings.data,
+            data_root=settings.data_root, holdout=holdout, bn_batches=settings.bn_batches, flops_max=limit,
+            population=settings.population, generations=settings.generations,
+            parents=max(2, settings.population // 5), mutations=settings.population // 2,
+            crossovers=settings.population // 2, seed=settings.seed, progress=settings.progress,
+            resume=(search_dir / "history.jsonl").exists()))
     times.search = time.perf_counter() - started
 
     best = Architecture.parse(search["best"]["arch"])
@@ -175,9 +204,8 @@ def run_demo(settings: DemoSettings, output: str | Path) -> dict:
     started = time.perf_counter()
     retrained = {}
     for name, arch_file in (("best", output / "search" / "best.json"), ("random", output / "random.json")):
-        retrained[name] = run_training(_config(settings.retrain_config, settings, settings.retrain_epochs,
-                                               [f"arch={arch_file}"]), output / f"retrain-{name}",
-                                       progress=settings.progress)
+        retrained[name] = train(_config(settings.retrain_config, settings, settings.retrain_epochs,
+                                        [f"arch={arch_file}"]), output / f"retrain-{name}")
     times.retrain = time.perf_counter() - started
 
     log.info("[4/5] exporting the retrained best architecture to ONNX")

@@ -24,17 +24,22 @@ def register(subparsers) -> None:
     parser.add_argument("--budget", type=float, default=1.0,
                         help="scale every epoch and generation count (0.5 = half as long; default 1)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a killed demo in --output with its saved settings")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
     from spos.demo import default_output, demo_settings, run_demo
+    from spos.errors import UserError
 
     settings = demo_settings(args.data, data_root=args.data_root, budget=args.budget, seed=args.seed,
                              progress=not args.no_progress)
+    if args.resume and not args.output:
+        raise UserError("--resume needs --output: the folder of the demo to continue")
     output = args.output or default_output()
-    summary = run_demo(settings, output)
+    summary = run_demo(settings, output, resume=args.resume)
     best, rand = summary["best"], summary["random"]
     print(f"\nsearched {best['arch']}: {best['flops'] / 1e6:.3f}M FLOPs, val top-1 {100 * best['best_val_top1']:.1f}%"
           f"\nrandom   {rand['arch']}: {rand['flops'] / 1e6:.3f}M FLOPs, val top-1 {100 * rand['best_val_top1']:.1f}%"
