@@ -39,6 +39,7 @@ class DemoSettings:
     population: int = 16
     generations: int = 5
     bn_batches: int = 5
+    eval_batches: int | None = None  # cap on hold-out batches per candidate (large hold-out sets)
     flops_quantile: float = 0.5
     seed: int = 0
     progress: bool = True
@@ -59,11 +60,13 @@ PRESETS: dict[str, DemoSettings] = {
     "digits": DemoSettings(),
     "synthetic": DemoSettings(data="synthetic"),
     "mnist": DemoSettings(data="mnist", supernet_epochs=6, retrain_epochs=6, population=20, generations=8,
-                          bn_batches=10),
+                          bn_batches=10, eval_batches=20),
     "cifar10": DemoSettings(data="cifar10", supernet_config="cifar10-supernet", retrain_config="cifar10-retrain",
-                            supernet_epochs=30, retrain_epochs=30, population=30, generations=10, bn_batches=10),
+                            supernet_epochs=30, retrain_epochs=30, population=30, generations=10, bn_batches=10,
+                            eval_batches=20),
     "cifar100": DemoSettings(data="cifar100", supernet_config="cifar10-supernet", retrain_config="cifar10-retrain",
-                             supernet_epochs=30, retrain_epochs=30, population=30, generations=10, bn_batches=10),
+                             supernet_epochs=30, retrain_epochs=30, population=30, generations=10, bn_batches=10,
+                            eval_batches=20),
 }
 
 
@@ -189,7 +192,8 @@ def run_demo(settings: DemoSettings, output: str | Path, *, resume: bool = False
     else:
         search = run_search(SearchJob(
             supernet=str(output / "supernet" / "last.pt"), output=str(search_dir), data=settings.data,
-            data_root=settings.data_root, holdout=holdout, bn_batches=settings.bn_batches, flops_max=limit,
+            data_root=settings.data_root, holdout=holdout, bn_batches=settings.bn_batches,
+            eval_batches=settings.eval_batches, flops_max=limit,
             population=settings.population, generations=settings.generations,
             parents=max(2, settings.population // 5), mutations=settings.population // 2,
             crossovers=settings.population // 2, seed=settings.seed, progress=settings.progress,
