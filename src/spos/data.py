@@ -387,6 +387,11 @@ def build_loader(dataset: Dataset, *, batch_size: int, train: bool, workers: int
     return loader
 
 
+def first_batch(dataset: Dataset, size: int) -> torch.Tensor:
+    """The first ``size`` images of ``dataset`` in its fixed (unshuffled) order: a real batch to check on."""
+    return next(iter(build_loader(dataset, batch_size=size, train=False)))[0]
+
+
 def recalibration_batches(dataset: Dataset, *, batch_size: int, num_batches: int, seed: int) -> list:
     """A fixed random subset of training batches (deterministic by seed) for BN recalibration."""
     loader = build_loader(dataset, batch_size=batch_size, train=True, seed=seed + 1)

@@ -162,6 +162,7 @@ def run_demo(settings: DemoSettings, output: str | Path, *, resume: bool = False
     With ``resume`` a killed demo continues in its folder with its saved settings: finished
     stages are read back, a stage cut short resumes from its last checkpoint or history line.
     """
+    from spos.data import build_datasets
     from spos.search.run import SearchJob, run_search
     from spos.train.loop import run_training
 
@@ -214,28 +215,27 @@ def run_demo(settings: DemoSettings, output: str | Path, *, resume: bool = False
 
     log.info("[4/5] exporting the retrained best architecture to ONNX")
     started = time.perf_counter()
-    exported = export_best(retrained["best"], output / "best.onnx", settings)
+    val = build_datasets(settings.data, settings.data_root, input_size=space.input_size).val
+    exported = export_best(retrained["best"], output / "best.onnx", val)
     times.export = time.perf_counter() - started
 
     log.info("[5/5] writing the report")
     summary = summarise(settings, output, space, supernet_run, search, limit, best, baseline, retrained, exported,
-                        times)
+                        times, val_images=len(val))
     (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_plots(output, space, supernet_run, retrained, best, baseline)
     (output / "report.md").write_text(render_report(summary))
     return summary
 
 
-def export_best(result, path: Path, settings: DemoSettings):
+def export_best(result, path: Path, val):
     """The best epoch's checkpoint (the one the report's figure comes from) as ONNX, checked on val images."""
     from spos.checkpoint import load_model
-    from spos.data import build_datasets, build_loader
+    from spos.data import first_batch
     from spos.export import export_model
 
     model = load_model(result.output / "best.pt", kind="fixed")
-    splits = build_datasets(settings.data, settings.data_root, input_size=model.space.input_size)
-    batch = next(iter(build_loader(splits.val, batch_size=16, train=False)))[0]
-    return export_model(model, path, batch, fmt="onnx")
+    return export_model(model, path, first_batch(val, 16), fmt="onnx")
 
 
 def _standard_error(p: float, n: int) -> float:
@@ -243,11 +243,8 @@ def _standard_error(p: float, n: int) -> float:
 
 
 def summarise(settings, output, space, supernet_run, search, limit, best, baseline, retrained, exported,
-              times) -> dict:
-    from spos.data import build_datasets
-
+              times, *, val_images: int) -> dict:
     table = cost_table(space)
-    val_size = len(build_datasets(settings.data, settings.data_root, input_size=space.input_size).val)
 
     def net(name: str, arch: Architecture) -> dict:
         run = retrained[name]
@@ -260,7 +257,7 @@ def summarise(settings, output, space, supernet_run, search, limit, best, baseli
         "settings": asdict(settings),
         "space": {"name": space.name, "input_size": space.input_size, "in_channels": space.in_channels,
                   "num_classes": space.num_classes, "stage_widths": list(space.stage_widths)},
-        "val_images": val_size,
+        "val_images": val_images,
         "supernet": {"epochs": len(supernet_run.history), "final_val_top1": supernet_run.last.get("val_top1"),
                      "val_paths_top1": supernet_run.last.get("val_paths_top1"),
                      "checkpoint": str(supernet_run.output / "last.pt")},

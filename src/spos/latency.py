@@ -11,6 +11,7 @@ import statistics
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
@@ -108,10 +109,15 @@ class LatencyTable:
     threads: int
     device: str
 
-    def predict(self, arch) -> float:
+    @cached_property
+    def search_space(self):
+        """The space the table was built for (parsed once: `predict` runs for every search candidate)."""
         from spos.space import SearchSpace
 
-        arch.validate(SearchSpace.from_dict(self.space))
+        return SearchSpace.from_dict(self.space)
+
+    def predict(self, arch) -> float:
+        arch.validate(self.search_space)
         body = sum(self.layers[i][b][c] for i, (b, c) in enumerate(zip(arch.blocks, arch.channels)))
         return self.stem_ms + body + self.head_ms + self.offset_ms
 
@@ -156,10 +162,8 @@ def build_latency_table(space, *, batch_size: int = 1, threads: int | None = Non
     from spos.space import sample_architecture
 
     def timed(module, shape) -> float:
-        module = module.eval().to(device)
-        x = torch.randn(batch_size, *shape, device=device)
-        return time_callable(lambda: module(x), warmup=warmup, repeats=repeats, device=device,
-                             batch_size=batch_size, threads=threads).median_ms
+        return measure_model(module, shape, batch_size=batch_size, warmup=warmup, repeats=repeats,
+                             threads=threads, device=device).median_ms
 
     specs = space.layers()
     distinct = {_layer_key(spec): spec for spec in specs}
@@ -187,9 +191,7 @@ def build_latency_table(space, *, batch_size: int = 1, threads: int | None = Non
     residuals = []
     for _ in range(calibration_archs):
         arch = sample_architecture(space, rng)
-        measured = measure_model(FixedNet(space, arch), (space.in_channels, space.input_size, space.input_size),
-                                 batch_size=batch_size, warmup=warmup, repeats=repeats, threads=threads,
-                                 device=device).median_ms
+        measured = timed(FixedNet(space, arch), (space.in_channels, space.input_size, space.input_size))
         residuals.append(measured - table.predict(arch))
     table.offset_ms = statistics.median(residuals) if residuals else 0.0
     return table

@@ -128,12 +128,6 @@ def data_splits(args, data: dict | None, space):
     return splits
 
 
-def first_batch(dataset, size: int):
-    from spos.data import build_loader
-
-    return next(iter(build_loader(dataset, batch_size=size, train=False)))[0]
-
-
 # -- export --------------------------------------------------------------------------------------
 
 def run_export(args) -> int:
@@ -158,6 +152,8 @@ def run_export(args) -> int:
         print("no dataset named (checkpoint config or --data): checking on random input")
         batch = torch.randn(args.batch_size, *shape)
     else:
+        from spos.data import first_batch
+
         batch = first_batch(splits.val, args.batch_size)
     if args.fuse:
         from spos.fuse import fuse_conv_bn

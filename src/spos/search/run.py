@@ -95,7 +95,7 @@ def build_measures(job: SearchJob, space: SearchSpace, genes_to_arch, device) ->
             from spos.latency import load_latency_table
 
             latency_table = load_latency_table(job.latency_table)
-            if json.dumps(latency_table.space, sort_keys=True) != json.dumps(space.to_dict(), sort_keys=True):
+            if latency_table.search_space != space:
                 raise UserError(f"latency table {job.latency_table} was built for another space "
                                 f"({latency_table.space.get('name')} at {latency_table.space.get('input_size')} px); "
                                 "build one for this supernet's space with `spos latency table`")

@@ -92,9 +92,12 @@ def build_model(config: dict, info) -> nn.Module:
     adapt = dict(input_size=config["space"]["input_size"] or info.input_size, num_classes=info.num_classes,
                  in_channels=info.in_channels, width_mult=config["space"]["width_mult"])
     dropout = config["space"]["dropout"]
+
+    def with_dropout(space):
+        return space if dropout is None else space.replace(dropout=float(dropout))
+
     if config["kind"] == "supernet":
-        space = get_space(config["space"]["name"], **adapt)
-        return SuperNet(space if dropout is None else space.replace(dropout=float(dropout)))
+        return SuperNet(with_dropout(get_space(config["space"]["name"], **adapt)))
     if not config["arch"]:
         raise UserError("a fixed-network run needs an architecture: --arch NAME_OR_FILE (or arch: in the config)")
     arch, space = resolve_architecture(str(config["arch"]), default_space=config["space"]["name"], **adapt)
@@ -104,7 +107,7 @@ def build_model(config: dict, info) -> nn.Module:
         stem, stages = strides_for_input(adapt["input_size"])
         space = space.replace(input_size=adapt["input_size"], num_classes=info.num_classes,
                               in_channels=info.in_channels, stem_stride=stem, stage_strides=stages)
-    return FixedNet(space if dropout is None else space.replace(dropout=float(dropout)), arch)
+    return FixedNet(with_dropout(space), arch)
 
 
 def _seed_everything(seed: int, deterministic: bool) -> None:
