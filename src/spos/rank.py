@@ -1,0 +1,132 @@
+"""How well one list of scores orders items like another: Kendall tau, Spearman rho, top-k overlap.
+
+Used by `spos rank` (supernet score vs stand-alone accuracy) and by the benchmarks. Each
+statistic comes with a bootstrap 95% interval: the items are resampled with replacement (a
+seeded generator, so the interval is reproducible) and the 2.5th and 97.5th percentiles of the
+statistic over the resamples are reported. With the dozen architectures a ranking study can
+afford, the interval is wide; it says how much a tau of 0.4 can be trusted.
+
+Kendall tau is tau-b and Spearman rho uses average ranks for ties, as `scipy.stats` does; scipy
+is not needed at run time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from spos.errors import UserError
+
+BOOTSTRAP_SAMPLES = 1000
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A statistic and its bootstrap 95% interval (NaN where the statistic is undefined)."""
+
+    value: float
+    low: float
+    high: float
+
+    def __str__(self) -> str:
+        return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
+
+
+def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall's tau-b: (concordant - discordant) pairs over the pairs untied in x and in y."""
+    x, y = _pair(x, y)
+    upper = np.triu_indices(len(x), 1)
+    dx = np.sign(x[:, None] - x[None, :])[upper]
+    dy = np.sign(y[:, None] - y[None, :])[upper]
+    untied_x, untied_y = np.count_nonzero(dx), np.count_nonzero(dy)
+    if untied_x == 0 or untied_y == 0:
+        return math.nan
+    return float((dx * dy).sum() / math.sqrt(untied_x * untied_y))
+
+
+def average_ranks(values: Sequence[float]) -> np.ndarray:
+    """Ranks 1..n, tied values sharing the mean of their ranks (scipy's ``rankdata(method='average')``)."""
+    values = np.asarray(values, dtype=np.float64)
+    order = np.argsort(values, kind="stable")
+    sorted_values = values[order]
+    ranks = np.empty(len(values), dtype=np.float64)
+    start = 0
+    while start < len(values):
+        end = start
+        while end + 1 < len(values) and sorted_values[end + 1] == sorted_values[start]:
+            end += 1
+        ranks[order[start:end + 1]] = (start + end) / 2 + 1
+        start = end + 1
+    return ranks
+
+
+def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rho: the Pearson correlation of the average ranks."""
+    x, y = _pair(x, y)
+    rx, ry = average_ranks(x), average_ranks(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denominator = math.sqrt(float((rx * rx).sum() * (ry * ry).sum()))
+    return math.nan if denominator == 0 else float((rx * ry).sum() / denominator)
+
+
+def top_k_overlap(predicted: Sequence[float], truth: Sequence[float], k: int) -> float:
+    """Share of the k best items by ``truth`` that are also among the k best by ``predicted``.
+
+    Higher is better for both; ties are broken by position, so the result is deterministic.
+    """
+    predicted, truth = _pair(predicted, truth)
+    if not 1 <= k <= len(truth):
+        raise UserError(f"top-k overlap: k={k} must be between 1 and the number of items ({len(truth)})")
+    best_predicted = set(np.argsort(-predicted, kind="stable")[:k].tolist())
+    best_true = set(np.argsort(-truth, kind="stable")[:k].tolist())
+    return len(best_predicted & best_true) / k
+
+
+def bootstrap(statistic: Callable[[np.ndarray, np.ndarray], float], x: Sequence[float], y: Sequence[float], *,
+              samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> Estimate:
+    """``statistic(x, y)`` with the 2.5 / 97.5 percentiles over ``samples`` paired resamples.
+
+    Resamples where the statistic is undefined (every value tied) are left out of the interval.
+    """
+    x, y = _pair(x, y)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(x), size=(samples, len(x)))
+    values = np.array([statistic(x[index], y[index]) for index in draws])
+    values = values[~np.isnan(values)]
+    low, high = (np.percentile(values, [2.5, 97.5]).tolist() if len(values) else (math.nan, math.nan))
+    return Estimate(statistic(x, y), float(low), float(high))
+
+
+def top_k_sizes(count: int) -> list[int]:
+    """The k values a ranking study reports: 3 and a fifth of the items (each at least 1, no repeats)."""
+    return sorted({k for k in (3, max(1, count // 5)) if k <= count})
+
+
+def rank_statistics(predicted: Sequence[float], truth: Sequence[float], *, samples: int = BOOTSTRAP_SAMPLES,
+                    seed: int = 0) -> dict:
+    """Kendall tau, Spearman rho and top-k overlaps of ``predicted`` against ``truth``, with intervals.
+
+    Returns a JSON-ready dict: ``{"n": .., "kendall_tau": {"value", "low", "high"}, "spearman_rho": ..,
+    "top_k": {"3": .., "2": ..}}``.
+    """
+    predicted, truth = _pair(predicted, truth)
+    if len(truth) < 3:
+        raise UserError(f"rank statistics need at least 3 architectures, got {len(truth)}")
+    result = {"n": len(truth), "bootstrap_samples": samples, "seed": seed,
+              "kendall_tau": asdict(bootstrap(kendall_tau, predicted, truth, samples=samples, seed=seed)),
+              "spearman_rho": asdict(bootstrap(spearman_rho, predicted, truth, samples=samples, seed=seed)),
+              "top_k": {}}
+    for k in top_k_sizes(len(truth)):
+        overlap = bootstrap(lambda p, t: top_k_overlap(p, t, k), predicted, truth, samples=samples, seed=seed)
+        result["top_k"][str(k)] = asdict(overlap)
+    return result
+
+
+def _pair(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.ndim != 1 or x.shape != y.shape:
+        raise UserError(f"rank statistics need two lists of the same length, got {x.shape} and {y.shape}")
+    return x, y
