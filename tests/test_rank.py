@@ -70,3 +70,109 @@ def test_rank_statistics_reports_every_statistic_with_an_interval():
         rank.rank_statistics([1, 2], [1, 2])
     with pytest.raises(UserError):
         rank.rank_statistics([1, 2, 3], [1, 2])
+
+
+# ----------------------------------------------------------------------------------------------
+# `spos rank` end to end on a tiny untrained supernet
+
+import json  # noqa: E402
+
+from spos import checkpoint  # noqa: E402
+from spos.cli import main  # noqa: E402
+from spos.flops import cost_table  # noqa: E402
+from spos.search import ranking  # noqa: E402
+from spos.space import get_space  # noqa: E402
+from spos.supernet import SuperNet  # noqa: E402
+
+FAST = ["--bn-batches", "1", "--eval-batches", "1", "--batch-size", "64", "--bootstrap", "50", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def digits_space():
+    return get_space("oneshot", input_size=8, num_classes=10, in_channels=1, width_mult=0.25)
+
+
+@pytest.fixture(scope="module")
+def supernet_file(tmp_path_factory, digits_space):
+    path = tmp_path_factory.mktemp("supernet") / "supernet.pt"
+    checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(digits_space)), path)
+    return path
+
+
+def test_drawn_architectures_spread_over_the_flops_range(digits_space):
+    table = cost_table(digits_space)
+    archs = ranking.draw_architectures(digits_space, 8, "flops", seed=0)
+    flops = [table.macs(a) for a in archs]
+    assert len(set(archs)) == 8 and flops == sorted(flops)
+    uniform = sorted(table.macs(a) for a in ranking.draw_architectures(digits_space, 200, "none", seed=1))
+    middle = uniform[20:-20]  # the FLOPs range 80% of uniform paths fall in
+    assert flops[0] < middle[0] and flops[-1] > middle[-1]
+    assert ranking.draw_architectures(digits_space, 8, "flops", seed=0) == archs  # seeded
+
+
+def test_rank_with_a_ground_truth_file(supernet_file, digits_space, tmp_path, capsys):
+    archs = ranking.draw_architectures(digits_space, 4, "none", seed=5)
+    truth = tmp_path / "truth.csv"
+    truth.write_text("arch,accuracy\n" + "".join(f"\"{a}\",{0.9 + i / 100}\n" for i, a in enumerate(archs)))
+    out = tmp_path / "rank"
+    assert main(["rank", "--supernet", str(supernet_file), "--ground-truth", str(truth), "--output", str(out),
+                 *FAST]) == 0
+    assert "Kendall tau" in capsys.readouterr().out
+    result = json.loads((out / "rank.json").read_text())
+    assert sorted(r["arch"] for r in result["rows"]) == sorted(map(str, archs))
+    assert all(0 <= r["supernet_top1"] <= 1 for r in result["rows"])
+    assert {"kendall_tau", "spearman_rho", "top_k"} <= set(result["statistics"])
+    assert (out / "rank_scatter.png").stat().st_size > 0 and not (out / "standalone").exists()
+    # the same accuracies as JSON give the same rows
+    as_json = tmp_path / "truth.json"
+    as_json.write_text(json.dumps({str(a): 0.9 + i / 100 for i, a in enumerate(archs)}))
+    assert main(["rank", "--supernet", str(supernet_file), "--ground-truth", str(as_json), "--output",
+                 str(tmp_path / "again"), *FAST]) == 0
+    assert json.loads((tmp_path / "again" / "rank.json").read_text())["rows"] == result["rows"]
+
+
+def test_rank_trains_each_architecture_alone_and_resumes_without_training_again(supernet_file, tmp_path,
+                                                                                monkeypatch):
+    from spos.train import loop
+
+    calls = []
+    real = loop.run_training
+
+    def counting(config, output, *, resume=False, progress=True):
+        calls.append((str(output), resume))
+        return real(config, output, resume=resume, progress=progress)
+
+    monkeypatch.setattr(loop, "run_training", counting)
+    out = tmp_path / "rank"
+    command = ["rank", "--supernet", str(supernet_file), "--archs", "4", "--standalone", "digits-retrain",
+               "--set", "train.iterations=2", "--seeds", "1", "--output", str(out), *FAST]
+    assert main(command) == 0
+    assert len(calls) == 4 and not any(resume for _, resume in calls)
+    first = json.loads((out / "rank.json").read_text())
+    assert len(first["rows"]) == 4 and all(len(r["standalone_runs"]) == 1 for r in first["rows"])
+    assert sorted(p.name for p in (out / "standalone").iterdir()) == [f"{i}-seed0" for i in range(4)]
+
+    assert main(command) == 2  # the folder holds a job: refused without --resume
+    calls.clear()
+    assert main([*command, "--resume"]) == 0
+    assert calls == []  # every run was finished: nothing trained again
+    assert json.loads((out / "rank.json").read_text())["rows"] == first["rows"]
+
+    # a run cut short (its result never logged) is resumed from its checkpoint, the others are read back
+    lines = (out / ranking.STANDALONE_LOG).read_text().splitlines()
+    (out / ranking.STANDALONE_LOG).write_text("\n".join(lines[:-1]) + "\n")
+    assert main([*command, "--resume"]) == 0
+    assert calls == [(str(out / "standalone" / "3-seed0"), True)]
+    assert main([*command[:-len(FAST)], "--seeds", "2", "--resume", *FAST]) == 2  # other settings: refused
+
+
+def test_rank_refuses_bad_requests(supernet_file, tmp_path, capsys):
+    base = ["rank", "--supernet", str(supernet_file), "--output", str(tmp_path / "r"), *FAST]
+    assert main(base) == 2  # neither stand-alone training nor ground truth
+    assert "--standalone" in capsys.readouterr().err
+    assert main([*base, "--standalone", "digits-supernet", "--archs", "3"]) == 2
+    assert "retraining" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"0,1/2": 0.5}')
+    assert main([*base, "--ground-truth", str(bad)]) == 2
+    assert main([*base, "--ground-truth", str(tmp_path / "missing.csv")]) == 2

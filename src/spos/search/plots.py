@@ -47,6 +47,22 @@ def plot_best_per_generation(best: list[float], path: str | Path) -> Path:
     return _save(fig, path)
 
 
+def plot_rank_scatter(rows: list[dict], statistics: dict, path: str | Path) -> Path:
+    """Supernet score against stand-alone accuracy, one point per architecture, FLOPs as colour."""
+    fig, ax = plt.subplots(figsize=(6.0, 4.4))
+    points = ax.scatter([100 * r["supernet_top1"] for r in rows], [100 * r["standalone_top1"] for r in rows],
+                        c=[r["flops"] / 1e6 for r in rows], cmap="viridis", s=36, edgecolors="black", lw=0.4)
+    fig.colorbar(points, ax=ax, label=UNITS["flops"][1])
+    tau, rho = statistics["kendall_tau"], statistics["spearman_rho"]
+    ax.set_title(f"n={statistics['n']}: Kendall tau {tau['value']:.2f} [{tau['low']:.2f}, {tau['high']:.2f}], "
+                 f"Spearman {rho['value']:.2f}", fontsize=9)
+    ax.set_xlabel("supernet path hold-out top-1 (%)")
+    ax.set_ylabel("stand-alone top-1 (%)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

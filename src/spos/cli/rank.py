@@ -1,0 +1,92 @@
+"""`spos rank`: how well a trained supernet ranks architectures against their stand-alone accuracy."""
+
+from __future__ import annotations
+
+from spos.cli._common import add_command
+
+ORDER = 35
+
+
+def register(subparsers) -> None:
+    parser = add_command(
+        subparsers, "rank",
+        help="measure how well a supernet ranks architectures (Kendall tau vs stand-alone accuracy)",
+        description="Draw architectures spread over the FLOPs range (or read a list), score each as a supernet "
+                    "path the way the search does (BN recalibrated, hold-out top-1), and compare with each one "
+                    "trained alone with a retraining config and K seeds (or with accuracies from a ground-truth "
+                    "file). Writes rank.json (one row per architecture; Kendall tau, Spearman rho and top-k "
+                    "overlap with bootstrap 95% intervals) and rank_scatter.png. Every stand-alone run is kept "
+                    "in OUTPUT/standalone/; --resume trains none of the finished ones again.",
+        example="spos rank --supernet runs/supernet/last.pt --archs 12 --standalone digits-retrain --seeds 2 "
+                "--output runs/rank")
+    parser.add_argument("--supernet", required=True, metavar="CKPT", help="a supernet checkpoint")
+    which = parser.add_argument_group("architectures")
+    which.add_argument("--archs", type=int, default=None, metavar="N",
+                       help="how many architectures to draw (default 12; with --ground-truth: all of the file's)")
+    which.add_argument("--stratify", choices=("flops", "none"), default="flops",
+                       help="flops (default): spread the drawn architectures evenly over the FLOPs range; "
+                            "none: uniformly random paths")
+    which.add_argument("--arch-file", default=None, metavar="FILE",
+                       help="architectures to rank instead of drawing them: a JSON list or one "
+                            "'B,..,B/C,..,C' per line")
+    truth = parser.add_argument_group("stand-alone accuracy")
+    truth.add_argument("--standalone", default=None, metavar="CONFIG",
+                       help="retraining config each architecture is trained alone with (e.g. digits-retrain)")
+    truth.add_argument("--seeds", type=int, default=1, metavar="K",
+                       help="stand-alone runs per architecture with seeds 0..K-1 added to the config's; their "
+                            "mean final val top-1 is the architecture's accuracy (default 1)")
+    truth.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a key of the stand-alone config, e.g. --set train.epochs=3 (repeatable)")
+    truth.add_argument("--ground-truth", default=None, metavar="FILE",
+                       help="accuracies measured elsewhere instead of training here: JSON {\"ARCH\": accuracy} "
+                            "or CSV with columns arch,accuracy (the arch text in quotes)")
+    data = parser.add_argument_group("scoring data")
+    data.add_argument("--data", default=None, help="dataset (default: the one the supernet was trained on)")
+    data.add_argument("--data-root", default=None, help="dataset folder (default: the supernet's)")
+    data.add_argument("--holdout", default=None,
+                      help="hold-out images the paths are scored on: a count or a fraction (default: the "
+                           "supernet's hold-out, else 0.2)")
+    data.add_argument("--batch-size", type=int, default=128, help="batch size for scoring (default 128)")
+    data.add_argument("--bn-batches", type=int, default=20, help="BN recalibration batches (official: 20)")
+    data.add_argument("--eval-batches", type=int, default=None, help="cap on hold-out batches per path")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals "
+                                                                    "(default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for drawing architectures, the hold-out split "
+                                                            "and the bootstrap (default 0)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--output", default="runs/rank", help="output folder (default runs/rank)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a killed rank job in --output: finished runs are read back, a cut one "
+                             "resumes from its checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from spos.data import parse_holdout
+    from spos.search.ranking import RankJob, run_rank
+
+    job = RankJob(
+        supernet=args.supernet, output=args.output, archs=args.archs, arch_file=args.arch_file,
+        stratify=args.stratify, standalone=args.standalone, seeds=args.seeds, overrides=list(args.overrides),
+        ground_truth=args.ground_truth, data=args.data, data_root=args.data_root,
+        holdout=parse_holdout(args.holdout) if args.holdout is not None else None, batch_size=args.batch_size,
+        bn_batches=args.bn_batches, eval_batches=args.eval_batches, seed=args.seed, bootstrap=args.bootstrap,
+        device=args.device, resume=args.resume, progress=not args.no_progress,
+    )
+    summary = run_rank(job)
+    stats = summary["statistics"]
+
+    def interval(estimate: dict) -> str:
+        if estimate["value"] is None or estimate["value"] != estimate["value"]:
+            return "undefined (every score tied)"
+        return f"{estimate['value']:.3f}  95% CI [{estimate['low']:.3f}, {estimate['high']:.3f}]"
+
+    print(f"{stats['n']} architectures: mean supernet path top-1 {summary['mean_supernet_top1']:.4f}, "
+          f"mean stand-alone top-1 {summary['mean_standalone_top1']:.4f}")
+    print(f"  Kendall tau   {interval(stats['kendall_tau'])}")
+    print(f"  Spearman rho  {interval(stats['spearman_rho'])}")
+    for k, estimate in stats["top_k"].items():
+        print(f"  top-{k} overlap {interval(estimate)}")
+    print(f"rank: {summary['files']['rank']}\nplot: {summary['files']['scatter']}")
+    return 0

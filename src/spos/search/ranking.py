@@ -1,0 +1,387 @@
+"""The `spos rank` job: does a path's accuracy inside the supernet predict its accuracy trained alone?
+
+Architectures spread over the FLOPs range (or given in a file) are scored as supernet paths,
+exactly as the search scores candidates (BN recalibrated on training batches, top-1 on the
+hold-out split), and compared with their accuracy trained alone: either read from a ground-truth
+file, or measured here by training each one with a retraining config and K seeds. The output
+folder holds:
+
+- ``settings.json``: the architectures and what was asked (a resumed job continues only the same job);
+- ``archs/<i>.json``: the architecture files the stand-alone runs train;
+- ``standalone/<i>-seed<k>/``: one training run each, resumable (a cut run continues from its
+  checkpoint, a finished one is read back from ``standalone.jsonl`` and never trained again);
+- ``supernet_scores.jsonl``, ``rank.json`` (one row per architecture and the statistics of
+  `spos.rank`) and ``rank_scatter.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from spos import checkpoint
+from spos.errors import UserError
+from spos.flops import CostTable, cost_table
+from spos.space import Architecture, SearchSpace, sample_architecture, save_architecture
+
+log = logging.getLogger(__name__)
+
+SETTINGS = "settings.json"
+STANDALONE_LOG = "standalone.jsonl"
+SCORES_LOG = "supernet_scores.jsonl"
+STRATIFY = ("flops", "none")
+POOL_PER_ARCH = 50
+
+
+@dataclass
+class RankJob:
+    supernet: str
+    output: str = "runs/rank"
+    archs: int | None = None
+    arch_file: str | None = None
+    stratify: str = "flops"
+    standalone: str | None = None
+    seeds: int = 1
+    overrides: list[str] = field(default_factory=list)
+    ground_truth: str | None = None
+    data: str | None = None
+    data_root: str | None = None
+    holdout: float | int | None = None
+    batch_size: int = 128
+    bn_batches: int = 20
+    eval_batches: int | None = None
+    seed: int = 0
+    bootstrap: int = 1000
+    split_seed: int | None = None  # the supernet's training seed, which carved its hold-out split
+    device: str | None = None
+    resume: bool = False
+    progress: bool = True
+
+
+# ----------------------------------------------------------------------------------------------
+# Which architectures
+
+
+def flops_spread_pool(space: SearchSpace, size: int, rng: random.Random) -> list[Architecture]:
+    """Random paths whose channel choices share a random window per path, so light and heavy
+    architectures both occur (uniform paths crowd around the median FLOPs)."""
+    pool = []
+    for _ in range(size):
+        low = rng.randrange(space.num_channels)
+        high = rng.randrange(low, space.num_channels)
+        blocks = tuple(rng.randrange(space.num_blocks) for _ in range(space.num_layers))
+        channels = tuple(rng.randint(low, high) for _ in range(space.num_layers))
+        pool.append(Architecture(blocks, channels))
+    return pool
+
+
+def spread_over_flops(candidates: list[Architecture], count: int, table: CostTable) -> list[Architecture]:
+    """``count`` distinct candidates, the closest to evenly spaced FLOPs between the lightest and heaviest."""
+    unique = list(dict.fromkeys(candidates))
+    if count > len(unique):
+        raise UserError(f"asked for {count} architectures but only {len(unique)} distinct ones are available")
+    flops = [table.macs(arch) for arch in unique]
+    low, high = min(flops), max(flops)
+    targets = [low + (high - low) * i / max(count - 1, 1) for i in range(count)]
+    available = set(range(len(unique)))
+    chosen = []
+    for target in targets:
+        best = min(available, key=lambda j: (abs(flops[j] - target), j))
+        available.remove(best)
+        chosen.append(unique[best])
+    return sorted(chosen, key=table.macs)
+
+
+def draw_architectures(space: SearchSpace, count: int, stratify: str, seed: int) -> list[Architecture]:
+    if stratify not in STRATIFY:
+        raise UserError(f"--stratify {stratify!r}: use one of {', '.join(STRATIFY)}")
+    rng = random.Random(seed)
+    table = cost_table(space)
+    if stratify == "none":
+        return sorted(dict.fromkeys(sample_architecture(space, rng) for _ in range(count)), key=table.macs)
+    return spread_over_flops(flops_spread_pool(space, POOL_PER_ARCH * count, rng), count, table)
+
+
+def read_architecture_list(path: str | Path, space: SearchSpace) -> list[Architecture]:
+    """A JSON list (texts ``B,..,B/C,..,C`` or objects with blocks and channels) or one text per line."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"architecture list {path} does not exist")
+    text = path.read_text()
+    if text.lstrip().startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise UserError(f"architecture list {path}: invalid JSON ({error.msg} at line {error.lineno})") from None
+        archs = [Architecture.from_dict(i) if isinstance(i, dict) else Architecture.parse(str(i)) for i in items]
+    else:
+        archs = [Architecture.parse(line) for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    return [arch.validate(space) for arch in archs]
+
+
+def read_ground_truth(path: str | Path, space: SearchSpace) -> dict[Architecture, float]:
+    """Architecture -> accuracy from JSON (``{"B,../C,..": acc}`` or a list of ``{"arch", "accuracy"}``)
+    or CSV (columns ``arch`` and ``accuracy``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"ground-truth file {path} does not exist")
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        if not rows or not {"arch", "accuracy"} <= set(rows[0]):
+            raise UserError(f"ground-truth file {path}: expected a CSV header with columns arch and accuracy")
+        pairs = [(row["arch"], row["accuracy"]) for row in rows]
+    else:
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise UserError(f"ground-truth file {path} is neither CSV (by its name) nor valid JSON: {error}") from None
+        if isinstance(data, dict):
+            pairs = list(data.items())
+        elif isinstance(data, list) and all(isinstance(r, dict) and {"arch", "accuracy"} <= set(r) for r in data):
+            pairs = [(r["arch"], r["accuracy"]) for r in data]
+        else:
+            raise UserError(f"ground-truth file {path}: expected {{\"ARCH\": accuracy}} or a list of "
+                            "{\"arch\": ..., \"accuracy\": ...} objects")
+    truth = {}
+    for arch_text, accuracy in pairs:
+        try:
+            value = float(accuracy)
+        except (TypeError, ValueError):
+            raise UserError(f"ground-truth file {path}: accuracy {accuracy!r} of {arch_text} is not a number") from None
+        truth[Architecture.parse(str(arch_text)).validate(space)] = value
+    return truth
+
+
+def choose_architectures(job: RankJob, space: SearchSpace, truth: dict[Architecture, float] | None
+                         ) -> list[Architecture]:
+    if job.arch_file:
+        archs = list(dict.fromkeys(read_architecture_list(job.arch_file, space)))
+        missing = [str(a) for a in archs if truth is not None and a not in truth]
+        if missing:
+            raise UserError(f"{len(missing)} architectures of {job.arch_file} have no accuracy in "
+                            f"{job.ground_truth} (first: {missing[0]})")
+        return archs
+    if truth is not None:
+        archs = list(truth)
+        if job.archs is not None and job.archs < len(archs):
+            return spread_over_flops(archs, job.archs, cost_table(space))
+        return sorted(archs, key=cost_table(space).macs)
+    return draw_architectures(space, job.archs or 12, job.stratify, job.seed)
+
+
+# ----------------------------------------------------------------------------------------------
+# The output folder
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill: that result is measured again
+    return rows
+
+
+def _append_jsonl(path: Path, row: dict) -> None:
+    with open(path, "a") as handle:
+        handle.write(json.dumps(row) + "\n")
+        handle.flush()
+
+
+def _settings(job: RankJob, archs: list[Architecture]) -> dict:
+    asked = {k: v for k, v in asdict(job).items()
+             if k not in ("output", "resume", "progress", "device", "split_seed")}
+    return {"job": asked, "architectures": [str(a) for a in archs]}
+
+
+def prepare_output(job: RankJob, archs: list[Architecture]) -> list[Architecture]:
+    """A new folder gets the settings; ``--resume`` continues only the job that made the folder."""
+    output = Path(job.output)
+    saved = output / SETTINGS
+    settings = _settings(job, archs)
+    if job.resume:
+        if not saved.is_file():
+            raise UserError(f"--resume: {output} holds no rank job ({SETTINGS} is missing)")
+        previous = json.loads(saved.read_text())
+        changed = [k for k, v in settings["job"].items() if previous["job"].get(k) != v]
+        if changed:
+            raise UserError(f"--resume: {output} was started with other settings ({', '.join(changed)}); "
+                            "repeat the first command's options or choose another --output")
+        return [Architecture.parse(text) for text in previous["architectures"]]
+    if output.exists() and any(output.iterdir()):
+        raise UserError(f"{output} is not empty; pass --resume to continue the rank job in it, or choose another "
+                        "--output")
+    output.mkdir(parents=True, exist_ok=True)
+    checkpoint.write_text_atomic(json.dumps(settings, indent=2) + "\n", saved)
+    return archs
+
+
+# ----------------------------------------------------------------------------------------------
+# Measuring
+
+
+def score_path(scorer, arch: Architecture) -> float:
+    """The supernet's hold-out top-1 of ``arch`` (the one place that calls the search's scorer)."""
+    return scorer(arch.genes)
+
+
+def supernet_scores(job: RankJob, supernet, archs: list[Architecture], device) -> dict[str, float]:
+    from spos.search.run import SearchJob, load_scoring_data
+    from spos.search.scoring import SupernetScorer
+
+    log_path = Path(job.output) / SCORES_LOG
+    scores = {row["arch"]: row["supernet_top1"] for row in _read_jsonl(log_path)}
+    todo = [arch for arch in archs if str(arch) not in scores]
+    if not todo:
+        return scores
+    scoring = SearchJob(supernet=job.supernet, data=job.data, data_root=job.data_root, holdout=job.holdout,
+                        batch_size=job.batch_size, bn_batches=job.bn_batches, eval_batches=job.eval_batches,
+                        seed=job.seed if job.split_seed is None else job.split_seed)
+    calibration, evaluation = load_scoring_data(scoring, supernet.space, device)
+    scorer = SupernetScorer(supernet, calibration, evaluation)
+    for arch in todo:
+        scores[str(arch)] = score_path(scorer, arch)
+        _append_jsonl(log_path, {"arch": str(arch), "supernet_top1": scores[str(arch)]})
+    return scores
+
+
+def standalone_config(job: RankJob, arch_file: Path, seed_offset: int) -> dict:
+    from spos.train.config import load_config
+
+    config = load_config(job.standalone, job.overrides)
+    if config["kind"] != "fixed":
+        raise UserError(f"--standalone {job.standalone}: a {config['kind']} recipe; give a retraining (fixed) "
+                        "config such as digits-retrain")
+    data = {"name": job.data, **({"root": job.data_root} if job.data_root else {})}
+    return load_config(job.standalone, job.overrides, arch=str(arch_file), data=data,
+                       train={"seed": int(config["train"]["seed"]) + seed_offset})
+
+
+def standalone_accuracies(job: RankJob, space: SearchSpace, archs: list[Architecture]) -> dict[str, list[float]]:
+    """Final val top-1 of every (architecture, seed) run; finished runs are read back, cut ones resumed."""
+    from spos.train.loop import run_training
+
+    output = Path(job.output)
+    log_path = output / STANDALONE_LOG
+    done = {(row["index"], row["seed"]): row for row in _read_jsonl(log_path)}
+    for index, arch in enumerate(archs):
+        arch_file = output / "archs" / f"{index}.json"
+        if not arch_file.is_file():
+            save_architecture(arch_file, arch, space)
+        for seed in range(job.seeds):
+            if (index, seed) in done:
+                continue
+            folder = output / "standalone" / f"{index}-seed{seed}"
+            cut = (folder / "last.pt").exists() or (folder / "previous.pt").exists()
+            log.info(f"stand-alone run {index + 1}/{len(archs)}, seed {seed + 1}/{job.seeds}: {arch}"
+                     f"{' (resuming)' if cut else ''}")
+            result = run_training(standalone_config(job, arch_file, seed), folder, resume=cut, progress=job.progress)
+            row = {"index": index, "seed": seed, "arch": str(arch), "top1": result.last["val_top1"],
+                   "best_top1": result.best_top1, "steps": result.last["step"]}
+            _append_jsonl(log_path, row)
+            done[(index, seed)] = row
+    accuracies: dict[str, list[float]] = {}
+    for (index, seed), row in sorted(done.items()):
+        if index < len(archs) and seed < job.seeds:
+            accuracies.setdefault(str(archs[index]), []).append(row["top1"])
+    return accuracies
+
+
+# ----------------------------------------------------------------------------------------------
+# The job
+
+
+def _data_defaults(job: RankJob, saved_config: dict) -> RankJob:
+    """Score on the supernet's own data and hold-out split unless told otherwise."""
+    from dataclasses import replace
+
+    data = saved_config.get("data", {})
+    holdout = job.holdout if job.holdout is not None else (data.get("holdout") or 0.2)
+    return replace(job, data=job.data or data.get("name") or "digits",
+                   data_root=job.data_root or data.get("root"), holdout=holdout,
+                   split_seed=saved_config.get("train", {}).get("seed"))
+
+
+def check_job(job: RankJob) -> None:
+    if job.ground_truth is None and job.standalone is None:
+        raise UserError("give --standalone CONFIG (train each architecture alone) or --ground-truth FILE "
+                        "(accuracies measured elsewhere)")
+    if job.ground_truth is not None and job.standalone is not None:
+        raise UserError("--ground-truth replaces stand-alone training; give --ground-truth or --standalone, "
+                        "not both")
+    if job.archs is not None and job.arch_file is not None:
+        raise UserError("--archs draws architectures and --arch-file lists them; give one of the two")
+    for name in ("seeds", "bn_batches", "batch_size", "bootstrap"):
+        if getattr(job, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    if job.archs is not None and job.archs < 3:
+        raise UserError(f"--archs {job.archs}: rank statistics need at least 3 architectures")
+
+
+def run_rank(job: RankJob) -> dict:
+    """Run (or continue) one rank job; returns the summary written to OUTPUT/rank.json."""
+    from spos import rank
+    from spos.search.run import _device
+
+    check_job(job)
+    started = time.perf_counter()
+    saved = checkpoint.load(job.supernet)
+    if saved["kind"] != "supernet":
+        raise UserError(f"{job.supernet} holds a {saved['kind']} checkpoint; --supernet needs a supernet one")
+    job = _data_defaults(job, saved.get("config") or {})
+    device = _device(job.device)
+    supernet = checkpoint.build_model(saved).to(device)
+    space = supernet.space
+    truth = read_ground_truth(job.ground_truth, space) if job.ground_truth else None
+    archs = prepare_output(job, choose_architectures(job, space, truth))
+    if len(archs) < 3:
+        raise UserError(f"rank statistics need at least 3 architectures, got {len(archs)}")
+
+    scores = supernet_scores(job, supernet, archs, device)
+    if truth is not None:
+        accuracies = {str(arch): [truth[arch]] for arch in archs}
+    else:
+        accuracies = standalone_accuracies(job, space, archs)
+    table = cost_table(space)
+    rows = [{"index": i, "arch": str(arch), "flops": table.macs(arch), "params": table.params(arch),
+             "supernet_top1": scores[str(arch)], "standalone_top1": sum(accuracies[str(arch)]) / len(accuracies[str(arch)]),
+             "standalone_runs": accuracies[str(arch)]} for i, arch in enumerate(archs)]
+    statistics = rank.rank_statistics([r["supernet_top1"] for r in rows], [r["standalone_top1"] for r in rows],
+                                      samples=job.bootstrap, seed=job.seed)
+    return write_outputs(job, rows, statistics, time.perf_counter() - started)
+
+
+def write_outputs(job: RankJob, rows: list[dict], statistics: dict, seconds: float) -> dict:
+    from spos.search import plots
+
+    output = Path(job.output)
+    scatter = plots.plot_rank_scatter(rows, statistics, output / "rank_scatter.png")
+    summary = {
+        "supernet": job.supernet, "data": job.data, "holdout": job.holdout,
+        "truth": {"ground_truth": job.ground_truth} if job.ground_truth else
+                 {"standalone": job.standalone, "overrides": job.overrides, "seeds": job.seeds},
+        "mean_supernet_top1": sum(r["supernet_top1"] for r in rows) / len(rows),
+        "mean_standalone_top1": sum(r["standalone_top1"] for r in rows) / len(rows),
+        "statistics": statistics, "rows": rows, "seconds": seconds,
+        "files": {"rank": str(output / "rank.json"), "scatter": str(scatter)},
+    }
+    checkpoint.write_text_atomic(json.dumps(_nan_as_null(summary), indent=2) + "\n", output / "rank.json")
+    return summary
+
+
+def _nan_as_null(value):
+    """Undefined statistics (every score tied) as JSON null rather than the non-standard NaN."""
+    if isinstance(value, dict):
+        return {k: _nan_as_null(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_as_null(v) for v in value]
+    return None if isinstance(value, float) and value != value else value
