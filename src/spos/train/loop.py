@@ -35,7 +35,7 @@ from spos.supernet import SuperNet
 from spos.train import distributed
 from spos.train.bn import recalibrate_bn
 from spos.train.config import dump
-from spos.train.recipe import build_ema, build_loss, build_mixup, build_optimizer, build_scheduler
+from spos.train.recipe import build_ema, build_loss, build_mixup, build_optimizer, build_scheduler, hot_lr_warning
 from spos.train.sampler import PathSampler
 from spos.zoo import resolve_architecture
 
@@ -368,6 +368,11 @@ class Trainer:
             "val_paths_top1": [s["top1"] for s in scores]}
 
     def run(self) -> RunResult:
+        if distributed.is_main() and self.supernet:
+            batch = int(self.config["data"]["batch_size"]) * self.world * self.accumulate
+            warning = hot_lr_warning(float(self.config["optim"]["lr"]), batch)
+            if warning:
+                log.warning(warning)
         if distributed.is_main():
             log.info(f"training a {'supernet' if self.supernet else 'fixed network'} "
                      f"({sum(p.numel() for p in self.model.parameters()) / 1e6:.2f}M params) for {self.total_steps} "

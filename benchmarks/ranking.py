@@ -1,0 +1,101 @@
+"""Which supernet recipe ranks architectures: Kendall tau of supernet path top-1 against stand-alone top-1.
+
+On digits: N architectures spread over the FLOPs range are trained alone once (K seeds each,
+cached in OUTPUT/standalone: the same for every recipe), then each recipe trains a supernet
+from `digits-supernet` plus its overrides and `spos rank` scores the same architectures on it
+against those stand-alone accuracies. Prints one row per recipe: mean path top-1, Kendall tau
+with its bootstrap 95% interval, Spearman rho, top-3 overlap, supernet training time. Every
+stage resumes: a second invocation trains nothing that is finished.
+
+    python benchmarks/ranking.py [--archs 12] [--seeds 2] [--recipes baseline,linear-lr] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from spos.data import dataset_info
+from spos.search.ranking import RankJob, draw_architectures, run_rank, standalone_accuracies
+from spos.train.config import load_config
+from spos.train.loop import build_model, run_training
+
+# recipe name -> `--set` overrides of digits-supernet
+RECIPES = {
+    "baseline": ["optim.lr=0.2"],                      # the demo's supernet before this study
+    "linear-lr": ["optim.lr=0.03125"],                 # 0.5 x 64 / 1024, the official rule
+    "fair": ["optim.lr=0.03125", "sampling.strategy=fair"],
+    "entangled": ["optim.lr=0.03125", "space.entangled=true"],
+    "fair+entangled": ["optim.lr=0.03125", "sampling.strategy=fair", "space.entangled=true"],
+}
+
+
+def standalone_truth(output: Path, archs: int, seeds: int, epochs: int) -> Path:
+    """Train every architecture alone (cached) and write ``ground_truth.json`` (mean of the seeds)."""
+    space = build_model(load_config("digits-supernet"), dataset_info("digits")).space
+    chosen = draw_architectures(space, archs, "flops", seed=0)
+    job = RankJob(supernet="", output=str(output / "standalone"), standalone="digits-retrain", seeds=seeds,
+                  overrides=[f"train.epochs={epochs}"], data="digits", progress=False)
+    (output / "standalone").mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    accuracies = standalone_accuracies(job, space, chosen)
+    truth = {arch: sum(values) / len(values) for arch, values in accuracies.items()}
+    path = output / "ground_truth.json"
+    path.write_text(json.dumps(truth, indent=2) + "\n")
+    print(f"stand-alone: {archs} architectures x {seeds} seeds, {epochs} epochs of digits-retrain "
+          f"({time.perf_counter() - started:.0f} s this invocation); top-1 from {min(truth.values()):.4f} "
+          f"to {max(truth.values()):.4f}")
+    return path
+
+
+def measure_recipe(output: Path, name: str, overrides: list[str], truth: Path, epochs: int | None) -> dict:
+    folder = output / f"supernet-{name}"
+    config = load_config("digits-supernet", [*overrides, *([f"train.epochs={epochs}"] if epochs else [])])
+    started = time.perf_counter()
+    finished = (folder / "done").is_file()
+    if not finished:
+        run_training(config, folder, resume=(folder / "last.pt").exists(), progress=False)
+        (folder / "done").write_text(f"{time.perf_counter() - started:.1f}\n")
+    train_seconds = float((folder / "done").read_text())
+    rank_dir = output / f"rank-{name}"
+    summary = run_rank(RankJob(supernet=str(folder / "last.pt"), ground_truth=str(truth), output=str(rank_dir),
+                               bn_batches=5, resume=(rank_dir / "settings.json").exists(), progress=False))
+    stats = summary["statistics"]
+    return {"recipe": name, "overrides": overrides, "mean_path_top1": summary["mean_supernet_top1"],
+            "tau": stats["kendall_tau"], "rho": stats["spearman_rho"]["value"],
+            "top3": stats["top_k"].get("3", {}).get("value"), "train_seconds": train_seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", default="runs/ranking-bench", help="cache folder (default runs/ranking-bench)")
+    parser.add_argument("--archs", type=int, default=12, help="architectures ranked (default 12)")
+    parser.add_argument("--seeds", type=int, default=2, help="stand-alone seeds per architecture (default 2)")
+    parser.add_argument("--standalone-epochs", type=int, default=4, help="digits-retrain epochs (default 4)")
+    parser.add_argument("--supernet-epochs", type=int, default=None, help="override digits-supernet's epochs")
+    parser.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, from {', '.join(RECIPES)}")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.WARNING)
+    output = Path(args.output)
+    truth = standalone_truth(output, args.archs, args.seeds, args.standalone_epochs)
+    print(f"\n| recipe | mean path top-1 | Kendall tau [95% CI] | Spearman | top-3 overlap | supernet time |")
+    print("|---|---|---|---|---|---|")
+    for name in args.recipes.split(","):
+        row = measure_recipe(output, name, RECIPES[name], truth, args.supernet_epochs)
+        with open(output / "results.jsonl", "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+        tau = row["tau"]
+        print(f"| {name} | {100 * row['mean_path_top1']:.1f}% | {tau['value']:.2f} [{tau['low']:.2f}, "
+              f"{tau['high']:.2f}] | {row['rho']:.2f} | {row['top3']:.2f} | {row['train_seconds']:.0f} s |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
