@@ -34,3 +34,59 @@ def test_supernet_training_warns_at_start_when_lr_is_hot(tmp_path, caplog, lr, w
         run_training(config, tmp_path / "run", progress=False)
     assert any("linear" in r.getMessage() or "official supernet LR" in r.getMessage()
                for r in caplog.records) == warned
+
+
+# ----------------------------------------------------------------------------------------------
+# Strictly fair sampling (FairNAS)
+
+
+def test_fair_sampler_uses_every_block_choice_of_every_layer_once_per_step(tiny_space):
+    from spos.train.sampler import PathSampler
+
+    sampler = PathSampler(tiny_space, seed=0, strategy="fair")
+    for _ in range(10):
+        paths = sampler.sample_step()
+        assert len(paths) == tiny_space.num_blocks
+        for layer in range(tiny_space.num_layers):
+            assert sorted(p.blocks[layer] for p in paths) == list(range(tiny_space.num_blocks))
+        for path in paths:
+            path.validate(tiny_space)
+    assert len(PathSampler(tiny_space, seed=0).sample_step()) == 1  # uniform: one path per step
+
+
+def test_fair_sampling_refuses_settings_it_cannot_honour(tiny_space):
+    from spos.errors import UserError
+    from spos.train.sampler import PathSampler
+
+    with pytest.raises(UserError, match="strategy"):
+        PathSampler(tiny_space, seed=0, strategy="sandwich")
+    with pytest.raises(UserError, match="fair"):
+        PathSampler(tiny_space, seed=0, strategy="fair", flops_max=1e6)
+
+
+def test_fair_training_step_runs_each_choice_once_then_one_optimizer_step(tmp_path, monkeypatch):
+    from spos.supernet import SuperNet
+    from spos.train import loop
+
+    forwards, steps = [], []
+    original_forward, original_step = SuperNet.forward, loop.Trainer._optimizer_step
+
+    def recording_forward(self, x, arch):
+        if self.training:
+            forwards.append(arch)
+        return original_forward(self, x, arch)
+
+    def recording_step(self, archs):
+        steps.append(len(forwards))
+        return original_step(self, archs)
+
+    monkeypatch.setattr(SuperNet, "forward", recording_forward)
+    monkeypatch.setattr(loop.Trainer, "_optimizer_step", recording_step)
+    config = load_config("digits-supernet", [*TINY, "train.iterations=2", "sampling.strategy=fair"])
+    result = run_training(config, tmp_path / "run", progress=False)
+    blocks = result.model.space.num_blocks
+    assert steps == [blocks, 2 * blocks]  # m paths, then one optimizer step (later forwards: BN recalibration)
+    for start in (0, blocks):
+        group = forwards[start:start + blocks]
+        for layer in range(result.model.space.num_layers):
+            assert sorted(arch.blocks[layer] for arch in group) == list(range(blocks))

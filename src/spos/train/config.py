@@ -27,7 +27,7 @@ DEFAULTS: dict = {
               "seed": 0, "checkpoint_every_steps": None, "log_every": 20, "device": None,
               "deterministic": False},
     "sampling": {"mode": "both", "flops_min": None, "flops_max": None, "flops_bins": None,
-                 "channel_warmup_epochs": 0, "channel_warmup_step_epochs": 1},
+                 "channel_warmup_epochs": 0, "channel_warmup_step_epochs": 1, "strategy": "uniform"},
     "validation": {"paths": 3, "bn_batches": 20, "every": 1},
 }
 

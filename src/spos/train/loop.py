@@ -202,8 +202,8 @@ class Trainer:
                                    flops_min=sampling["flops_min"], flops_max=sampling["flops_max"],
                                    flops_bins=sampling["flops_bins"],
                                    channel_warmup_epochs=sampling["channel_warmup_epochs"],
-                                   channel_warmup_step_epochs=sampling["channel_warmup_step_epochs"]
-                                   ) if self.supernet else None
+                                   channel_warmup_step_epochs=sampling["channel_warmup_step_epochs"],
+                                   strategy=sampling["strategy"]) if self.supernet else None
         if self.supernet:
             validation = config["validation"]
             self.val_paths = validation_paths(self.space, int(validation["paths"]), train_cfg["seed"])
@@ -296,7 +296,7 @@ class Trainer:
         correct = torch.zeros((), device=self.device)
         seen, started = 0, time.perf_counter()
         log_every = int(self.config["train"]["log_every"])
-        arch = None
+        archs: list = [None]
         for index, (x, y) in enumerate(self.train_loader):
             if index < self.batches_done:
                 continue  # resuming mid-epoch: same order, these batches were trained already
@@ -307,19 +307,20 @@ class Trainer:
                 x = x.contiguous(memory_format=torch.channels_last)
             first_of_step = index % self.accumulate == 0
             if first_of_step:
-                arch = self.sampler.sample() if self.sampler is not None else None
+                archs = self.sampler.sample_step() if self.sampler is not None else [None]
             targets = y
             if self.mixup is not None and len(x) % 2 == 0:
                 x, targets = self.mixup(x, y)
-            logits = self._forward(x, arch)
-            loss = self.loss_fn(logits.float(), targets)
-            self.scaler.scale(loss / self.accumulate).backward()
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.detach().argmax(1) == y).sum()
-            seen += len(y)
+            for arch in archs:  # fair sampling: m paths on the same batch, gradients summed
+                logits = self._forward(x, arch)
+                loss = self.loss_fn(logits.float(), targets)
+                self.scaler.scale(loss / self.accumulate).backward()
+                loss_sum += loss.detach() * len(y)
+                correct += (logits.detach().argmax(1) == y).sum()
+                seen += len(y)
             self.batches_done = index + 1
             if (index + 1) % self.accumulate == 0 or index + 1 == len(self.train_loader):
-                self._optimizer_step(arch)
+                self._optimizer_step(archs)
                 every = self.config["train"]["checkpoint_every_steps"]
                 if every and self.step % int(every) == 0 and self.batches_done < len(self.train_loader):
                     self.save()  # mid-epoch: resuming skips the batches already trained
@@ -334,8 +335,15 @@ class Trainer:
         return {"train_loss": loss_sum.item() / max(seen, 1), "train_top1": correct.item() / max(seen, 1),
                 "images_per_s": seen * self.world / max(elapsed, 1e-9), "train_seconds": elapsed}
 
-    def _optimizer_step(self, arch) -> None:
-        parameters = list(self.model.path_parameters(arch)) if arch is not None else None
+    def _step_parameters(self, archs: list) -> list | None:
+        """The parameters the step's paths reach (each once), or None for a fixed network."""
+        if archs == [None]:
+            return None
+        unique = {id(p): p for arch in archs for p in self.model.path_parameters(arch)}
+        return list(unique.values())
+
+    def _optimizer_step(self, archs: list) -> None:
+        parameters = self._step_parameters(archs)
         if self.supernet:
             distributed.average_gradients(parameters)
         clip = self.config["train"]["clip_grad"]

@@ -4,6 +4,10 @@ The official code first draws a 10 MFLOPs bin in [290, 360] MFLOPs uniformly, th
 rejection-samples a path inside it (``flops_bins``); a plain [min, max] window is offered too.
 The seed's channel warm-up trains only the widest channel choices first, then lowers the
 smallest allowed choice step by step (``min_channel`` as a function of the epoch).
+
+``strategy="fair"`` is FairNAS's strictly fair sampling (Chu et al. 2019): each step trains m
+paths (m = block choices per layer) in which every block choice of every layer appears exactly
+once, so every block gets one gradient per step instead of one in m steps on average.
 """
 
 from __future__ import annotations
@@ -15,13 +19,22 @@ from spos.flops import cost_table
 from spos.space import Architecture, SearchSpace, sample_architecture
 
 MAX_TRIES = 10_000
+STRATEGIES = ("uniform", "fair")
 
 
 class PathSampler:
     def __init__(self, space: SearchSpace, seed: int, *, mode: str = "both", flops_min: float | None = None,
                  flops_max: float | None = None, flops_bins: list[float] | None = None,
-                 channel_warmup_epochs: int = 0, channel_warmup_step_epochs: int = 1) -> None:
+                 channel_warmup_epochs: int = 0, channel_warmup_step_epochs: int = 1,
+                 strategy: str = "uniform") -> None:
         self.space, self.mode = space, mode
+        if strategy not in STRATEGIES:
+            raise UserError(f"sampling.strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
+        if strategy == "fair" and (mode == "channel" or flops_min is not None or flops_max is not None
+                                   or flops_bins is not None):
+            raise UserError("sampling.strategy fair draws every block of every layer once per step: it needs "
+                            "sampling.mode both or block and no FLOPs window (flops_min/flops_max/flops_bins null)")
+        self.strategy = strategy
         self.rng = random.Random(seed)
         self.table = cost_table(space)
         if flops_min is not None and flops_max is not None and flops_min > flops_max:
@@ -64,6 +77,22 @@ class PathSampler:
                 return arch
         raise UserError(f"no path with {low / 1e6:.1f}-{high / 1e6:.1f} MFLOPs found in {MAX_TRIES} draws; "
                         "widen the sampling window (sampling.flops_min/flops_max/flops_bins)")
+
+    def sample_step(self) -> list[Architecture]:
+        """The paths one optimizer step trains: one path, or m strictly fair ones."""
+        if self.strategy == "uniform":
+            return [self.sample()]
+        return self.sample_fair()
+
+    def sample_fair(self) -> list[Architecture]:
+        """m paths; at every layer their block choices are a random permutation of 0..m-1."""
+        m, layers = self.space.num_blocks, range(self.space.num_layers)
+        permutations = [self.rng.sample(range(m), m) for _ in layers]
+        paths = []
+        for j in range(m):
+            channels = sample_architecture(self.space, self.rng, mode=self.mode, min_channel=self.min_channel).channels
+            paths.append(Architecture(tuple(permutations[layer][j] for layer in layers), channels))
+        return paths
 
     def state(self) -> dict:
         return {"rng": self.rng.getstate(), "epoch": self.epoch}
