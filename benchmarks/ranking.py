@@ -30,8 +30,8 @@ RECIPES = {
     "baseline": ["optim.lr=0.2"],                      # the demo's supernet before this study
     "linear-lr": ["optim.lr=0.03125"],                 # 0.5 x 64 / 1024, the official rule
     "fair": ["optim.lr=0.03125", "sampling.strategy=fair"],
-    "entangled": ["optim.lr=0.03125", "space.entangled=true"],
-    "fair+entangled": ["optim.lr=0.03125", "sampling.strategy=fair", "space.entangled=true"],
+    "entangled": ["optim.lr=0.03125", "space.entangled_kernels=true"],
+    "fair+entangled": ["optim.lr=0.03125", "sampling.strategy=fair", "space.entangled_kernels=true"],
 }
 
 

@@ -90,3 +90,57 @@ def test_fair_training_step_runs_each_choice_once_then_one_optimizer_step(tmp_pa
         group = forwards[start:start + blocks]
         for layer in range(result.model.space.num_layers):
             assert sorted(arch.blocks[layer] for arch in group) == list(range(blocks))
+
+
+# ----------------------------------------------------------------------------------------------
+# Weight-entangled kernels
+
+
+def test_entangled_choices_share_one_7x7_kernel_and_their_pointwise_convs(tiny_space):
+    from spos.supernet import SuperNet
+
+    plain, entangled = SuperNet(tiny_space), SuperNet(tiny_space, entangled_kernels=True)
+    assert sum(p.numel() for p in entangled.parameters()) < sum(p.numel() for p in plain.parameters())
+    layer = entangled.features[0]
+    for block in (0, 1):  # 3x3 and 5x5 use the 7x7 choice's weights, centre-cropped
+        for mine, theirs in zip(layer[block].branch_main, layer[2].branch_main):
+            if hasattr(mine, "weight") and isinstance(mine, type(theirs)) and mine.weight is not None:
+                assert mine.weight is theirs.weight
+    assert layer[0].branch_main[3].kernel().shape[-1] == 3 and layer[1].branch_main[3].kernel().shape[-1] == 5
+    assert layer[3].branch_main[0].weight is not layer[2].branch_main[0].weight  # Xception keeps its own
+
+
+def test_entangled_supernet_extracts_fixed_nets_equal_to_their_paths(tiny_space):
+    import random
+
+    import torch
+
+    from spos.space import sample_architecture
+    from spos.supernet import SuperNet
+    from spos.train.bn import recalibrate_bn
+
+    supernet = SuperNet(tiny_space, entangled_kernels=True)
+    with torch.no_grad():  # weights unlike the init, so a wrong crop would show
+        for parameter in supernet.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    x = torch.randn(4, 3, 32, 32)
+    rng = random.Random(1)
+    for _ in range(4):
+        arch = sample_architecture(tiny_space, rng)
+        recalibrate_bn(supernet, [(torch.randn(8, 3, 32, 32), torch.zeros(8, dtype=torch.long))], arch=arch)
+        supernet.eval()
+        with torch.no_grad():
+            expected = supernet(x, arch)
+            got = supernet.extract(arch).eval()(x)
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_entangled_flag_survives_a_checkpoint_and_training(tmp_path):
+    from spos import checkpoint
+
+    config = load_config("digits-supernet", [*TINY, "space.entangled_kernels=true"])
+    result = run_training(config, tmp_path / "run", progress=False)
+    assert result.model.entangled_kernels
+    loaded = checkpoint.load_model(tmp_path / "run" / "last.pt", kind="supernet")
+    assert loaded.entangled_kernels
+    assert loaded.features[0][0].branch_main[3].weight is loaded.features[0][2].branch_main[3].weight

@@ -71,7 +71,8 @@ def fixed_payload(model: FixedNet, **extra) -> dict:
 
 
 def supernet_payload(model: SuperNet, **extra) -> dict:
-    return {"kind": "supernet", "space": model.space.to_dict(), "model": model.state_dict(), **extra}
+    return {"kind": "supernet", "space": model.space.to_dict(), "entangled_kernels": model.entangled_kernels,
+            "model": model.state_dict(), **extra}
 
 
 def build_model(data: dict, *, prefer_ema: bool = False) -> FixedNet | SuperNet:
@@ -80,7 +81,7 @@ def build_model(data: dict, *, prefer_ema: bool = False) -> FixedNet | SuperNet:
     if data["kind"] == "fixed":
         model: FixedNet | SuperNet = FixedNet(space, Architecture.from_dict(data["arch"]))
     else:
-        model = SuperNet(space)
+        model = SuperNet(space, entangled_kernels=bool(data.get("entangled_kernels", False)))
     state = data["ema"] if prefer_ema and data.get("ema") else data["model"]
     try:
         model.load_state_dict(state)

@@ -31,12 +31,22 @@ class DynamicConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor, mid: int | None = None) -> torch.Tensor:  # type: ignore[override]
         cin = x.shape[1]
+        kernel = self.kernel()
         if self.depthwise:
-            weight, groups = self.weight[:cin], cin
+            weight, groups = kernel[:cin], cin
         else:
             cout = mid if self.sliced_output else self.out_channels
-            weight, groups = self.weight[:cout, :cin], 1
+            weight, groups = kernel[:cout, :cin], 1
         return F.conv2d(x, weight, None, self.stride, self.padding, 1, groups)
+
+    def kernel(self) -> torch.Tensor:
+        """The weight, or the centre of a larger kernel shared with a wider choice (Once-for-All's
+        elastic kernel: a 3x3 choice uses the middle of the 7x7 one)."""
+        size, full = self.kernel_size[0], self.weight.shape[-1]
+        if full == size:
+            return self.weight
+        start = (full - size) // 2
+        return self.weight[:, :, start:start + size, start:start + size]
 
 
 class DynamicBatchNorm2d(nn.BatchNorm2d):
@@ -85,6 +95,23 @@ def run_sliced(layers: nn.ModuleList, x: torch.Tensor, mid: int) -> torch.Tensor
     return x
 
 
+def centre_slice(source: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """``source`` cut to ``shape``: leading channels, centred kernel (the slice a path runs with)."""
+    index = [slice(0, n) for n in shape]
+    for dim in range(2, len(shape)):
+        start = (source.shape[dim] - shape[dim]) // 2
+        index[dim] = slice(start, start + shape[dim])
+    return source[tuple(index)]
+
+
+def share_convs(target: nn.ModuleList, source: nn.ModuleList) -> None:
+    """Make every conv of ``target`` use the weight of the conv at the same position in ``source``
+    (a larger kernel is cropped at its centre by `DynamicConv2d.kernel`)."""
+    for mine, theirs in zip(target, source):
+        if isinstance(mine, DynamicConv2d):
+            mine.weight = theirs.weight
+
+
 class DynamicShuffleNetBlock(nn.Module):
     """`blocks.ShuffleNetBlock` at the widest mid width, run at any narrower one."""
 
@@ -100,3 +127,9 @@ class DynamicShuffleNetBlock(nn.Module):
             return torch.cat((run_sliced(self.branch_proj, x, mid), run_sliced(self.branch_main, x, mid)), 1)
         x_proj, x_main = split_channels(x)
         return torch.cat((x_proj, run_sliced(self.branch_main, x_main, mid)), 1)
+
+    def entangle(self, source: "DynamicShuffleNetBlock") -> None:
+        """Share ``source``'s conv weights (a ShuffleNet block with a larger kernel, same layout)."""
+        share_convs(self.branch_main, source.branch_main)
+        if self.branch_proj is not None:
+            share_convs(self.branch_proj, source.branch_proj)

@@ -4,6 +4,12 @@
 `spos.dynamic`), so a training step on a narrow path costs what the narrow subnet costs.
 BN is non-affine as in the official supernet, so its statistics can be recalibrated per path.
 Parameter names follow the official block-search supernet: ``features.LAYER.BLOCK.*``.
+
+``entangled_kernels=True`` makes the ShuffleNet 3x3/5x5/7x7 choices of a layer share one 7x7
+depthwise kernel (each uses its centre, as Once-for-All's elastic kernel) and their pointwise
+convs, so the choices stay aligned and every step trains the weights all of them use. BN
+statistics stay per choice. The default keeps the official independent weights (and so loads
+official checkpoints).
 """
 
 from __future__ import annotations
@@ -16,13 +22,15 @@ from torch import nn
 from spos.blocks import init_weights
 from spos.dynamic import DynamicShuffleNetBlock
 from spos.fixed import FixedNet, Head, build_stem
-from spos.space import Architecture, SearchSpace
+from spos.dynamic import centre_slice
+from spos.space import BLOCK_KERNELS, XCEPTION, Architecture, SearchSpace
 
 
 class SuperNet(nn.Module):
-    def __init__(self, space: SearchSpace) -> None:
+    def __init__(self, space: SearchSpace, *, entangled_kernels: bool = False) -> None:
         super().__init__()
         self.space = space
+        self.entangled_kernels = entangled_kernels
         specs = space.layers()
         self.mid_widths = [[spec.mid_channels(scale) for scale in space.channel_scales] for spec in specs]
         self.first_conv = build_stem(space, affine=False)
@@ -31,7 +39,19 @@ class SuperNet(nn.Module):
             for spec, widths in zip(specs, self.mid_widths)
         )
         self.head = Head(space, affine=False)
+        if entangled_kernels:
+            self._entangle()
         init_weights(self)
+
+    def _entangle(self) -> None:
+        shufflenet = [b for b in range(self.space.num_blocks) if b != XCEPTION]
+        if len(shufflenet) < 2:
+            return
+        widest = max(shufflenet, key=lambda b: BLOCK_KERNELS[b])
+        for layer in self.features:
+            for block in shufflenet:
+                if block != widest:
+                    layer[block].entangle(layer[widest])
 
     def forward(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
         arch.validate(self.space)
@@ -72,5 +92,5 @@ class SuperNet(nn.Module):
             if origin is None:
                 target.fill_(1.0 if key.endswith(".weight") else 0.0)
             else:
-                target.copy_(origin[tuple(slice(0, n) for n in target.shape)])
+                target.copy_(centre_slice(origin, target.shape))
         return net.train(self.training)

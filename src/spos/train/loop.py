@@ -97,7 +97,8 @@ def build_model(config: dict, info) -> nn.Module:
         return space if dropout is None else space.replace(dropout=float(dropout))
 
     if config["kind"] == "supernet":
-        return SuperNet(with_dropout(get_space(config["space"]["name"], **adapt)))
+        return SuperNet(with_dropout(get_space(config["space"]["name"], **adapt)),
+                        entangled_kernels=bool(config["space"]["entangled_kernels"]))
     if not config["arch"]:
         raise UserError("a fixed-network run needs an architecture: --arch NAME_OR_FILE (or arch: in the config)")
     arch, space = resolve_architecture(str(config["arch"]), default_space=config["space"]["name"], **adapt)
