@@ -29,9 +29,10 @@ from spos.train.loop import build_model, run_training
 RECIPES = {
     "baseline": ["optim.lr=0.2"],                      # the demo's supernet before this study
     "linear-lr": ["optim.lr=0.03125"],                 # 0.5 x 64 / 1024, the official rule
-    "fair": ["optim.lr=0.03125", "sampling.strategy=fair"],
+    # fair sampling runs 4 paths per step: a quarter of the epochs keeps the forward/backward passes equal
+    "fair": ["optim.lr=0.03125", "sampling.strategy=fair", "train.epochs=3"],
     "entangled": ["optim.lr=0.03125", "space.entangled_kernels=true"],
-    "fair+entangled": ["optim.lr=0.03125", "sampling.strategy=fair", "space.entangled_kernels=true"],
+    "fair+entangled": ["optim.lr=0.03125", "sampling.strategy=fair", "train.epochs=3", "space.entangled_kernels=true"],
 }
 
 
@@ -53,14 +54,19 @@ def standalone_truth(output: Path, archs: int, seeds: int, epochs: int) -> Path:
     return path
 
 
-def measure_recipe(output: Path, name: str, overrides: list[str], truth: Path, epochs: int | None) -> dict:
+def train_supernet(output: Path, name: str, overrides: list[str], epochs: int | None) -> Path:
+    """Train (or finish) the recipe's supernet; its training seconds are kept in ``done``."""
     folder = output / f"supernet-{name}"
     config = load_config("digits-supernet", [*overrides, *([f"train.epochs={epochs}"] if epochs else [])])
     started = time.perf_counter()
-    finished = (folder / "done").is_file()
-    if not finished:
+    if not (folder / "done").is_file():
         run_training(config, folder, resume=(folder / "last.pt").exists(), progress=False)
         (folder / "done").write_text(f"{time.perf_counter() - started:.1f}\n")
+    return folder
+
+
+def measure_recipe(output: Path, name: str, overrides: list[str], truth: Path, epochs: int | None) -> dict:
+    folder = train_supernet(output, name, overrides, epochs)
     train_seconds = float((folder / "done").read_text())
     rank_dir = output / f"rank-{name}"
     summary = run_rank(RankJob(supernet=str(folder / "last.pt"), ground_truth=str(truth), output=str(rank_dir),
@@ -80,10 +86,17 @@ def main() -> None:
     parser.add_argument("--supernet-epochs", type=int, default=None, help="override digits-supernet's epochs")
     parser.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, from {', '.join(RECIPES)}")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
+    parser.add_argument("--supernets-only", action="store_true",
+                        help="only train the recipes' supernets (e.g. beside a process training the stand-alone runs)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     output = Path(args.output)
+    if args.supernets_only:
+        for name in args.recipes.split(","):
+            folder = train_supernet(output, name, RECIPES[name], args.supernet_epochs)
+            print(f"{name}: supernet trained in {float((folder / 'done').read_text()):.0f} s", flush=True)
+        return
     truth = standalone_truth(output, args.archs, args.seeds, args.standalone_epochs)
     print(f"\n| recipe | mean path top-1 | Kendall tau [95% CI] | Spearman | top-3 overlap | supernet time |")
     print("|---|---|---|---|---|---|")
