@@ -441,3 +441,11 @@ def test_a_corrupt_image_is_named_not_a_pil_traceback(tmp_path):
     val = build_datasets("imagefolder", root, input_size=16).val
     with pytest.raises(UserError, match=f"image {broken} cannot be read"):
         list(build_loader(val, batch_size=6, train=False))
+
+
+def test_a_refused_run_leaves_an_existing_empty_folder_empty(tmp_path, capsys):
+    out = tmp_path / "empty"
+    out.mkdir()
+    assert main(_train_argv(out, "--set", "optim.lr=0")) == 2
+    assert main(["train", "--config", "digits-retrain", "--arch", "nonsense", "--output", str(out)]) == 2
+    assert list(out.iterdir()) == []

@@ -142,6 +142,14 @@ class StageTimes:
 SETTINGS_FILE = "demo.json"
 
 
+def _check_new_output(output: Path) -> None:
+    if output.exists() and not output.is_dir():
+        raise UserError(f"--output {output} is a file; give a folder (new or empty)")
+    if files.folder_contents(output):
+        raise UserError(f"{output} is not empty; pass --resume to continue the demo in it, or choose another "
+                        "--output (the demo never overwrites a run)")
+
+
 def _prepare_output(settings: DemoSettings, output: Path, resume: bool) -> DemoSettings:
     """A new or empty folder gets the settings written; ``resume`` reads them back instead."""
     saved = output / SETTINGS_FILE
@@ -149,11 +157,7 @@ def _prepare_output(settings: DemoSettings, output: Path, resume: bool) -> DemoS
         if not saved.is_file():
             raise UserError(f"--resume: {output} holds no demo ({SETTINGS_FILE} is missing)")
         return replace(DemoSettings(**json.loads(saved.read_text())), progress=settings.progress)
-    if output.exists() and not output.is_dir():
-        raise UserError(f"--output {output} is a file; give a folder (new or empty)")
-    if files.folder_contents(output):
-        raise UserError(f"{output} is not empty; pass --resume to continue the demo in it, or choose another "
-                        "--output (the demo never overwrites a run)")
+    _check_new_output(output)
     files.write_text_atomic(json.dumps(asdict(settings), indent=2) + "\n", saved)
     return settings
 
@@ -166,8 +170,8 @@ def run_demo(settings: DemoSettings, output: str | Path, *, resume: bool = False
     The demo holds OUTPUT/.lock while it runs (each stage's folder has its own).
     """
     output = Path(output)
-    if output.exists() and not output.is_dir():
-        raise UserError(f"--output {output} is a file; give a folder (new or empty)")
+    if not resume:
+        _check_new_output(output)  # before the lock: a refused demo leaves the folder as it was
     with files.run_lock(output):
         return _run_demo(settings, output, resume)
 

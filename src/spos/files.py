@@ -114,7 +114,7 @@ def run_lock(folder: str | Path) -> Iterator[Path]:
     """Hold an exclusive lock on ``FOLDER/.lock`` (with our pid in it) for the ``with`` block.
 
     A second run in the same folder gets a UserError naming the folder and the holder's pid. A
-    folder the lock created is removed again when the run wrote nothing into it.
+    lock file (and folder) the lock created is removed again when the run wrote nothing.
     Only torchrun's rank 0 locks: the other ranks of the same run share its folder.
     """
     folder = Path(folder)
@@ -126,6 +126,7 @@ def run_lock(folder: str | Path) -> Iterator[Path]:
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
+    lock_existed = path.exists() or path.is_symlink()
     try:
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as error:
@@ -142,9 +143,11 @@ def run_lock(folder: str | Path) -> Iterator[Path]:
         os.write(descriptor, f"{os.getpid()}\n".encode())
         yield folder
     finally:
-        if created and not folder_contents(folder):  # a run refused before any work leaves nothing behind
+        if not folder_contents(folder):  # a run refused before any work leaves nothing behind
             with contextlib.suppress(OSError):
-                path.unlink()
-                folder.rmdir()
+                if not lock_existed:
+                    path.unlink()
+                if created:
+                    folder.rmdir()
         fcntl.flock(descriptor, fcntl.LOCK_UN)
         os.close(descriptor)

@@ -201,7 +201,7 @@ class Trainer:
                 raise UserError(f"data.{key} must be at least 1")
         if int(train_cfg["accumulate"]) < 1:
             raise UserError("train.accumulate must be at least 1")
-        files.check_output_folder(self.output, kind=f"{config['kind']} training", resume=resume,
+        files.check_output_folder(self.output, kind="training", resume=resume,
                                   markers=RUN_MARKERS)
         resume_state = read_resume_state(self.output, config) if resume else None
         self.rank, self.world = distributed.init_distributed()
@@ -464,5 +464,6 @@ class Trainer:
 
 def run_training(config: dict, output: str | Path, *, resume: bool = False, progress: bool = True) -> RunResult:
     """Train what ``config`` describes (see `spos.train.config`) into ``output``, holding its lock."""
+    files.check_output_folder(output, kind="training", resume=resume, markers=RUN_MARKERS)  # before locking
     with files.run_lock(output):
         return Trainer(config, output, resume=resume, progress=progress).run()
