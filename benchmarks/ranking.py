@@ -24,7 +24,7 @@ import torch
 from spos.data import dataset_info
 from spos.search.ranking import RankJob, draw_architectures, run_rank, standalone_accuracies
 from spos.train.config import load_config
-from spos.train.loop import build_model, run_training
+from spos.train.loop import RUN_MARKERS, build_model, run_training
 
 # recipe name -> `--set` overrides of digits-supernet
 RECIPES = {
@@ -72,7 +72,7 @@ def train_supernet(output: Path, name: str, overrides: list[str], epochs: int | 
                                              *([f"train.epochs={epochs}"] if epochs else [])])
     started = time.perf_counter()
     if not (folder / "done").is_file():
-        run_training(config, folder, resume=(folder / "last.pt").exists(), progress=False)
+        run_training(config, folder, resume=any((folder / m).exists() for m in RUN_MARKERS), progress=False)
         (folder / "done").write_text(f"{time.perf_counter() - started:.1f}\n")
     return folder
 

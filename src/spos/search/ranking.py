@@ -24,7 +24,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from spos import checkpoint
+from spos import checkpoint, files
 from spos.errors import UserError
 from spos.flops import CostTable, cost_table
 from spos.space import Architecture, SearchSpace, sample_architecture, save_architecture
@@ -217,11 +217,8 @@ def prepare_output(job: RankJob, archs: list[Architecture]) -> list[Architecture
             raise UserError(f"--resume: {output} was started with other settings ({', '.join(changed)}); "
                             "repeat the first command's options or choose another --output")
         return [Architecture.parse(text) for text in previous["architectures"]]
-    if output.exists() and any(output.iterdir()):
-        raise UserError(f"{output} is not empty; pass --resume to continue the rank job in it, or choose another "
-                        "--output")
     output.mkdir(parents=True, exist_ok=True)
-    checkpoint.write_text_atomic(json.dumps(settings, indent=2) + "\n", saved)
+    files.write_text_atomic(json.dumps(settings, indent=2) + "\n", saved)
     return archs
 
 
@@ -268,7 +265,7 @@ def standalone_config(job: RankJob, arch_file: Path, seed_offset: int) -> dict:
 
 def standalone_accuracies(job: RankJob, space: SearchSpace, archs: list[Architecture]) -> dict[str, list[float]]:
     """Final val top-1 of every (architecture, seed) run; finished runs are read back, cut ones resumed."""
-    from spos.train.loop import run_training
+    from spos.train.loop import RUN_MARKERS, run_training
 
     output = Path(job.output)
     log_path = output / STANDALONE_LOG
@@ -281,7 +278,7 @@ def standalone_accuracies(job: RankJob, space: SearchSpace, archs: list[Architec
             if (index, seed) in done:
                 continue
             folder = output / "standalone" / f"{index}-seed{seed}"
-            cut = (folder / "last.pt").exists() or (folder / "previous.pt").exists()
+            cut = any((folder / marker).exists() for marker in RUN_MARKERS)
             log.info(f"stand-alone run {index + 1}/{len(archs)}, seed {seed + 1}/{job.seeds}: {arch}"
                      f"{' (resuming)' if cut else ''}")
             result = run_training(standalone_config(job, arch_file, seed), folder, resume=cut, progress=job.progress)
@@ -329,7 +326,6 @@ def check_job(job: RankJob) -> None:
 
 def run_rank(job: RankJob) -> dict:
     """Run (or continue) one rank job; returns the summary written to OUTPUT/rank.json."""
-    from spos import rank
     from spos.search.run import _device
 
     check_job(job)
@@ -342,9 +338,17 @@ def run_rank(job: RankJob) -> dict:
     supernet = checkpoint.build_model(saved).to(device)
     space = supernet.space
     truth = read_ground_truth(job.ground_truth, space) if job.ground_truth else None
-    archs = prepare_output(job, choose_architectures(job, space, truth))
-    if len(archs) < 3:
-        raise UserError(f"rank statistics need at least 3 architectures, got {len(archs)}")
+    chosen = choose_architectures(job, space, truth)
+    if len(chosen) < 3:
+        raise UserError(f"rank statistics need at least 3 architectures, got {len(chosen)}")
+    files.check_output_folder(job.output, kind="rank", resume=job.resume, markers=(SETTINGS,))  # before locking
+    with files.run_lock(job.output):
+        return _measure(job, supernet, space, prepare_output(job, chosen), truth, device, started)
+
+
+def _measure(job: RankJob, supernet, space: SearchSpace, archs: list[Architecture],
+             truth: dict[Architecture, float] | None, device, started: float) -> dict:
+    from spos import rank
 
     scores = supernet_scores(job, supernet, archs, device)
     if truth is not None:
@@ -374,7 +378,7 @@ def write_outputs(job: RankJob, rows: list[dict], statistics: dict, seconds: flo
         "statistics": statistics, "rows": rows, "seconds": seconds,
         "files": {"rank": str(output / "rank.json"), "scatter": str(scatter)},
     }
-    checkpoint.write_text_atomic(json.dumps(_nan_as_null(summary), indent=2) + "\n", output / "rank.json")
+    files.write_text_atomic(json.dumps(_nan_as_null(summary), indent=2) + "\n", output / "rank.json")
     return summary
 
 
