@@ -144,3 +144,15 @@ def test_entangled_flag_survives_a_checkpoint_and_training(tmp_path):
     loaded = checkpoint.load_model(tmp_path / "run" / "last.pt", kind="supernet")
     assert loaded.entangled_kernels
     assert loaded.features[0][0].branch_main[3].weight is loaded.features[0][2].branch_main[3].weight
+
+
+def test_entangled_supernet_converts_to_the_official_layout_with_centre_kernels(tiny_space):
+    from spos.official import to_official
+    from spos.supernet import SuperNet
+
+    supernet = SuperNet(tiny_space, entangled_kernels=True)
+    official = to_official(supernet)
+    shared = supernet.features[1][2].branch_main[3].weight  # layer 1's 7x7 depthwise kernel
+    three = next(v for k, v in official.items() if k.endswith("features.1.0.branch_main.3.weight"))
+    assert three.shape[-1] == 3
+    assert (three == shared[: three.shape[0], :, 2:5, 2:5]).all()

@@ -18,6 +18,7 @@ import torch
 from spos.errors import UserError
 from spos.fixed import FixedNet
 from spos.space import Architecture, SearchSpace
+from spos.dynamic import centre_slice
 from spos.supernet import SuperNet
 
 _HEAD_RENAMES = (("conv_last.", "head.conv_last."), ("classifier.", "head.classifier."))
@@ -103,6 +104,6 @@ def to_official(model: FixedNet | SuperNet) -> dict[str, torch.Tensor]:
     official = {}
     for key, value in state.items():
         if key in shapes:
-            value = value[tuple(slice(0, n) for n in shapes[key])]
+            value = centre_slice(value, shapes[key])  # an entangled 3x3 choice: the middle of its 7x7 kernel
         official[_to_official_key(key)] = value.detach().clone()
     return official
