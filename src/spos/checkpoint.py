@@ -4,17 +4,22 @@ A checkpoint is a dict saved with `torch.save`:
 ``kind`` ("fixed" or "supernet"), ``space`` (SearchSpace.to_dict()), ``arch`` (fixed only,
 Architecture.to_dict()), ``model`` (state dict), and, for training runs, ``optimizer``,
 ``scheduler``, ``scaler``, ``ema``, ``epoch``, ``step``, ``rng``, ``config``, ``metrics``.
+
+Everything in it is plain data (tensors, numbers, strings, lists, dicts), so `load` reads it
+with ``torch.load(weights_only=True)``: a file whose pickle names any other object (a function
+to call, a class to build) is refused before anything in it runs.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
 import torch
 
+from spos import files
 from spos.errors import UserError
 from spos.fixed import FixedNet
 from spos.space import Architecture, SearchSpace
@@ -24,29 +29,21 @@ KINDS = ("fixed", "supernet")
 
 
 def _write_atomic(path: str | Path, write) -> Path:
-    """Write to a temporary file, fsync it, then rename over ``path``: a kill leaves the old file whole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-    return path
+    """Unique temporary file beside ``path``, fsync, rename; removed on failure (see `spos.files`)."""
+    return files.write_atomic(path, write)
 
 
 def save_atomic(obj: dict, path: str | Path) -> Path:
     return _write_atomic(path, lambda handle: torch.save(obj, handle))
 
 
-def write_text_atomic(text: str, path: str | Path) -> Path:
-    return _write_atomic(path, lambda handle: handle.write(text.encode()))
+write_text_atomic = files.write_text_atomic
+
+
+def _refused_global(error: Exception) -> str | None:
+    """The global a weights-only load refused (``posix.system``), or None for other failures."""
+    match = re.search(r"GLOBAL ([\w.]+)", str(error))
+    return match.group(1) if match else None
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
@@ -55,14 +52,35 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
     try:
-        data = torch.load(path, map_location=map_location, weights_only=False)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserError(f"checkpoint {path} is damaged or cut short ({reason}); use an earlier one") from None
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        refused = _refused_global(error)
+        if refused is None and "weights only" in str(error).lower():
+            refused = "content a weights-only load refuses"
+        if refused is None:
+            raise UserError(f"checkpoint {path} is damaged or cut short ({_first_line(error)}); "
+                            "use an earlier one") from None
+        if refused.startswith("numpy."):
+            raise UserError(f"checkpoint {path} was written by an older spos and holds pickled numpy objects, "
+                            "which spos no longer loads (unpickling can run code); retrain it, or re-save its "
+                            "weights with the spos that wrote it") from None
+        raise UserError(f"checkpoint {path} holds objects spos will not load ({refused}): spos loads only "
+                        "tensors, numbers, strings, lists and dicts; do not trust this file") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as error:
+        raise UserError(f"checkpoint {path} is damaged or cut short ({_first_line(error)}); "
+                        "use an earlier one") from None
     if not isinstance(data, dict) or data.get("kind") not in KINDS or "model" not in data:
         raise UserError(f"{path} is not a spos checkpoint (expected a dict with 'kind' and 'model'); "
                         "convert official weights with `spos convert-official`")
+    missing = [key for key in ("space",) + (("arch",) if data["kind"] == "fixed" else ()) if not data.get(key)]
+    if missing:
+        raise UserError(f"{path} is a spos {data['kind']} checkpoint without its {' and '.join(missing)}; "
+                        "it cannot be rebuilt: use the checkpoint a spos run wrote")
     return data
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def fixed_payload(model: FixedNet, **extra) -> dict:

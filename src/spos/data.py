@@ -157,7 +157,19 @@ def _npz_path(root: Path) -> Path | None:
 
 
 def _cifar_npz(path: Path, info: DatasetInfo):
-    with np.load(path) as z:
+    try:
+        return _read_cifar_npz(path, info)
+    except UserError:
+        raise
+    except ValueError as error:  # object arrays need unpickling, which numpy (allow_pickle=False) refuses
+        if "pickle" in str(error):
+            raise UserError(f"{path} holds pickled objects, which spos will not load (unpickling can run code); "
+                            "save plain uint8/int arrays x_train, y_train, x_test, y_test with np.savez") from None
+        raise UserError(f"{path}: not a readable .npz ({str(error).splitlines()[0]})") from None
+
+
+def _read_cifar_npz(path: Path, info: DatasetInfo):
+    with np.load(path, allow_pickle=False) as z:
         missing = {"x_train", "y_train", "x_test", "y_test"} - set(z.files)
         if missing:
             raise UserError(f"{path}: missing arrays {sorted(missing)}; expected x_train, y_train, x_test, y_test")
@@ -212,6 +224,19 @@ def _torchvision_cifar(name: str, root: Path, download: bool, info: DatasetInfo)
             TensorImages(_from_uint8_hwc(val.data, info), torch.tensor(val.targets)))
 
 
+def _read_image(path: str):
+    """An RGB image, or a one-line UserError naming the file that cannot be read (never a PIL traceback)."""
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as handle:
+            image = Image.open(handle)
+            return image.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"image {path} cannot be read ({reason}); remove or replace it") from None
+
+
 def _imagefolder(root: Path, input_size: int):
     from torchvision import datasets, transforms
 
@@ -226,11 +251,14 @@ def _imagefolder(root: Path, input_size: int):
     eval_tf = transforms.Compose([transforms.Resize(int(input_size / 0.875)), transforms.CenterCrop(input_size),
                                   transforms.ToTensor(), normalise])
     try:
-        train = datasets.ImageFolder(str(root / "train"), train_tf)
-        val = datasets.ImageFolder(str(root / "val"), eval_tf)
-        train_eval = datasets.ImageFolder(str(root / "train"), eval_tf)
+        train = datasets.ImageFolder(str(root / "train"), train_tf, loader=_read_image)
+        val = datasets.ImageFolder(str(root / "val"), eval_tf, loader=_read_image)
+        train_eval = datasets.ImageFolder(str(root / "train"), eval_tf, loader=_read_image)
     except (FileNotFoundError, RuntimeError) as error:
         raise UserError(f"imagefolder: {str(error).splitlines()[0]}; expected ROOT/train/CLASS/*.jpg") from None
+    if len(train.classes) < 2:
+        raise UserError(f"imagefolder: {root / 'train'} has {len(train.classes)} class folder; a classifier needs at "
+                        "least two (ROOT/train/CLASS/*.jpg, one folder per class)")
     if train.classes != val.classes:
         raise UserError(f"imagefolder: train has {len(train.classes)} classes but val has {len(val.classes)}; "
                         "both need the same CLASS folders")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from spos import files
 from spos.errors import UserError
 from spos.flops import cost_table
 from spos.space import Architecture, SearchSpace, sample_architecture, save_architecture
@@ -141,6 +142,14 @@ class StageTimes:
 SETTINGS_FILE = "demo.json"
 
 
+def _check_new_output(output: Path) -> None:
+    if output.exists() and not output.is_dir():
+        raise UserError(f"--output {output} is a file; give a folder (new or empty)")
+    if files.folder_contents(output):
+        raise UserError(f"{output} is not empty; pass --resume to continue the demo in it, or choose another "
+                        "--output (the demo never overwrites a run)")
+
+
 def _prepare_output(settings: DemoSettings, output: Path, resume: bool) -> DemoSettings:
     """A new or empty folder gets the settings written; ``resume`` reads them back instead."""
     saved = output / SETTINGS_FILE
@@ -148,11 +157,8 @@ def _prepare_output(settings: DemoSettings, output: Path, resume: bool) -> DemoS
         if not saved.is_file():
             raise UserError(f"--resume: {output} holds no demo ({SETTINGS_FILE} is missing)")
         return replace(DemoSettings(**json.loads(saved.read_text())), progress=settings.progress)
-    if output.exists() and any(output.iterdir()):
-        raise UserError(f"{output} is not empty; pass --resume to continue the demo in it, or choose another "
-                        "--output (the demo never overwrites a run)")
-    output.mkdir(parents=True, exist_ok=True)
-    saved.write_text(json.dumps(asdict(settings), indent=2) + "\n")
+    _check_new_output(output)
+    files.write_text_atomic(json.dumps(asdict(settings), indent=2) + "\n", saved)
     return settings
 
 
@@ -161,18 +167,25 @@ def run_demo(settings: DemoSettings, output: str | Path, *, resume: bool = False
 
     With ``resume`` a killed demo continues in its folder with its saved settings: finished
     stages are read back, a stage cut short resumes from its last checkpoint or history line.
+    The demo holds OUTPUT/.lock while it runs (each stage's folder has its own).
     """
+    output = Path(output)
+    if not resume:
+        _check_new_output(output)  # before the lock: a refused demo leaves the folder as it was
+    with files.run_lock(output):
+        return _run_demo(settings, output, resume)
+
+
+def _run_demo(settings: DemoSettings, output: Path, resume: bool) -> dict:
     from spos.data import build_datasets
     from spos.search.run import SearchJob, run_search
     from spos.train.loop import run_training
 
-    output = Path(output)
     settings = _prepare_output(settings, output, resume)
     times = StageTimes()
 
     def train(config: dict, folder: Path):
-        return run_training(config, folder, resume=(folder / "last.pt").exists() or (folder / "previous.pt").exists(),
-                            progress=settings.progress)
+        return run_training(config, folder, resume=bool(files.folder_contents(folder)), progress=settings.progress)
 
     log.info(f"[1/5] training a supernet on {settings.data} for {settings.supernet_epochs} epochs")
     started = time.perf_counter()
@@ -198,7 +211,7 @@ def run_demo(settings: DemoSettings, output: str | Path, *, resume: bool = False
             population=settings.population, generations=settings.generations,
             parents=max(2, settings.population // 5), mutations=settings.population // 2,
             crossovers=settings.population // 2, seed=settings.seed, progress=settings.progress,
-            resume=(search_dir / "history.jsonl").exists()))
+            resume=bool(files.folder_contents(search_dir))))
     times.search = time.perf_counter() - started
 
     best = Architecture.parse(search["best"]["arch"])
@@ -222,9 +235,9 @@ def run_demo(settings: DemoSettings, output: str | Path, *, resume: bool = False
     log.info("[5/5] writing the report")
     summary = summarise(settings, output, space, supernet_run, search, limit, best, baseline, retrained, exported,
                         times, val_images=len(val))
-    (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    files.write_text_atomic(json.dumps(summary, indent=2) + "\n", output / "summary.json")
     write_plots(output, space, supernet_run, retrained, best, baseline)
-    (output / "report.md").write_text(render_report(summary))
+    files.write_text_atomic(render_report(summary), output / "report.md")
     return summary
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from spos.errors import UserError
+from spos.files import write_text_atomic
 
 BLOCK_NAMES = ("shufflenet-3x3", "shufflenet-5x5", "shufflenet-7x7", "xception-3x3")
 BLOCK_KERNELS = (3, 5, 7, 3)
@@ -325,10 +326,7 @@ def save_architecture(path: str | Path, arch: Architecture, space: SearchSpace, 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {**arch.to_dict(), "text": str(arch), "space": space.to_dict(), **extra}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(json.dumps(data, indent=2) + "\n", path)
 
 
 def load_architecture(path: str | Path) -> tuple[Architecture, SearchSpace | None]:

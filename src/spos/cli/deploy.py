@@ -8,6 +8,7 @@ from pathlib import Path
 from spos.cli._common import add_command
 from spos.cli.models import add_space_arguments, space_adaptation
 from spos.errors import UserError
+from spos.files import check_output_file
 
 ORDER = 40
 
@@ -25,6 +26,7 @@ def register(subparsers) -> None:
     export.add_argument("--arch", default=None, help="with a supernet checkpoint: the path to export")
     export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
     export.add_argument("--output", default=None, help="file to write (default: beside the checkpoint)")
+    export.add_argument("--force", action="store_true", help="replace the output file if it exists")
     export.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (default 17)")
     export.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |difference|, relative to the largest output when that exceeds 1 (1e-4)")
     export.add_argument("--batch-size", type=int, default=8, help="images in the check batch (default 8)")
@@ -53,6 +55,7 @@ def register(subparsers) -> None:
     table = actions.add_parser("table", help="build a per-layer latency table",
                                description="Build a per-layer latency table for a search space on this device.")
     table.add_argument("--output", required=True, help="table file to write (JSON)")
+    table.add_argument("--force", action="store_true", help="replace --output if it exists")
     table.add_argument("--check", type=int, default=0, metavar="N",
                        help="measure N random architectures and report the predictor's error")
     add_space_arguments(table)
@@ -77,6 +80,7 @@ def register(subparsers) -> None:
     target.add_argument("--supernet", action="store_true", help="the file is the block-search supernet")
     convert.add_argument("--to-official", action="store_true", help="write official key names instead")
     convert.add_argument("--output", required=True, help="file to write")
+    convert.add_argument("--force", action="store_true", help="replace --output if it exists")
     add_space_arguments(convert)
     convert.set_defaults(func=run_convert)
 
@@ -146,6 +150,7 @@ def run_export(args) -> int:
         output = Path(f"{args.source.replace('/', '_').replace(',', '-')}{suffix}")
     if args.int8 and args.format != "onnx":
         raise UserError("--int8 needs --format onnx (it uses onnxruntime's quantization)")
+    check_output_file(output, args.force)
     splits = data_splits(args, data, space)
     shape = (space.in_channels, space.input_size, space.input_size)
     if splits is None:
@@ -241,6 +246,7 @@ def run_latency_table(args) -> int:
     from spos.space import sample_architecture
 
     _check_latency_args(args)
+    check_output_file(args.output, args.force)
     space = _space_for(args)
     table = build_latency_table(space, batch_size=args.batch_size, threads=args.threads, device=args.device,
                                 repeats=args.repeats, progress=not args.json)
@@ -278,9 +284,7 @@ def run_convert(args) -> int:
     from spos.official import load_official, official_checkpoint
     from spos.zoo import resolve_architecture
 
-    output = Path(args.output)
-    if output.exists():
-        raise UserError(f"{output} exists; choose another --output (nothing is overwritten)")
+    output = check_output_file(args.output, args.force)
     if args.to_official:
         model = checkpoint.load_model(args.source)
         save_atomic(official_checkpoint(model), output)

@@ -69,9 +69,10 @@ def run(args) -> int:
     if objectives and (objectives[0] != "acc" or len(objectives) < 2):
         raise UserError(f"--objectives {args.objectives!r}: start with acc, then flops, params or latency "
                         "(e.g. acc,flops)")
-    for name in ("population", "generations", "batch_size", "bn_batches"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("population", "generations", "batch_size", "bn_batches", "parents", "eval_batches"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} {value}: must be at least 1")
     job = SearchJob(
         supernet=args.supernet, output=args.output, data=args.data, data_root=args.data_root,
         download=args.download, holdout=parse_holdout(args.holdout), split=args.split,

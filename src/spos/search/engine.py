@@ -94,24 +94,37 @@ class HistoryWriter:
         self._handle.close()
 
 
+def _parse_record(line: bytes) -> dict | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and "genes" in record and "score" in record else None
+
+
 def read_history(path: str | Path) -> list[dict]:
-    """Records of a history file; a half-written last line (a kill mid-write) is dropped and cut off."""
+    """Records of a history file. Damaged lines (a kill mid-write, a disk error) are dropped and
+    counted, the good records after them kept, and the file is rewritten without them so that
+    appending goes on from a clean line."""
+    from spos.files import write_atomic
+
     path = Path(path)
-    records, good_bytes = [], 0
+    records, good_lines, damaged = [], [], []
     with open(path, "rb") as handle:
-        for line in handle:
-            try:
-                record = json.loads(line)
-                if not isinstance(record, dict) or "genes" not in record or "score" not in record:
-                    raise ValueError
-            except ValueError:
-                break
+        for number, line in enumerate(handle, 1):
+            record = _parse_record(line) if line.strip() else None
+            if record is None:
+                if line.strip():
+                    damaged.append(number)
+                continue
             records.append(record)
-            good_bytes += len(line)
-    if good_bytes < path.stat().st_size:
-        log.warning(f"warning: {path}: dropped a damaged record after {len(records)} good ones")
-        with open(path, "r+b") as handle:
-            handle.truncate(good_bytes)
+            good_lines.append(line if line.endswith(b"\n") else line + b"\n")
+    if damaged:
+        shown = ", ".join(map(str, damaged[:10])) + (", ..." if len(damaged) > 10 else "")
+        log.warning(f"warning: {path}: dropped {len(damaged)} damaged line{'s' if len(damaged) > 1 else ''} "
+                    f"(line {shown}); kept {len(records)} records, the dropped ones are scored again")
+    if damaged or (good_lines and b"".join(good_lines) != path.read_bytes()):
+        write_atomic(path, lambda handle: handle.write(b"".join(good_lines)))
     return records
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from spos import checkpoint
+from spos import checkpoint, files
 from spos.errors import UserError
 from spos.flops import cost_table
 from spos.space import Architecture, SearchSpace, save_architecture
@@ -164,22 +165,73 @@ def load_scoring_data(job: SearchJob, space: SearchSpace, device):
     return calibration, evaluation
 
 
-def run_search(job: SearchJob) -> dict:
-    """Run one search; returns the summary that is also written to OUTPUT/summary.json."""
-    from spos.search import engine
-    from spos.search.scoring import SupernetScorer
+JOB_FILE = "job.json"
+SEARCH_MARKERS = ("history.jsonl", JOB_FILE)
+# What defines a search: a resume that changes any of these would mix two searches' scores.
+# ``generations`` may grow on resume: the search replays its stream and goes on.
+FINGERPRINT_FIELDS = ("data", "holdout", "split", "batch_size", "bn_batches", "eval_batches", "flops_max",
+                      "flops_min", "params_max", "latency_max", "algorithm", "objectives", "mode", "population",
+                      "parents", "mutations", "crossovers", "mutation_prob", "seed")
 
+
+def _sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def job_fingerprint(job: SearchJob) -> dict:
+    """The settings and input files (by sha256) that define ``job``'s scores, as JSON data."""
+    fingerprint = {name: getattr(job, name) for name in FINGERPRINT_FIELDS}
+    fingerprint["supernet_sha256"] = _sha256(job.supernet) if Path(job.supernet).is_file() else None
+    if job.latency_table:
+        fingerprint["latency_table_sha256"] = _sha256(job.latency_table) if Path(job.latency_table).is_file() else None
+    return json.loads(json.dumps(fingerprint))  # tuples as lists, as they read back
+
+
+def check_resumed_job(output: Path, fingerprint: dict) -> None:
+    """Refuse a ``--resume`` whose supernet, seed, data, limits or algorithm differ from the saved job."""
+    saved_path = output / JOB_FILE
+    if not saved_path.is_file():
+        if (output / "history.jsonl").exists():
+            raise UserError(f"--resume: {output} holds no {JOB_FILE} (an older spos search), so spos cannot check "
+                            "that it is the same search; start a new one in another --output")
+        return
+    try:
+        saved = json.loads(saved_path.read_text())
+    except (ValueError, OSError) as error:
+        raise UserError(f"--resume: {saved_path} is damaged ({error}); start a new search in another --output") from None
+    differing = [f"{key} {saved.get(key)!r} -> {fingerprint.get(key)!r}" for key in dict.fromkeys([*saved, *fingerprint])
+                 if saved.get(key) != fingerprint.get(key)]
+    if differing:
+        raise UserError(f"--resume: {output} holds another search ({'; '.join(differing)}); resume with the same "
+                        "settings or choose another --output")
+
+
+def run_search(job: SearchJob) -> dict:
+    """Run one search, holding OUTPUT/.lock; returns the summary also written to OUTPUT/summary.json."""
     if job.algorithm not in ("evolution", "random", "nsga2"):
         raise UserError(f"unknown algorithm {job.algorithm!r}; use evolution, random or nsga2")
+    output = Path(job.output)
+    files.check_output_folder(output, kind="search", resume=job.resume, markers=SEARCH_MARKERS)
+    with files.run_lock(output):
+        return _run_search(job, output)
+
+
+def _run_search(job: SearchJob, output: Path) -> dict:
+    from spos.search import engine
+    from spos.search.scoring import SupernetScorer
     from spos.train import distributed
 
-    output = Path(job.output)
     history_path = output / "history.jsonl"
-    if history_path.exists() and not job.resume:
-        raise UserError(f"{history_path} exists; pass --resume to continue that search or choose another --output")
     _, world = distributed.init_distributed()  # under torchrun: each rank scores a share of every generation
     device = _device(job.device) if world == 1 or job.device else distributed.local_device(None)
     supernet = checkpoint.load_model(job.supernet, kind="supernet").to(device)
+    fingerprint = job_fingerprint(job)
+    if job.resume:
+        check_resumed_job(output, fingerprint)
     space = supernet.space
     genes = GeneMap(space, job.mode)
     measures = build_measures(job, space, genes.arch, device)
@@ -198,7 +250,8 @@ def run_search(job: SearchJob) -> dict:
     history = engine.read_history(history_path) if job.resume and history_path.exists() else []
     if history:
         log.info(f"resuming from {history_path}: {len(history)} candidates already scored")
-    output.mkdir(parents=True, exist_ok=True)
+    if _is_main():
+        files.write_text_atomic(json.dumps(fingerprint, indent=2) + "\n", output / JOB_FILE)
     writer = engine.HistoryWriter(history_path) if _is_main() else None
 
     def on_evaluated(record: dict) -> None:
@@ -256,5 +309,5 @@ def write_outputs(job: SearchJob, space, genes: GeneMap, measures: dict, result,
         "files": {"history": str(output / "history.jsonl"), "best": str(output / "best.json"),
                   "front": front_files, "plots": [str(scatter), str(curve)]},
     }
-    (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    files.write_text_atomic(json.dumps(summary, indent=2) + "\n", output / "summary.json")
     return summary

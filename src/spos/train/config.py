@@ -7,6 +7,7 @@ exist is refused with the list of valid ones. The resolved config is saved besid
 from __future__ import annotations
 
 import copy
+import math
 from importlib import resources
 from pathlib import Path
 
@@ -30,6 +31,74 @@ DEFAULTS: dict = {
                  "channel_warmup_epochs": 0, "channel_warmup_step_epochs": 1},
     "validation": {"paths": 3, "bn_batches": 20, "every": 1},
 }
+
+
+# The schema: per key its type ("int", "number", "bool", "str", "list"), whether null is allowed, and
+# the range a value must lie in (a test and the words that say it). Checked by `load_config`,
+# before any work starts, so a bad value is one line naming the key, not an error deep in a loop.
+POSITIVE, NON_NEGATIVE = (lambda v: v > 0, "> 0"), (lambda v: v >= 0, ">= 0")
+AT_LEAST_ONE, FRACTION = (lambda v: v >= 1, ">= 1"), (lambda v: 0 <= v < 1, "in [0, 1)")
+ANY = (lambda v: True, "")
+SCHEMA: dict[str, tuple[str, bool, tuple]] = {
+    "kind": ("str", False, ANY), "arch": ("str", True, ANY),
+    "space.name": ("str", False, ANY), "space.width_mult": ("number", False, POSITIVE),
+    "space.input_size": ("int", True, POSITIVE), "space.dropout": ("number", True, FRACTION),
+    "data.name": ("str", False, ANY), "data.root": ("str", True, ANY), "data.download": ("bool", False, ANY),
+    "data.holdout": ("number", False, NON_NEGATIVE), "data.batch_size": ("int", False, POSITIVE),
+    "data.workers": ("int", False, NON_NEGATIVE), "data.val_batch_size": ("int", False, POSITIVE),
+    "optim.lr": ("number", False, POSITIVE), "optim.momentum": ("number", False, NON_NEGATIVE),
+    "optim.nesterov": ("bool", False, ANY), "optim.weight_decay": ("number", False, NON_NEGATIVE),
+    "optim.no_wd_bn_bias": ("bool", False, ANY),
+    "schedule.name": ("str", False, ANY), "schedule.warmup_epochs": ("number", False, NON_NEGATIVE),
+    "schedule.min_lr": ("number", False, NON_NEGATIVE),
+    "train.epochs": ("int", False, POSITIVE), "train.iterations": ("int", True, POSITIVE),
+    "train.label_smoothing": ("number", False, FRACTION), "train.mixup": ("number", False, NON_NEGATIVE),
+    "train.cutmix": ("number", False, NON_NEGATIVE), "train.ema": ("number", True, (lambda v: 0 < v < 1, "in (0, 1)")),
+    "train.amp": ("str", True, ANY), "train.channels_last": ("bool", False, ANY),
+    "train.clip_grad": ("number", True, POSITIVE), "train.accumulate": ("int", False, AT_LEAST_ONE),
+    "train.seed": ("int", False, NON_NEGATIVE), "train.checkpoint_every_steps": ("int", True, POSITIVE),
+    "train.log_every": ("int", False, POSITIVE), "train.device": ("str", True, ANY),
+    "train.deterministic": ("bool", False, ANY),
+    "sampling.mode": ("str", False, ANY), "sampling.flops_min": ("number", True, NON_NEGATIVE),
+    "sampling.flops_max": ("number", True, POSITIVE), "sampling.flops_bins": ("list", True, ANY),
+    "sampling.channel_warmup_epochs": ("int", False, NON_NEGATIVE),
+    "sampling.channel_warmup_step_epochs": ("int", False, AT_LEAST_ONE),
+    "validation.paths": ("int", False, AT_LEAST_ONE), "validation.bn_batches": ("int", False, AT_LEAST_ONE),
+    "validation.every": ("int", False, AT_LEAST_ONE),
+}
+_TYPE_WORDS = {"int": "a whole number", "number": "a number", "bool": "true or false", "str": "a string",
+               "list": "a list"}
+
+
+def _typed(key: str, value, kind: str, nullable: bool):
+    """``value`` as ``kind`` ("1e-4" and 3.0 are read as the numbers they spell), or a UserError."""
+    if value is None and nullable:
+        return None
+    if kind in ("int", "number") and isinstance(value, str):
+        value = _number_if_numeric(value)
+    if kind == "int" and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    fits = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+            "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+            "bool": lambda v: isinstance(v, bool), "str": lambda v: isinstance(v, str),
+            "list": lambda v: isinstance(v, list)}[kind](value)
+    if not fits:
+        expected = _TYPE_WORDS[kind] + (" or null" if nullable else "")
+        raise UserError(f"config key {key}: {value!r} is not {expected}; fix it in the config file or with "
+                        f"--set {key}=VALUE")
+    return value
+
+
+def validate_config(config: dict) -> dict:
+    """Check every key against SCHEMA (type, then range); numbers written as text become numbers."""
+    for key, (kind, nullable, (in_range, words)) in SCHEMA.items():
+        section, _, name = key.rpartition(".")
+        node = config[section] if section else config
+        value = _typed(key, node[name], kind, nullable)
+        if value is not None and kind in ("int", "number") and not in_range(value):
+            raise UserError(f"config key {key}: {value!r} is out of range; it must be {words}")
+        node[name] = value
+    return config
 
 
 def available_configs() -> list[str]:
@@ -110,7 +179,30 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | tuple[st
         _merge(config, parse_override(text))
     if config["kind"] not in ("supernet", "fixed"):
         raise UserError(f"config kind {config['kind']!r}: use supernet or fixed")
-    return config
+    return validate_config(config)
+
+
+# Keys a resumed run may change: where it runs and how it reports, never what it computes.
+RESUMABLE_KEYS = ("train.device", "data.workers", "data.root", "data.download", "train.log_every",
+                  "train.checkpoint_every_steps")
+
+
+def flatten(config: dict, prefix: str = "") -> dict:
+    """{"optim": {"lr": 0.1}} -> {"optim.lr": 0.1}."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def resume_differences(saved: dict, current: dict) -> list[str]:
+    """``key saved -> current`` for every key that defines the run and differs (see RESUMABLE_KEYS)."""
+    old, new = flatten(saved), flatten(current)
+    keys = [k for k in dict.fromkeys([*old, *new]) if k not in RESUMABLE_KEYS]
+    return [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
 
 
 def dump(config: dict) -> str:

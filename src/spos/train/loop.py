@@ -1,6 +1,7 @@
 """One training loop for the supernet and for a fixed network, with checkpoints that resume exactly.
 
-A run writes into its output folder: ``config.yaml`` (the resolved config), ``last.pt`` (every
+A run writes into a new or empty output folder (or, with ``--resume``, its own earlier run's
+folder), holding ``FOLDER/.lock`` for as long as it runs: ``config.yaml`` (the resolved config), ``last.pt`` (every
 epoch, and every N steps if asked), ``previous.pt`` (the one before, the fallback when
 ``last.pt`` is damaged), ``best.pt``, ``metrics.jsonl`` and ``metrics.csv``.
 
@@ -8,11 +9,18 @@ Resuming restores the model, optimizer, EMA, AMP scaler, the path sampler's RNG,
 RNGs and the position in the data order (which depends on (seed, epoch) only), so a run killed
 and resumed ends bit-identical on the CPU to one that was never interrupted. The LR schedule is
 a function of the step count, so it needs no state of its own.
+
+Writes are ordered so that a kill at any instant, then ``--resume``, gives the files an
+uninterrupted run gives: ``best.pt`` before ``last.pt`` (a lost ``best.pt`` is rewritten when
+the epoch runs again), and the metrics files are rewritten whole from the history held in the
+checkpoint (a row lost to a kill comes back). A resume whose config differs from the saved one
+in anything but where and how it runs (`spos.train.config.RESUMABLE_KEYS`) is refused.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
@@ -26,7 +34,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from spos import checkpoint
+from spos import checkpoint, files
 from spos.data import build_datasets, build_loader, recalibration_batches
 from spos.errors import UserError
 from spos.fixed import FixedNet
@@ -34,7 +42,7 @@ from spos.space import Architecture, get_space, strides_for_input
 from spos.supernet import SuperNet
 from spos.train import distributed
 from spos.train.bn import recalibrate_bn
-from spos.train.config import dump
+from spos.train.config import dump, resume_differences
 from spos.train.recipe import build_ema, build_loss, build_mixup, build_optimizer, build_scheduler
 from spos.train.sampler import PathSampler
 from spos.zoo import resolve_architecture
@@ -124,7 +132,13 @@ def _seed_everything(seed: int, deterministic: bool) -> None:
 
 
 def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """The global RNG states as plain data (tensors, ints, lists), loadable with weights_only=True."""
+    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    version, words, gauss = random.getstate()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),
+                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+             "python": [version, list(words), gauss]}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -132,8 +146,11 @@ def _rng_state() -> dict:
 
 def _restore_rng(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    numpy = state["numpy"]
+    np.random.set_state((numpy["name"], numpy["keys"].numpy().astype(np.uint32), numpy["pos"], numpy["has_gauss"],
+                         numpy["cached_gaussian"]))
+    version, words, gauss = state["python"]
+    random.setstate((version, tuple(words), gauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -151,6 +168,35 @@ def load_resume_state(output: Path) -> dict | None:
     return None
 
 
+RUN_MARKERS = ("last.pt", "previous.pt", "config.yaml")
+
+
+def read_resume_state(output: Path, config: dict) -> dict | None:
+    """The checkpoint a ``--resume`` continues, once it is known to be the same run.
+
+    None when the run was killed before its first checkpoint (it starts again from the top).
+    """
+    state = load_resume_state(output)
+    if state is not None and state["kind"] != config["kind"]:
+        command = "train-supernet" if state["kind"] == "supernet" else "train"
+        raise UserError(f"{output} holds a {state['kind']} training run; continue it with `spos {command} --resume`")
+    saved_config = state.get("config") if state is not None else _saved_config(output)
+    if saved_config is None:
+        raise UserError(f"--resume: no usable checkpoint in {output} (last.pt / previous.pt); choose another "
+                        "--output to start a new run")
+    differences = resume_differences(saved_config, config)
+    if differences:
+        raise UserError(f"--resume: {output} was started with other settings ({'; '.join(differences)}); resume "
+                        "with the same settings or start a new run in another --output")
+    return state
+
+
+def _saved_config(output: Path) -> dict | None:
+    from spos.train.config import load_config
+
+    return load_config(str(output / "config.yaml")) if (output / "config.yaml").is_file() else None
+
+
 class Trainer:
     def __init__(self, config: dict, output: str | Path, *, resume: bool = False, progress: bool = True) -> None:
         self.config, self.output, self.progress = config, Path(output), progress
@@ -160,9 +206,9 @@ class Trainer:
                 raise UserError(f"data.{key} must be at least 1")
         if int(train_cfg["accumulate"]) < 1:
             raise UserError("train.accumulate must be at least 1")
-        if not resume and (self.output / "last.pt").exists():
-            raise UserError(f"{self.output} already holds a run; pass --resume to continue it or choose another "
-                            "--output")
+        files.check_output_folder(self.output, kind="training", resume=resume,
+                                  markers=RUN_MARKERS)
+        resume_state = read_resume_state(self.output, config) if resume else None
         self.rank, self.world = distributed.init_distributed()
         self.device = distributed.local_device(train_cfg["device"])
         _seed_everything(train_cfg["seed"], train_cfg["deterministic"])
@@ -217,11 +263,10 @@ class Trainer:
                                                      seed=train_cfg["seed"])
         self.epoch, self.step, self.batches_done, self.best_top1 = 0, 0, 0, -1.0
         self.history: list[dict] = []
-        if resume:
-            self._resume()
+        if resume_state is not None:
+            self._resume(resume_state)
         if distributed.is_main():
-            self.output.mkdir(parents=True, exist_ok=True)
-            (self.output / "config.yaml").write_text(dump(config))
+            files.write_text_atomic(dump(config), self.output / "config.yaml")
         self.tensorboard = self._tensorboard()
 
     # -- setup helpers -------------------------------------------------------------------------
@@ -242,10 +287,7 @@ class Trainer:
             return None
         return SummaryWriter(str(self.output / "tensorboard"))
 
-    def _resume(self) -> None:
-        state = load_resume_state(self.output)
-        if state is None:
-            raise UserError(f"--resume: no usable checkpoint in {self.output} (last.pt / previous.pt)")
+    def _resume(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
@@ -275,12 +317,12 @@ class Trainer:
         if not distributed.is_main():
             return
         last, previous = self.output / "last.pt", self.output / "previous.pt"
+        payload = self._payload()
+        if best:  # before last.pt: a kill in between runs the epoch again and rewrites best.pt
+            checkpoint.save_atomic(payload, self.output / "best.pt")
         if last.exists():
             last.replace(previous)
-        payload = self._payload()
         checkpoint.save_atomic(payload, last)
-        if best:
-            checkpoint.save_atomic(payload, self.output / "best.pt")
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -392,6 +434,7 @@ class Trainer:
             self._log_epoch(row)
             if self.step >= self.total_steps:
                 break
+        self._write_metrics()  # a resumed run killed after its last checkpoint gets its rows back
         distributed.barrier()
         return RunResult(self.output, self.history, self.best_top1, self.model)
 
@@ -401,16 +444,8 @@ class Trainer:
         log.info(f"epoch {row['epoch']}/{self.epochs}: loss {row['train_loss']:.4f} train top-1 "
                  f"{row['train_top1']:.4f} | {self.val_split} top-1 {row['val_top1']:.4f} top-5 {row['val_top5']:.4f}"
                  f" | lr {row['lr']:.5f} | {row['images_per_s']:.0f} img/s")
-        with open(self.output / "metrics.jsonl", "a") as handle:
-            handle.write(json.dumps(row) + "\n")
+        self._write_metrics()
         flat = {k: v for k, v in row.items() if not isinstance(v, list)}
-        csv_path = self.output / "metrics.csv"
-        new = not csv_path.exists()
-        with open(csv_path, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(flat))
-            if new:
-                writer.writeheader()
-            writer.writerow(flat)
         if self.tensorboard is not None:
             for key, value in flat.items():
                 if isinstance(value, (int, float)) and key != "epoch":
@@ -418,6 +453,22 @@ class Trainer:
             self.tensorboard.flush()
 
 
+    def _write_metrics(self) -> None:
+        """metrics.jsonl and metrics.csv, rewritten whole (atomically) from the history."""
+        if not distributed.is_main() or not self.history:
+            return
+        files.write_text_atomic("".join(json.dumps(row) + "\n" for row in self.history),
+                                self.output / "metrics.jsonl")
+        flat = [{k: v for k, v in row.items() if not isinstance(v, list)} for row in self.history]
+        table = io.StringIO()
+        writer = csv.DictWriter(table, fieldnames=list(dict.fromkeys(k for row in flat for k in row)))
+        writer.writeheader()
+        writer.writerows(flat)
+        files.write_text_atomic(table.getvalue(), self.output / "metrics.csv")
+
+
 def run_training(config: dict, output: str | Path, *, resume: bool = False, progress: bool = True) -> RunResult:
-    """Train what ``config`` describes (see `spos.train.config`) into ``output``."""
-    return Trainer(config, output, resume=resume, progress=progress).run()
+    """Train what ``config`` describes (see `spos.train.config`) into ``output``, holding its lock."""
+    files.check_output_folder(output, kind="training", resume=resume, markers=RUN_MARKERS)  # before locking
+    with files.run_lock(output):
+        return Trainer(config, output, resume=resume, progress=progress).run()

@@ -66,7 +66,8 @@ class PathSampler:
                         "widen the sampling window (sampling.flops_min/flops_max/flops_bins)")
 
     def state(self) -> dict:
-        return {"rng": self.rng.getstate(), "epoch": self.epoch}
+        version, words, gauss = self.rng.getstate()  # lists, not tuples: plain data in the checkpoint
+        return {"rng": [version, list(words), gauss], "epoch": self.epoch}
 
     def load_state(self, state: dict) -> None:
         self.rng.setstate(_as_tuple(state["rng"]))
