@@ -226,3 +226,72 @@ def test_cli_bad_input_is_one_line(tmp_path, monkeypatch, capsys, argv, message)
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
     assert list(tmp_path.iterdir()) == []
+
+
+# -- files the official scripts write and read ------------------------------------------------------
+
+OFFICIAL_KEY = (r"module\.(first_conv\.\d+|features\.\d+\.(branch_main|branch_proj)\.\d+|features\.\d+\.\d+\.branch_"
+                r"(main|proj)\.\d+|conv_last\.\d+|classifier\.0)\.(weight|bias|running_mean|running_var|"
+                r"num_batches_tracked)")
+
+
+@pytest.mark.parametrize("kind", ["fixed", "supernet"])
+def test_to_official_writes_what_the_official_scripts_load(tmp_path, kind):
+    import re
+
+    model = _net() if kind == "fixed" else SuperNet(get_space("oneshot", input_size=32, num_classes=10,
+                                                                  width_mult=0.25))
+    source = tmp_path / "spos.pt"
+    payload = checkpoint.fixed_payload(model) if kind == "fixed" else checkpoint.supernet_payload(model)
+    checkpoint.save_atomic(payload, source)
+    out = tmp_path / "official.pth.tar"
+    assert main(["convert-official", str(source), "--to-official", "--output", str(out)]) == 0
+    saved = torch.load(out, map_location="cpu", weights_only=True)
+    assert list(saved) == ["state_dict"]
+    keys = list(saved["state_dict"])
+    assert all(re.fullmatch(OFFICIAL_KEY, k) for k in keys), [k for k in keys if not re.fullmatch(OFFICIAL_KEY, k)]
+    assert {"module.first_conv.0.weight", "module.conv_last.0.weight", "module.classifier.0.weight"} <= set(keys)
+    layer = "module.features.0.0.branch_main.0.weight" if kind == "supernet" else "module.features.0.branch_main.0.weight"
+    assert layer in keys
+    # and it comes back whole
+    arch = model.arch if kind == "fixed" else None
+    expected = to_official(model)
+    assert all(torch.equal(v, expected[k]) for k, v in to_official(load_official(out, model.space, arch)).items())
+
+
+def test_old_releases_without_num_batches_tracked_load(tmp_path):
+    model = _net()
+    official = {k: v for k, v in to_official(model).items() if not k.endswith("num_batches_tracked")}
+    loaded = load_official(_official_file(tmp_path, official), model.space, model.arch)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+def _retag_storages(path, device: str) -> None:
+    """Rewrite a torch.save zip so every storage says it was saved on ``device`` (as a GPU run writes it)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as source:
+        entries = [(info, source.read(info.filename)) for info in source.infolist()]
+    old = b"X" + (3).to_bytes(4, "little") + b"cpu"  # pickle protocol 2's BINUNICODE, as torch.save writes it
+    new = b"X" + len(device).to_bytes(4, "little") + device.encode()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as target:
+        for info, data in entries:
+            if info.filename.endswith("data.pkl"):
+                assert old in data
+                data = data.replace(old, new)
+            target.writestr(info, data)
+
+
+def test_releases_saved_on_a_gpu_load_without_one(tmp_path):
+    model = _net()
+    path = _official_file(tmp_path, to_official(model))
+    _retag_storages(path, "cuda:0")
+    if not torch.cuda.is_available():  # the tag is real: a plain load asks for CUDA
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(path, weights_only=True)
+    loaded = load_official(path, model.space, model.arch)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))

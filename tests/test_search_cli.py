@@ -52,6 +52,34 @@ def test_search_writes_history_best_front_and_plots(supernet_file, tmp_path, cap
                  str(tmp_path / "retrain"), "--no-progress", "--set", "train.iterations=2"]) == 0
 
 
+@pytest.mark.parametrize("mode", ["block", "channel"])
+def test_the_path_scored_is_the_architecture_recorded(supernet_file, space, tmp_path, monkeypatch, mode):
+    from spos.search import scoring
+
+    scored = []
+    recalibrate = scoring.recalibrate_bn
+
+    def recording(model, batches, arch=None, **kwargs):
+        scored.append(arch)
+        return recalibrate(model, batches, arch=arch, **kwargs)
+
+    monkeypatch.setattr(scoring, "recalibrate_bn", recording)
+    out = tmp_path / "search"
+    assert main(["search", "--supernet", str(supernet_file), "--mode", mode, "--output", str(out), "--population",
+                 "4", "--generations", "1", "--parents", "2", "--mutations", "2", "--crossovers", "2",
+                 "--bn-batches", "1", "--eval-batches", "1", "--batch-size", "32", "--no-progress"]) == 0
+    history = _history(out)
+    assert [r["arch"] for r in history] == [str(arch) for arch in scored]
+    best, _ = load_architecture(out / "best.json")
+    assert best in scored
+    if mode == "block":  # channels fixed at scale 1.0, blocks searched
+        assert all(arch.channels == (space.default_channel,) * space.num_layers for arch in scored)
+        assert len({arch.blocks for arch in scored}) > 1
+    else:  # blocks fixed at the first choice, channels searched
+        assert all(arch.blocks == (0,) * space.num_layers for arch in scored)
+        assert len({arch.channels for arch in scored}) > 1
+
+
 def test_resume_scores_no_candidate_twice(supernet_file, tmp_path):
     out = tmp_path / "search"
     assert main(["search", "--supernet", str(supernet_file), "--output", str(out), *SMALL]) == 0

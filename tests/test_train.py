@@ -91,6 +91,24 @@ def test_sampler_window_and_bins_hold_and_are_reproducible(tiny_space):
         PathSampler(tiny_space, 0, flops_min=high, flops_max=low)
 
 
+def test_validation_paths_follow_the_runs_sampling_mode_and_window(tmp_path):
+    block = Trainer(tiny_config("digits-supernet", "sampling.mode=block", "validation.paths=6"), tmp_path / "b",
+                    progress=False)
+    space = block.space
+    assert all(a.channels == (space.default_channel,) * space.num_layers for a in block.val_paths)
+    assert len({a.blocks for a in block.val_paths}) > 1
+    table = cost_table(space)
+    narrow, wide = sorted(table.macs(a) for a in table.extremes())
+    low, high = narrow + 0.3 * (wide - narrow), narrow + 0.5 * (wide - narrow)
+    config = tiny_config("digits-supernet", "sampling.mode=channel", f"sampling.flops_min={low}",
+                         f"sampling.flops_max={high}", "validation.paths=6")
+    channel = Trainer(config, tmp_path / "c", progress=False)
+    assert all(a.blocks == (0,) * space.num_layers and low <= table.macs(a) <= high for a in channel.val_paths)
+    again = Trainer(config, tmp_path / "c2", progress=False)
+    assert again.val_paths == channel.val_paths  # fixed for the run
+    assert channel.val_paths != [channel.sampler.sample() for _ in range(6)]  # a seed of their own
+
+
 def test_channel_warmup_starts_wide_then_opens_step_by_step(tiny_space):
     sampler = PathSampler(tiny_space, 0, channel_warmup_epochs=2, channel_warmup_step_epochs=1)
     seen = []

@@ -22,6 +22,7 @@ from spos.dynamic import centre_slice
 from spos.supernet import SuperNet
 
 _HEAD_RENAMES = (("conv_last.", "head.conv_last."), ("classifier.", "head.classifier."))
+OFFICIAL_PREFIX = "module."  # nn.DataParallel's, which the official scripts save and load under
 
 
 def _to_spos_key(key: str) -> str:
@@ -39,7 +40,10 @@ def _to_official_key(key: str) -> str:
 
 
 def read_official_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of an official checkpoint: ``state_dict`` unwrapped, DataParallel's ``module.`` stripped."""
+    """The tensors of an official checkpoint: ``state_dict`` unwrapped, DataParallel's ``module.`` stripped.
+
+    Storages saved on a GPU (as the official scripts save) are mapped to the CPU, so a release
+    loads on a machine without CUDA."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path} does not exist")
@@ -50,12 +54,15 @@ def read_official_state(path: str | Path) -> dict[str, torch.Tensor]:
     state = data.get("state_dict", data) if isinstance(data, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{path} holds no state_dict of tensors")
-    return {key.removeprefix("module."): value for key, value in state.items()}
+    return {key.removeprefix(OFFICIAL_PREFIX): value for key, value in state.items()}
 
 
 def _fill(target: dict[str, torch.Tensor], source: dict[str, torch.Tensor], *, sliced: bool, what: str) -> None:
-    """Copy ``source`` into ``target`` key for key (spos names), exactly or into leading slices."""
-    missing = [key for key in target if key not in source]
+    """Copy ``source`` into ``target`` key for key (spos names), exactly or into leading slices.
+
+    A BN's ``num_batches_tracked`` that the file lacks (releases written before torch kept it) is
+    left at its fresh value: it only matters when BN momentum is None, and then only in training."""
+    missing = [key for key in target if key not in source and not key.endswith("num_batches_tracked")]
     if missing:
         raise UserError(f"the official checkpoint has no {_to_official_key(missing[0])!r}, which the {what} needs "
                         f"({len(missing)} keys missing); is it the right file, architecture and space?")
@@ -64,6 +71,8 @@ def _fill(target: dict[str, torch.Tensor], source: dict[str, torch.Tensor], *, s
         raise UserError(f"the official checkpoint has {_to_official_key(extra[0])!r}, which the {what} does not "
                         f"({len(extra)} unexpected keys); is it the right file, architecture and space?")
     for key, ours in target.items():
+        if key not in source:
+            continue  # a num_batches_tracked the release predates
         theirs = source[key]
         fits = theirs.dim() == ours.dim() and all(
             t == o or (sliced and t < o) for t, o in zip(theirs.shape, ours.shape))
@@ -95,6 +104,14 @@ def _official_supernet_shapes(model: SuperNet) -> dict[str, torch.Size]:
             reference = ShuffleNetBlock(spec, block, spec.mid_channels(1.0), affine=False)
             shapes.update({f"features.{layer}.{block}.{k}": v.shape for k, v in reference.state_dict().items()})
     return shapes
+
+
+def official_checkpoint(model: FixedNet | SuperNet) -> dict:
+    """What the official train.py saves under ``nn.DataParallel``: ``{'state_dict': {'module.<key>': ...}}``.
+
+    The official Search/search.py and train.py's auto-continue wrap the network in DataParallel
+    before ``load_state_dict(checkpoint['state_dict'])``, so they need the ``module.`` prefix."""
+    return {"state_dict": {OFFICIAL_PREFIX + key: value for key, value in to_official(model).items()}}
 
 
 def to_official(model: FixedNet | SuperNet) -> dict[str, torch.Tensor]:

@@ -281,14 +281,16 @@ def run_latency_table(args) -> int:
 def run_convert(args) -> int:
     from spos import checkpoint
     from spos.checkpoint import save_atomic
-    from spos.official import load_official, to_official
+    from spos.official import load_official, official_checkpoint
     from spos.zoo import resolve_architecture
 
     output = check_output_file(args.output, args.force)
     if args.to_official:
         model = checkpoint.load_model(args.source)
-        save_atomic({"state_dict": to_official(model)}, output)
-        print(f"wrote official-layout weights of the {model.__class__.__name__} in {args.source} to {output}")
+        save_atomic(official_checkpoint(model), output)
+        print(f"wrote official-layout weights of the {model.__class__.__name__} in {args.source} to {output} "
+              "({'state_dict': {'module.<key>': ...}}, as the official train.py saves under DataParallel: "
+              "loadable by the official Search/search.py and train.py's auto-continue)")
         return 0
     if not args.arch and not args.supernet:
         raise UserError("say what the file holds: --arch NAME_OR_FILE (a retrained network) or --supernet")

@@ -72,6 +72,11 @@ class GeneMap:
     def full_genes(self, genes) -> tuple[int, ...]:
         return self.arch(genes).genes
 
+    def scoring(self, scorer):
+        """The engine's ``score_fn`` and ``score_many`` for an architecture scorer, through `arch`."""
+        return (lambda genes: scorer(self.arch(genes)),
+                lambda candidates: scorer.score_many([self.arch(genes) for genes in candidates]))
+
 
 def _device(name: str | None) -> torch.device:
     if name is None:
@@ -236,7 +241,7 @@ def _run_search(job: SearchJob, output: Path) -> dict:
             raise UserError(f"unknown objective {name!r}; use acc with flops, params or latency")
     engine.check_feasible(genes.counts, constraints, job.seed, engine.SearchConfig().max_tries)  # before writing
     calibration, evaluation = load_scoring_data(job, space, device)
-    scorer = SupernetScorer(supernet, calibration, evaluation)
+    scorer, score_many = genes.scoring(SupernetScorer(supernet, calibration, evaluation))
 
     config = engine.SearchConfig(population=job.population, generations=job.generations, parents=job.parents,
                                  mutations=job.mutations, crossovers=job.crossovers,
@@ -259,7 +264,7 @@ def _run_search(job: SearchJob, output: Path) -> dict:
     front_cost = measures["latency" if "latency" in measures and job.latency_max is not None else "flops"]
     started = time.perf_counter()
     common = dict(history=history, on_evaluated=on_evaluated, progress=job.progress and _is_main(),
-                  score_many=scorer.score_many)
+                  score_many=score_many)
     if job.algorithm == "nsga2":
         cost_names = job.objectives[1:] or ["flops"]
         result = engine.nsga2_search(genes.counts, scorer, [(n, measures[n]) for n in cost_names], constraints,

@@ -43,7 +43,11 @@ def top1(forward, batches: Sequence[Batch]) -> float:
 
 
 class SupernetScorer:
-    """``scorer(genes) -> hold-out top-1`` of the path ``genes`` describes (blocks then channels)."""
+    """``scorer(arch) -> hold-out top-1`` of the supernet path ``arch``.
+
+    It takes an `Architecture`, never raw genes: how a search's genes become a path (block-only
+    search fixes channels at scale 1.0, for one) is decided once, by the caller's gene map, so the
+    path scored is the path the history, the limits and the outputs describe."""
 
     def __init__(self, supernet: SuperNet, calibration: Sequence[Batch], evaluation: Sequence[Batch]) -> None:
         if not calibration or not evaluation:
@@ -52,16 +56,15 @@ class SupernetScorer:
         self.calibration = calibration
         self.evaluation = evaluation
 
-    def __call__(self, genes: Sequence[int]) -> float:
-        arch = Architecture.from_genes(genes)
+    def __call__(self, arch: Architecture) -> float:
         recalibrate_bn(self.supernet, self.calibration, arch=arch)
         self.supernet.eval()
         return top1(lambda x: self.supernet(x, arch), self.evaluation)
 
-    def score_many(self, candidates: Sequence[Sequence[int]]) -> list[float]:
+    def score_many(self, candidates: Sequence[Architecture]) -> list[float]:
         """Score a generation; under torch.distributed each rank takes every world-th candidate."""
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-            return [self(genes) for genes in candidates]
+            return [self(arch) for arch in candidates]
         rank, world = dist.get_rank(), dist.get_world_size()
         mine = {i: self(candidates[i]) for i in range(rank, len(candidates), world)}
         gathered: list[dict] = [None] * world  # type: ignore[list-item]

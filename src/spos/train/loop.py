@@ -38,7 +38,7 @@ from spos import checkpoint, files
 from spos.data import build_datasets, build_loader, recalibration_batches
 from spos.errors import UserError
 from spos.fixed import FixedNet
-from spos.space import Architecture, get_space, sample_architecture, strides_for_input
+from spos.space import Architecture, get_space, strides_for_input
 from spos.supernet import SuperNet
 from spos.train import distributed
 from spos.train.bn import recalibrate_bn
@@ -86,10 +86,15 @@ def evaluate(model: nn.Module, loader, *, arch: Architecture | None = None, devi
     return {"top1": totals[0].item() / n, "top5": totals[1].item() / n, "loss": totals[2].item() / n}
 
 
-def validation_paths(space, count: int, seed: int) -> list[Architecture]:
-    """The same K paths every epoch, so the curve compares like with like."""
-    rng = random.Random(seed + 10_007)
-    return [sample_architecture(space, rng) for _ in range(count)]
+def validation_paths(space, count: int, seed: int, sampling: dict | None = None) -> list[Architecture]:
+    """The same K paths every epoch, so the curve compares like with like, drawn as training draws
+    them (the run's sampling mode and FLOPs window; no channel warm-up) but from a seed of their own:
+    a block-only supernet is validated on the paths it trains, not on random channels."""
+    sampling = sampling or {}
+    sampler = PathSampler(space, seed + 10_007, mode=sampling.get("mode", "both"),
+                          flops_min=sampling.get("flops_min"), flops_max=sampling.get("flops_max"),
+                          flops_bins=sampling.get("flops_bins"))
+    return [sampler.sample() for _ in range(count)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -253,7 +258,7 @@ class Trainer:
                                    strategy=sampling["strategy"]) if self.supernet else None
         if self.supernet:
             validation = config["validation"]
-            self.val_paths = validation_paths(self.space, int(validation["paths"]), train_cfg["seed"])
+            self.val_paths = validation_paths(self.space, int(validation["paths"]), train_cfg["seed"], sampling)
             self.calibration = recalibration_batches(splits.train, batch_size=data_cfg["batch_size"],
                                                      num_batches=int(validation["bn_batches"]),
                                                      seed=train_cfg["seed"])
