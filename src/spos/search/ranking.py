@@ -228,7 +228,7 @@ def prepare_output(job: RankJob, archs: list[Architecture]) -> list[Architecture
 
 def score_path(scorer, arch: Architecture) -> float:
     """The supernet's hold-out top-1 of ``arch`` (the one place that calls the search's scorer)."""
-    return scorer(arch.genes)
+    return scorer(arch)
 
 
 def supernet_scores(job: RankJob, supernet, archs: list[Architecture], device) -> dict[str, float]:
