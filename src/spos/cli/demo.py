@@ -23,7 +23,8 @@ def register(subparsers) -> None:
                                                        "(default: runs/demo, runs/demo-2, ...)")
     parser.add_argument("--budget", type=float, default=1.0,
                         help="scale every epoch and generation count (0.5 = half as long; default 1)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed for training, the search and the random baseline (default 0)")
     parser.add_argument("--resume", action="store_true",
                         help="continue a killed demo in --output with its saved settings")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

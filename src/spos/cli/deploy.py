@@ -23,10 +23,12 @@ def register(subparsers) -> None:
         example="spos export runs/train/best.pt --format onnx --fuse --int8 --output model.onnx")
     export.add_argument("source", metavar="CKPT_OR_ZOO_NAME", help="checkpoint, zoo name, or architecture file")
     export.add_argument("--arch", default=None, help="with a supernet checkpoint: the path to export")
-    export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx",
+                        help="file format to write (default onnx)")
     export.add_argument("--output", default=None, help="file to write (default: beside the checkpoint)")
     export.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (default 17)")
-    export.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |difference|, relative to the largest output when that exceeds 1 (1e-4)")
+    export.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |difference|, relative to the largest output when that exceeds 1 "
+                             "(default 1e-4)")
     export.add_argument("--batch-size", type=int, default=8, help="images in the check batch (default 8)")
     export.add_argument("--fuse", action="store_true", help="fold BN into the convs before exporting")
     export.add_argument("--int8", action="store_true", help="also write an int8 ONNX model (onnxruntime)")
@@ -54,8 +56,8 @@ def register(subparsers) -> None:
                                description="Build a per-layer latency table for a search space on this device.")
     table.add_argument("--output", required=True, help="table file to write (JSON)")
     table.add_argument("--check", type=int, default=0, metavar="N",
-                       help="measure N random architectures and report the predictor's error")
-    add_space_arguments(table)
+                       help="measure N random architectures and report the predictor's error (default 0: no check)")
+    add_space_arguments(table, space_default="oneshot")
     for parser in (model, table):
         parser.add_argument("--batch-size", type=int, default=1, help="batch size (default 1)")
         parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's)")
@@ -77,7 +79,7 @@ def register(subparsers) -> None:
     target.add_argument("--supernet", action="store_true", help="the file is the block-search supernet")
     convert.add_argument("--to-official", action="store_true", help="write official key names instead")
     convert.add_argument("--output", required=True, help="file to write")
-    add_space_arguments(convert)
+    add_space_arguments(convert, space_default="oneshot")
     convert.set_defaults(func=run_convert)
 
 

@@ -53,16 +53,18 @@ def register(subparsers) -> None:
         subparsers, "eval", help="evaluate a checkpoint: top-1, top-5 and loss on a dataset split",
         description="Evaluate a fixed-network checkpoint (or one supernet path with --arch) on a split.",
         example="spos eval runs/train/best.pt --data imagefolder --data-root /data/imagenet --split val")
-    evaluate.add_argument("checkpoint", metavar="CKPT")
+    evaluate.add_argument("checkpoint", metavar="CKPT", help="a checkpoint from `spos train` or `spos train-supernet`")
     evaluate.add_argument("--data", default=None, help="dataset (default: the one the checkpoint was trained on)")
-    evaluate.add_argument("--data-root", default=None)
-    evaluate.add_argument("--split", choices=("val", "holdout", "train"), default="val")
+    evaluate.add_argument("--data-root", default=None,
+                          help="dataset folder (default: the one the checkpoint was trained on)")
+    evaluate.add_argument("--split", choices=("val", "holdout", "train"), default="val",
+                          help="split to evaluate on (default val)")
     evaluate.add_argument("--holdout", default=None, help="hold-out size when --split holdout (count or fraction)")
     evaluate.add_argument("--arch", default=None, help="for a supernet checkpoint: the path to evaluate")
-    evaluate.add_argument("--bn-batches", type=int, default=20, help="BN recalibration batches for a supernet path")
+    evaluate.add_argument("--bn-batches", type=int, default=20, help="BN recalibration batches for a supernet path (default 20)")
     evaluate.add_argument("--ema", action="store_true", help="evaluate the EMA weights when the checkpoint has them")
-    evaluate.add_argument("--batch-size", type=int, default=256)
-    evaluate.add_argument("--device", default=None)
+    evaluate.add_argument("--batch-size", type=int, default=256, help="evaluation batch size (default 256)")
+    evaluate.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(func=run_eval)
 

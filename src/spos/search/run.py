@@ -43,8 +43,8 @@ class SearchJob:
     population: int = 50
     generations: int = 20
     parents: int = 10
-    mutations: int = 25
-    crossovers: int = 25
+    mutations: int | None = None  # None: population // 2, so a generation scores about a population
+    crossovers: int | None = None
     mutation_prob: float = 0.1
     seed: int = 0
     device: str | None = None
@@ -70,6 +70,12 @@ class GeneMap:
 
     def full_genes(self, genes) -> tuple[int, ...]:
         return self.arch(genes).genes
+
+
+def _children_count(given: int | None, population: int) -> int:
+    """Children per generation by mutation (or crossover): as given, else half the population,
+    so a search scores about population x generations candidates (the official 25 at 50)."""
+    return population // 2 if given is None else given
 
 
 def _device(name: str | None) -> torch.device:
@@ -187,7 +193,8 @@ def run_search(job: SearchJob) -> dict:
     scorer = SupernetScorer(supernet, calibration, evaluation)
 
     config = engine.SearchConfig(population=job.population, generations=job.generations, parents=job.parents,
-                                 mutations=job.mutations, crossovers=job.crossovers,
+                                 mutations=_children_count(job.mutations, job.population),
+                                 crossovers=_children_count(job.crossovers, job.population),
                                  mutation_prob=job.mutation_prob, seed=job.seed)
     distributed.barrier()  # every rank has looked at the output folder before rank 0 writes into it
     history = engine.read_history(history_path) if job.resume and history_path.exists() else []
