@@ -32,6 +32,7 @@ class DemoSettings:
 
     data: str = "digits"
     data_root: str | None = None
+    download: bool = False
     supernet_config: str = "digits-supernet"
     retrain_config: str = "digits-retrain"
     supernet_epochs: int = 12
@@ -70,14 +71,15 @@ PRESETS: dict[str, DemoSettings] = {
 }
 
 
-def demo_settings(data: str = "digits", *, data_root: str | None = None, budget: float = 1.0, seed: int = 0,
-                  progress: bool = True) -> DemoSettings:
+def demo_settings(data: str = "digits", *, data_root: str | None = None, download: bool = False,
+                  budget: float = 1.0, seed: int = 0, progress: bool = True) -> DemoSettings:
     if data not in PRESETS:
         raise UserError(f"the demo runs on {', '.join(PRESETS)}; got {data!r} (for ImageNet use the commands "
                         "in the README)")
     if data in ("mnist", "cifar10", "cifar100") and not data_root:
         raise UserError(f"--data {data} needs --data-root (the folder holding the dataset)")
-    return replace(PRESETS[data], data_root=data_root, seed=seed, progress=progress).scaled(budget)
+    return replace(PRESETS[data], data_root=data_root, download=download, seed=seed,
+                   progress=progress).scaled(budget)
 
 
 def default_output(base: str | Path = "runs") -> Path:
@@ -167,7 +169,13 @@ def run_demo(settings: DemoSettings, output: str | Path, *, resume: bool = False
     from spos.train.loop import run_training
 
     output = Path(output)
-    settings = _prepare_output(settings, output, resume)
+    if resume:
+        settings = _prepare_output(settings, output, resume=True)
+    # The data loads (or downloads) before a new demo writes anything: a wrong --data-root then
+    # leaves no folder behind, and the corrected command runs as it is.
+    val = build_datasets(settings.data, settings.data_root, download=settings.download).val
+    if not resume:
+        settings = _prepare_output(settings, output, resume=False)
     times = StageTimes()
 
     def train(config: dict, folder: Path):
@@ -215,7 +223,6 @@ def run_demo(settings: DemoSettings, output: str | Path, *, resume: bool = False
 
     log.info("[4/5] exporting the retrained best architecture to ONNX")
     started = time.perf_counter()
-    val = build_datasets(settings.data, settings.data_root, input_size=space.input_size).val
     exported = export_best(retrained["best"], output / "best.onnx", val)
     times.export = time.perf_counter() - started
 

@@ -19,6 +19,8 @@ def register(subparsers) -> None:
     parser.add_argument("--data", default="digits", help="digits (default, embedded), mnist, cifar10, cifar100, "
                                                          "synthetic")
     parser.add_argument("--data-root", default=None, help="dataset folder for mnist / cifar10 / cifar100")
+    parser.add_argument("--download", action="store_true",
+                        help="fetch mnist / cifar10 / cifar100 into --data-root first if missing (needs internet)")
     parser.add_argument("--output", default=None, help="report folder, must be empty or new "
                                                        "(default: runs/demo, runs/demo-2, ...)")
     parser.add_argument("--budget", type=float, default=1.0,
@@ -35,8 +37,8 @@ def run(args) -> int:
     from spos.demo import default_output, demo_settings, run_demo
     from spos.errors import UserError
 
-    settings = demo_settings(args.data, data_root=args.data_root, budget=args.budget, seed=args.seed,
-                             progress=not args.no_progress)
+    settings = demo_settings(args.data, data_root=args.data_root, download=args.download, budget=args.budget,
+                             seed=args.seed, progress=not args.no_progress)
     if args.resume and not args.output:
         raise UserError("--resume needs --output: the folder of the demo to continue")
     output = args.output or default_output()

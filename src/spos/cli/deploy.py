@@ -36,6 +36,8 @@ def register(subparsers) -> None:
     export.add_argument("--data", default=None, help="dataset for the check batch and int8 calibration "
                                                      "(default: the one the checkpoint was trained on)")
     export.add_argument("--data-root", default=None, help="folder of --data")
+    export.add_argument("--download", action="store_true",
+                        help="download the dataset if missing (CIFAR-10/100, MNIST; needs internet)")
     add_space_arguments(export)
     export.set_defaults(func=run_export)
 
@@ -123,7 +125,7 @@ def data_splits(args, data: dict | None, space):
     if not name:
         return None
     root = args.data_root or config.get("data", {}).get("root")
-    splits = build_datasets(name, root, input_size=space.input_size)
+    splits = build_datasets(name, root, download=getattr(args, "download", False), input_size=space.input_size)
     if (splits.info.num_classes, splits.info.in_channels) != (space.num_classes, space.in_channels):
         raise UserError(f"{name} has {splits.info.num_classes} classes and {splits.info.in_channels} channels but "
                         f"the network expects {space.num_classes} and {space.in_channels}")

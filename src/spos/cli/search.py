@@ -23,7 +23,8 @@ def register(subparsers) -> None:
     data.add_argument("--data", default="digits", help="dataset: imagefolder, cifar10, cifar100, mnist, digits, "
                                                       "synthetic (default digits)")
     data.add_argument("--data-root", default=None, help="dataset folder (or .npz file for the CIFAR-10 subset)")
-    data.add_argument("--download", action="store_true", help="download the dataset if missing (needs internet)")
+    data.add_argument("--download", action="store_true",
+                      help="download the dataset if missing (CIFAR-10/100, MNIST; needs internet)")
     data.add_argument("--holdout", default="0.2", help="hold-out images carved from train: a count or a fraction "
                                                        "(default 0.2; the paper holds out 50000 ImageNet images)")
     data.add_argument("--split", choices=("holdout", "val"), default="holdout",

@@ -16,7 +16,8 @@ def _add_run_arguments(parser, default_config: str) -> None:
                              "digits-supernet, digits-retrain")
     parser.add_argument("--data", default=None, help="dataset: imagefolder, cifar10, cifar100, mnist, digits, synthetic")
     parser.add_argument("--data-root", default=None, help="dataset folder (or the CIFAR-10 subset .npz)")
-    parser.add_argument("--download", action="store_true", help="download the dataset if missing (needs internet)")
+    parser.add_argument("--download", action="store_true",
+                        help="download the dataset if missing (CIFAR-10/100, MNIST; needs internet)")
     parser.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     parser.add_argument("--batch-size", type=int, default=None, help="override data.batch_size (per process)")
     parser.add_argument("--lr", type=float, default=None, help="override optim.lr")
@@ -57,6 +58,8 @@ def register(subparsers) -> None:
     evaluate.add_argument("--data", default=None, help="dataset (default: the one the checkpoint was trained on)")
     evaluate.add_argument("--data-root", default=None,
                           help="dataset folder (default: the one the checkpoint was trained on)")
+    evaluate.add_argument("--download", action="store_true",
+                          help="download the dataset if missing (CIFAR-10/100, MNIST; needs internet)")
     evaluate.add_argument("--split", choices=("val", "holdout", "train"), default="val",
                           help="split to evaluate on (default val)")
     evaluate.add_argument("--holdout", default=None, help="hold-out size when --split holdout (count or fraction)")
@@ -122,7 +125,7 @@ def run_eval(args) -> int:
     if args.split == "holdout" and not holdout:
         raise UserError("--split holdout needs --holdout N (or a fraction)")
     space = model.space
-    splits = build_datasets(name, root, holdout=holdout, seed=config.get("train", {}).get("seed", 0),
+    splits = build_datasets(name, root, download=args.download, holdout=holdout, seed=config.get("train", {}).get("seed", 0),
                             input_size=space.input_size)
     if (splits.info.num_classes, splits.info.in_channels) != (space.num_classes, space.in_channels):
         raise UserError(f"{name} has {splits.info.num_classes} classes and {splits.info.in_channels} channels but "
