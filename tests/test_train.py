@@ -55,6 +55,15 @@ def test_schedule_warms_up_linearly_then_decays_to_min(name):
         assert lrs[55] == pytest.approx(0.4 * (1 - 45 / 90), rel=1e-6)
 
 
+def test_a_one_epoch_run_does_not_warn_about_its_own_schedule(caplog):
+    """digits-retrain at --epochs 1: the one-epoch warm-up leaves one cosine step, which timm warns about."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.4)
+    with caplog.at_level("WARNING"):
+        build_scheduler(optimizer, {"name": "cosine", "warmup_epochs": 1, "min_lr": 0.0}, 10, 10)
+        build_scheduler(optimizer, {"name": "cosine", "warmup_epochs": 0, "min_lr": 0.0}, 1, 1)
+    assert not [r for r in caplog.records if "no effect" in r.getMessage()]
+
+
 def test_unknown_schedule_and_config_key_are_refused():
     with pytest.raises(UserError, match="unknown config key 'optim.learning_rate'"):
         load_config("digits-retrain", ["optim.learning_rate=0.1"])
