@@ -206,6 +206,7 @@ def run_demo(settings: DemoSettings, output: str | Path, *, resume: bool = False
             population=settings.population, generations=settings.generations,
             parents=max(2, settings.population // 5), mutations=settings.population // 2,
             crossovers=settings.population // 2, seed=settings.seed, progress=settings.progress,
+            progress_label="[2/5] search",
             resume=(search_dir / "history.jsonl").exists()))
     times.search = time.perf_counter() - started
 
@@ -216,7 +217,9 @@ def run_demo(settings: DemoSettings, output: str | Path, *, resume: bool = False
              f"{settings.retrain_epochs} epochs each")
     started = time.perf_counter()
     retrained = {}
-    for name, arch_file in (("best", output / "search" / "best.json"), ("random", output / "random.json")):
+    for number, (name, arch_file) in enumerate((("best", output / "search" / "best.json"),
+                                                ("random", output / "random.json")), 1):
+        log.info(f"[3/5] retraining {number}/2: the {name} architecture")
         retrained[name] = train(_config(settings.retrain_config, settings, settings.retrain_epochs,
                                         [f"arch={arch_file}"]), output / f"retrain-{name}")
     times.retrain = time.perf_counter() - started
