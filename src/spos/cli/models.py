@@ -15,8 +15,9 @@ def register(subparsers) -> None:
                       description="List the model zoo: each architecture's space, the FLOPs (multiply-adds) "
                                   "and parameters spos counts, and the figures its authors reported.",
                       example="spos zoo --markdown")
-    zoo.add_argument("--markdown", action="store_true", help="print a Markdown table (as in the README)")
-    zoo.add_argument("--json", action="store_true", help="print one JSON object")
+    form = zoo.add_mutually_exclusive_group()  # one output form: asking for two is refused, not half-done
+    form.add_argument("--markdown", action="store_true", help="print a Markdown table (as in the README)")
+    form.add_argument("--json", action="store_true", help="print one JSON object")
     zoo.set_defaults(func=run_zoo)
 
     profile = add_command(subparsers, "profile", help="FLOPs, params and measured CPU latency of one network",

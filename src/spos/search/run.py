@@ -181,7 +181,12 @@ def run_search(job: SearchJob) -> dict:
         raise UserError(f"{history_path} exists; pass --resume to continue that search or choose another --output")
     _, world = distributed.init_distributed()  # under torchrun: each rank scores a share of every generation
     device = _device(job.device) if world == 1 or job.device else distributed.local_device(None)
-    supernet = checkpoint.load_model(job.supernet, kind="supernet").to(device)
+    state = checkpoint.load(job.supernet)
+    if state["kind"] != "supernet":
+        raise UserError(f"{job.supernet} holds a {state['kind']} checkpoint, but a supernet one is needed here")
+    supernet = checkpoint.build_model(state).to(device)
+    supernet_top1 = _mean_path_top1(state)
+    del state
     space = supernet.space
     genes = GeneMap(space, job.mode)
     measures = build_measures(job, space, genes.arch, device)
@@ -226,10 +231,18 @@ def run_search(job: SearchJob) -> dict:
     if writer:
         writer.close()
     elapsed = time.perf_counter() - started
-    return write_outputs(job, space, genes, measures, result, elapsed) if _is_main() else {}
+    return write_outputs(job, space, genes, measures, result, elapsed,
+                         supernet_top1=supernet_top1) if _is_main() else {}
 
 
-def write_outputs(job: SearchJob, space, genes: GeneMap, measures: dict, result, elapsed: float) -> dict:
+def _mean_path_top1(state: dict) -> float | None:
+    """The supernet's last validation score (mean top-1 of its validation paths), when it was trained by spos."""
+    history = state.get("history") or []
+    return history[-1].get("val_top1") if history else None
+
+
+def write_outputs(job: SearchJob, space, genes: GeneMap, measures: dict, result, elapsed: float, *,
+                  supernet_top1: float | None = None) -> dict:
     from spos.search import plots
 
     output = Path(job.output)
@@ -250,7 +263,8 @@ def write_outputs(job: SearchJob, space, genes: GeneMap, measures: dict, result,
     limit = job.latency_max if x_key == "latency" else job.flops_max
     scatter = plots.plot_search_scatter(records, x_key, output / "search_scatter.png", front=front,
                                         best=best_record, limit=limit)
-    curve = plots.plot_best_per_generation(result.best_per_generation, output / "best_per_generation.png")
+    curve = plots.plot_best_per_generation(result.best_per_generation, output / "best_per_generation.png",
+                                           chance=1 / space.num_classes, supernet_top1=supernet_top1)
     summary = {
         "best": {"arch": str(best), "accuracy": result.best_score, **best_measures},
         "scored": result.num_scored, "seconds": elapsed, "algorithm": job.algorithm,
