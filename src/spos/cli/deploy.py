@@ -197,6 +197,38 @@ def report_int8(path: Path, splits, batch, args) -> None:
     print(f"int8 {int8_path}: val top-1 {int8_top1:.4f} vs fp32 {fp32_top1:.4f} "
           f"(drop {100 * (fp32_top1 - int8_top1):.2f} points); onnxruntime {fp32_ms:.2f} -> {int8_ms:.2f} ms "
           f"(x{fp32_ms / int8_ms:.2f}) at batch {len(batch)}")
+    advice = int8_advice(fp32_ms, int8_ms, len(batch), cpu_has_vnni(), path)
+    if advice:
+        print(advice)
+
+
+def cpu_has_vnni(cpuinfo: str | None = None) -> bool | None:
+    """Whether this CPU has the VNNI int8 dot-product instructions (None when it cannot be told)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return None
+    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+    if not flags:
+        return None
+    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+def int8_advice(fp32_ms: float, int8_ms: float, batch_size: int, vnni: bool | None, fp32_path: Path) -> str | None:
+    """A word when int8 came out slower than fp32, saying why and what to ship instead."""
+    if int8_ms <= fp32_ms:
+        return None
+    if vnni is False:
+        why = ("this CPU has no VNNI instructions (avx512_vnni / avx_vnni), so onnxruntime's int8 kernels "
+               "cannot beat its fp32 ones")
+    elif vnni:
+        why = (f"at batch {batch_size} the quantize / dequantize steps around each layer cost more than the int8 "
+               "arithmetic saves on a network this small")
+    else:
+        why = "this CPU's int8 support could not be read, and the quantize / dequantize steps add work"
+    return (f"note: int8 is {int8_ms / fp32_ms:.1f}x slower than fp32 here: {why}. Ship the fp32 model "
+            f"({fp32_path}) for this CPU, or try int8 on a CPU with VNNI and a larger batch.")
 
 
 # -- latency -------------------------------------------------------------------------------------
