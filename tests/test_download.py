@@ -122,6 +122,21 @@ def test_failed_download_is_one_line(tmp_path, monkeypatch, capsys):
     assert build_parser().parse_args(argv).download
 
 
+def test_download_leaves_data_that_is_already_readable_untouched(tmp_path, monkeypatch):
+    """A read-only MNIST of .gz files is read as it is: torchvision would gunzip beside them."""
+    import gzip as gz
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, n in (("train", 4), ("t10k", 2)):
+        (raw / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gz.compress(_idx(np.zeros((n, 28, 28)))))
+        (raw / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gz.compress(_idx(np.arange(n))))
+    monkeypatch.setattr(datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])  # a fetch would fail
+    before = sorted(p.name for p in raw.iterdir())
+    assert len(build_datasets("mnist", tmp_path, download=True).train) == 4
+    assert sorted(p.name for p in raw.iterdir()) == before
+
+
 @pytest.mark.parametrize("command", ["train", "train-supernet", "search", "eval", "export", "demo"])
 def test_every_command_that_takes_data_takes_download(command):
     positional = {"eval": ["x.pt"], "export": ["x.pt"], "search": ["--supernet", "x.pt"]}.get(command, [])

@@ -176,17 +176,39 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def _mnist_raw(root: Path) -> Path:
+    return root / "MNIST" / "raw" if (root / "MNIST").is_dir() else root / "raw" if (root / "raw").is_dir() else root
+
+
+def _idx_file(raw: Path, stem: str) -> Path | None:
+    for candidate in (raw / stem, raw / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _readable_already(name: str, root: Path) -> bool:
+    """Whether spos can read ``name`` from ``root`` as it is (then --download fetches nothing and
+    writes nothing: a read-only copy of MNIST's .gz files or the CIFAR-10 subset .npz stays untouched)."""
+    if name == "mnist":
+        return all(_idx_file(_mnist_raw(root), stem) is not None for stem in MNIST_FILES)
+    return name == "cifar10" and _npz_path(root) is not None
+
+
 def _mnist(root: Path, info: DatasetInfo):
     """MNIST read straight from the idx files (gzipped or not): works from a read-only folder.
 
     Images are padded from 28x28 to 32x32, the size of the CIFAR-style spaces.
     """
-    raw = root / "MNIST" / "raw" if (root / "MNIST").is_dir() else root / "raw" if (root / "raw").is_dir() else root
+    raw = _mnist_raw(root)
 
     def find(stem: str) -> Path:
-        for candidate in (raw / stem, raw / f"{stem}.gz"):
-            if candidate.is_file():
-                return candidate
+        found = _idx_file(raw, stem)
+        if found is not None:
+            return found
         raise UserError(f"mnist: no {stem}(.gz) in {raw}; expected ROOT/MNIST/raw/*-idx?-ubyte.gz "
                         f"(or pass --download to fetch it into {root})")
 
@@ -221,6 +243,8 @@ def download_dataset(name: str, root: str | Path) -> None:
     if name not in DOWNLOADABLE:
         raise UserError(f"--download fetches {', '.join(DOWNLOADABLE)}; {name} has to be put in --data-root by "
                         "hand (ImageNet: ROOT/train/CLASS/*.jpg and ROOT/val/CLASS/*.jpg)")
+    if _readable_already(name, Path(root)):
+        return
     cls = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100, "mnist": datasets.MNIST}[name]
     try:
         cls(str(root), train=True, download=True)
