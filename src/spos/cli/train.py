@@ -15,7 +15,8 @@ def _add_run_arguments(parser, default_config: str) -> None:
                              "shipped: imagenet-supernet, imagenet-retrain, cifar10-supernet, cifar10-retrain, "
                              "digits-supernet, digits-retrain")
     parser.add_argument("--data", default=None, help="dataset: imagefolder, cifar10, cifar100, mnist, digits, synthetic")
-    parser.add_argument("--data-root", default=None, help="dataset folder (or the CIFAR-10 subset .npz)")
+    parser.add_argument("--data-root", default=None,
+                        help="dataset folder, e.g. /data/cifar10 (layouts: the README's Datasets section)")
     parser.add_argument("--download", action="store_true",
                         help="download the dataset if missing (CIFAR-10/100, MNIST; needs internet)")
     parser.add_argument("--epochs", type=int, default=None, help="override train.epochs")
