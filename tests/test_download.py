@@ -132,8 +132,9 @@ def test_download_leaves_data_that_is_already_readable_untouched(tmp_path, monke
         (raw / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gz.compress(_idx(np.zeros((n, 28, 28)))))
         (raw / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gz.compress(_idx(np.arange(n))))
     monkeypatch.setattr(datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])  # a fetch would fail
+    monkeypatch.setenv("HOME", str(tmp_path.parent))
     before = sorted(p.name for p in raw.iterdir())
-    assert len(build_datasets("mnist", tmp_path, download=True).train) == 4
+    assert len(build_datasets("mnist", f"~/{tmp_path.name}", download=True).train) == 4  # ~ as in the README
     assert sorted(p.name for p in raw.iterdir()) == before
 
 

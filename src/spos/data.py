@@ -307,7 +307,7 @@ def build_datasets(name: str, root: str | Path | None = None, *, download: bool 
     needs_root = name in ("imagefolder", "cifar10", "cifar100", "mnist")
     if needs_root and root is None:
         raise UserError(f"{name} needs --data-root (the folder holding the dataset)")
-    path = Path(root) if root is not None else None
+    path = Path(root).expanduser() if root is not None else None  # "~/data/mnist" from a config file too
     if download and needs_root:
         download_dataset(name, path)  # imagefolder: refused with what to do instead
     if needs_root and not path.exists():
