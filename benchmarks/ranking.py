@@ -36,6 +36,7 @@ RECIPES = {
     "fair+entangled": ["optim.lr=0.03125", "sampling.strategy=fair", "train.epochs=3", "space.entangled_kernels=true"],
     # 4x the demo's budget: does the supernet start to learn and rank with more steps?
     "entangled-4x": ["optim.lr=0.03125", "space.entangled_kernels=true", "train.epochs=48"],
+    "linear-lr-4x": ["optim.lr=0.03125", "train.epochs=48"],   # the control for entangled-4x
 }
 
 
