@@ -51,6 +51,7 @@ class SearchJob:
     device: str | None = None
     resume: bool = False
     progress: bool = True
+    input: str | None = None  # input convention preset; None: the one the supernet checkpoint records
 
 
 class GeneMap:
@@ -139,12 +140,13 @@ def build_constraints(job: SearchJob, measures: dict) -> list:
     return constraints
 
 
-def load_scoring_data(job: SearchJob, space: SearchSpace, device):
+def load_scoring_data(job: SearchJob, space: SearchSpace, device, convention=None):
     from spos.data import build_datasets, build_loader, recalibration_batches
     from spos.search.scoring import materialize
 
     splits = build_datasets(job.data, job.data_root, download=job.download, holdout=job.holdout,
-                            seed=job.seed, input_size=space.input_size, num_classes=space.num_classes)
+                            seed=job.seed, input_size=space.input_size, num_classes=space.num_classes,
+                            convention=convention)
     info = splits.info
     if info.in_channels != space.in_channels or info.num_classes != space.num_classes:
         raise UserError(f"dataset {job.data!r} has {info.in_channels} channels and {info.num_classes} classes but "
@@ -185,6 +187,8 @@ def _sha256(path: str | Path) -> str:
 def job_fingerprint(job: SearchJob) -> dict:
     """The settings and input files (by sha256) that define ``job``'s scores, as JSON data."""
     fingerprint = {name: getattr(job, name) for name in FINGERPRINT_FIELDS}
+    if job.input is not None:  # only when given, so searches saved before --input existed still resume
+        fingerprint["input"] = job.input
     fingerprint["supernet_sha256"] = _sha256(job.supernet) if Path(job.supernet).is_file() else None
     if job.latency_table:
         fingerprint["latency_table_sha256"] = _sha256(job.latency_table) if Path(job.latency_table).is_file() else None
@@ -228,7 +232,11 @@ def _run_search(job: SearchJob, output: Path) -> dict:
     history_path = output / "history.jsonl"
     _, world = distributed.init_distributed()  # under torchrun: each rank scores a share of every generation
     device = _device(job.device) if world == 1 or job.device else distributed.local_device(None)
-    supernet = checkpoint.load_model(job.supernet, kind="supernet").to(device)
+    data = checkpoint.load(job.supernet)
+    if data["kind"] != "supernet":
+        raise UserError(f"{job.supernet} holds a {data['kind']} checkpoint, but a supernet one is needed here")
+    supernet = checkpoint.build_model(data).to(device)
+    convention = checkpoint.convention_of(data, job.input)
     fingerprint = job_fingerprint(job)
     if job.resume:
         check_resumed_job(output, fingerprint)
@@ -240,7 +248,7 @@ def _run_search(job: SearchJob, output: Path) -> dict:
         if name not in measures:
             raise UserError(f"unknown objective {name!r}; use acc with flops, params or latency")
     engine.check_feasible(genes.counts, constraints, job.seed, engine.SearchConfig().max_tries)  # before writing
-    calibration, evaluation = load_scoring_data(job, space, device)
+    calibration, evaluation = load_scoring_data(job, space, device, convention)
     scorer, score_many = genes.scoring(SupernetScorer(supernet, calibration, evaluation))
 
     config = engine.SearchConfig(population=job.population, generations=job.generations, parents=job.parents,
