@@ -130,10 +130,21 @@ def test_checkpoints_record_their_convention_and_old_ones_mean_spos(official, tm
     assert checkpoint.convention_of(checkpoint.load(old)) == CONVENTIONS["spos"]
 
 
-def test_training_runs_record_spos(tmp_path):
-    assert main(["train", "--config", "digits-retrain", "--output", str(tmp_path / "run"), "--no-progress",
+def test_training_runs_record_spos_and_a_resume_keeps_what_the_checkpoint_says(tmp_path):
+    from spos.train import load_config
+    from spos.train.loop import Trainer
+
+    run = tmp_path / "run"
+    assert main(["train", "--config", "digits-retrain", "--output", str(run), "--no-progress",
                  "--set", "train.iterations=1"]) == 0
-    assert checkpoint.load(tmp_path / "run" / "last.pt")["input"] == CONVENTIONS["spos"].to_dict()
+    last = checkpoint.load(run / "last.pt")
+    assert last["input"] == CONVENTIONS["spos"].to_dict()
+    last["input"] = CONVENTIONS["official"].to_dict()  # as if the run had started from official input
+    checkpoint.save_atomic(last, run / "last.pt")
+    resumed = Trainer(load_config("digits-retrain", ["train.iterations=1"]), run, resume=True, progress=False)
+    assert resumed.convention == CONVENTIONS["official"]
+    assert float(resumed.train_loader.dataset.images.max()) == 255.0
+    assert resumed._payload()["input"] == CONVENTIONS["official"].to_dict()
 
 
 def test_search_scores_in_the_supernets_convention_unless_told(tmp_path, monkeypatch):
@@ -165,3 +176,19 @@ def test_exports_carry_the_convention_in_their_metadata(official, tmp_path, caps
     assert main(["export", str(converted), "--format", fmt, "--input", "spos", "--output", str(out), "--force",
                  "--batch-size", "2"]) == 0
     assert export.read_input_convention(out)["name"] == "spos"
+
+
+def test_imagefolder_transforms_follow_the_convention(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for cls in ("cat", "dog"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            Image.fromarray(_tinted_images(rng, 1)[0]).save(tmp_path / split / cls / "0.png")
+    spos_x = build_datasets("imagefolder", tmp_path, input_size=32).val[0][0]
+    official_x = build_datasets("imagefolder", tmp_path, input_size=32, convention="official").val[0][0]
+    mean, std = torch.tensor((0.485, 0.456, 0.406)), torch.tensor((0.229, 0.224, 0.225))
+    rgb_255 = (spos_x * std.view(3, 1, 1) + mean.view(3, 1, 1)) * 255
+    assert float(official_x.max()) > 100  # raw pixel values, not normalised ones
+    assert torch.allclose(official_x, rgb_255.flip(0), atol=1e-3)  # the same pixels, in BGR order
