@@ -192,3 +192,14 @@ def test_imagefolder_transforms_follow_the_convention(tmp_path):
     rgb_255 = (spos_x * std.view(3, 1, 1) + mean.view(3, 1, 1)) * 255
     assert float(official_x.max()) > 100  # raw pixel values, not normalised ones
     assert torch.allclose(official_x, rgb_255.flip(0), atol=1e-3)  # the same pixels, in BGR order
+
+
+def test_to_official_says_when_the_network_expects_other_input(official, tmp_path, capsys):
+    _, converted, *_ = official
+    assert main(["convert-official", str(converted), "--to-official", "--output", str(tmp_path / "a.pth")]) == 0
+    assert "note:" not in capsys.readouterr().out
+    data = checkpoint.load(converted)
+    data["input"] = CONVENTIONS["spos"].to_dict()
+    spos_file = checkpoint.save_atomic(data, tmp_path / "spos.pt")
+    assert main(["convert-official", str(spos_file), "--to-official", "--output", str(tmp_path / "b.pth")]) == 0
+    assert "note: this network expects input spos (RGB" in capsys.readouterr().out

@@ -291,11 +291,16 @@ def run_convert(args) -> int:
 
     output = check_output_file(args.output, args.force)
     if args.to_official:
-        model = checkpoint.load_model(args.source)
+        data = checkpoint.load(args.source)
+        model = checkpoint.build_model(data)
         save_atomic(official_checkpoint(model), output)
         print(f"wrote official-layout weights of the {model.__class__.__name__} in {args.source} to {output} "
               "({'state_dict': {'module.<key>': ...}}, as the official train.py saves under DataParallel: "
               "loadable by the official Search/search.py and train.py's auto-continue)")
+        convention = checkpoint.convention_of(data)
+        if convention.name != "official":
+            print(f"note: this network expects input {convention.describe()}, not the official scripts' "
+                  "BGR 0..255; their accuracy on it will not be its own")
         return 0
     if not args.arch and not args.supernet:
         raise UserError("say what the file holds: --arch NAME_OR_FILE (a retrained network) or --supernet")
