@@ -89,3 +89,30 @@ def test_killed_demo_resumes_without_redoing_finished_stages(tmp_path, monkeypat
     assert (out / "report.md").is_file() and (out / "best.onnx").is_file()
     assert (out / "supernet" / "last.pt").stat().st_mtime_ns == supernet_mtime
     assert (out / "search" / "history.jsonl").read_text() == history
+
+
+def test_demo_with_a_wrong_data_root_leaves_nothing_that_blocks_the_rerun(tmp_path, monkeypatch, capsys):
+    import spos.train.loop
+
+    out = tmp_path / "demo"
+    wrong = ["demo", "--data", "cifar10", "--data-root", str(tmp_path / "nowhere"), "--output", str(out)]
+    assert main(wrong + ["--no-progress"]) == 2
+    assert "does not exist" in capsys.readouterr().err and not out.exists()
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt  # the corrected command got past the data: enough to know it was not blocked
+
+    monkeypatch.setattr(spos.train.loop, "run_training", stop)
+    root = tmp_path / "cifar10"
+    root.mkdir()
+    _tiny_cifar_npz(root / "cifar10_subset.npz")
+    assert main(["demo", "--data", "cifar10", "--data-root", str(root), "--output", str(out), "--no-progress"]) == 130
+    assert json.loads((out / "demo.json").read_text())["data_root"] == str(root)
+
+
+def _tiny_cifar_npz(path) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), y_train=np.arange(20) % 10,
+             x_test=rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8), y_test=np.arange(10) % 10)

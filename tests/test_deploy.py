@@ -295,3 +295,18 @@ def test_releases_saved_on_a_gpu_load_without_one(tmp_path):
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
+
+
+def test_int8_slower_than_fp32_says_why_and_suggests_fp32(tmp_path):
+    from pathlib import Path
+
+    from spos.cli.deploy import cpu_has_vnni, int8_advice
+
+    assert cpu_has_vnni("processor : 0\nflags : fpu sse avx2 avx512f\n") is False
+    assert cpu_has_vnni("flags : fpu avx2 avx512_vnni\n") is True
+    assert cpu_has_vnni("") is None
+    fp32 = Path("model.onnx")
+    assert int8_advice(1.0, 0.5, 8, False, fp32) is None  # faster: nothing to say
+    slow = int8_advice(1.04, 14.52, 8, False, fp32)
+    assert "14.0x slower" in slow and "no VNNI" in slow and "model.onnx" in slow and slow.count("\n") == 0
+    assert "batch 8" in int8_advice(1.0, 2.0, 8, True, fp32)

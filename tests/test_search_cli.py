@@ -80,6 +80,15 @@ def test_the_path_scored_is_the_architecture_recorded(supernet_file, space, tmp_
         assert len({arch.channels for arch in scored}) > 1
 
 
+def test_children_scale_with_the_population_unless_given(supernet_file, tmp_path):
+    """--population 8 --generations 2 scores about 16 candidates, not 8 + 25 + 25."""
+    out = tmp_path / "search"
+    assert main(["search", "--supernet", str(supernet_file), "--output", str(out), "--population", "8",
+                 "--generations", "2", "--bn-batches", "1", "--batch-size", "64", "--no-progress"]) == 0
+    assert 8 < len(_history(out)) <= 8 * 2
+    assert json.loads((out / "summary.json").read_text())["scored"] <= 16
+
+
 def test_resume_scores_no_candidate_twice(supernet_file, tmp_path):
     out = tmp_path / "search"
     assert main(["search", "--supernet", str(supernet_file), "--output", str(out), *SMALL]) == 0

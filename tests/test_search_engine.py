@@ -161,3 +161,27 @@ def test_plots_write_pngs(tmp_path):
     b = plot_best_per_generation(result.best_per_generation, tmp_path / "best.png")
     for path in (a, b):
         assert path.read_bytes()[:4] == b"\x89PNG" and path.stat().st_size > 2000
+
+
+def test_progress_says_generation_and_best_so_far(monkeypatch):
+    import spos.search.engine as engine
+
+    descriptions = []
+
+    class Bar:
+        def __init__(self, *args, desc="", **kwargs):
+            descriptions.append(desc)
+
+        def set_description_str(self, text):
+            descriptions.append(text)
+
+        def update(self, n=1):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(engine, "tqdm", Bar)
+    result = evolution_search(COUNTS, separable, config=small(generations=3), label="[2/5] search")
+    assert descriptions[0] == "[2/5] search: generation 0/3"
+    assert descriptions[-1] == f"[2/5] search: generation 3/3, best {100 * result.best_score:.1f}%"

@@ -55,6 +55,15 @@ def test_schedule_warms_up_linearly_then_decays_to_min(name):
         assert lrs[55] == pytest.approx(0.4 * (1 - 45 / 90), rel=1e-6)
 
 
+def test_a_one_epoch_run_does_not_warn_about_its_own_schedule(caplog):
+    """digits-retrain at --epochs 1: the one-epoch warm-up leaves one cosine step, which timm warns about."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.4)
+    with caplog.at_level("WARNING"):
+        build_scheduler(optimizer, {"name": "cosine", "warmup_epochs": 1, "min_lr": 0.0}, 10, 10)
+        build_scheduler(optimizer, {"name": "cosine", "warmup_epochs": 0, "min_lr": 0.0}, 1, 1)
+    assert not [r for r in caplog.records if "no effect" in r.getMessage()]
+
+
 def test_unknown_schedule_and_config_key_are_refused():
     with pytest.raises(UserError, match="unknown config key 'optim.learning_rate'"):
         load_config("digits-retrain", ["optim.learning_rate=0.1"])
@@ -191,6 +200,31 @@ def test_run_writes_metrics_config_and_checkpoints(tmp_path):
     assert load_config(str(tmp_path / "config.yaml")) == config
     assert checkpoint.load(tmp_path / "best.pt")["kind"] == "supernet"
     assert result.best_top1 == rows[0]["val_top1"]
+
+
+def test_progress_bar_shows_running_means_that_move_on_a_short_epoch(tmp_path, monkeypatch):
+    """A digits epoch (18 batches) is shorter than train.log_every (20): the postfix still updates."""
+    import spos.train.loop
+
+    postfixes = []
+
+    class Bar:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def update(self, n=1):
+            pass
+
+        def set_postfix(self, **values):
+            postfixes.append(values)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(spos.train.loop, "tqdm", Bar)
+    run_training(tiny_config("digits-supernet", "train.epochs=1"), tmp_path, progress=True)
+    assert len(postfixes) >= 5 and {"loss", "acc"} <= set(postfixes[0])
+    assert len({p["loss"] for p in postfixes}) > 1
 
 
 def test_fixed_oneshot_family_net_learns_digits(tmp_path):

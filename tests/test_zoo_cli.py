@@ -83,3 +83,10 @@ def test_every_command_has_help_with_an_example(capsys):
     for name, sub in commands.items():
         text = sub.format_help()
         assert "example" in text and f"spos {name}" in text, name
+
+
+def test_zoo_refuses_two_output_forms_in_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["zoo", "--json", "--markdown"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "not allowed with" in err and err.count("\n") == 1

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from spos.errors import UserError
 
 DATASETS = ("imagefolder", "cifar10", "cifar100", "mnist", "digits", "synthetic")
+DOWNLOADABLE = ("cifar10", "cifar100", "mnist")  # torchvision fetches these; ImageNet has to be got by hand
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -264,19 +265,41 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def _mnist_raw(root: Path) -> Path:
+    return root / "MNIST" / "raw" if (root / "MNIST").is_dir() else root / "raw" if (root / "raw").is_dir() else root
+
+
+def _idx_file(raw: Path, stem: str) -> Path | None:
+    for candidate in (raw / stem, raw / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _readable_already(name: str, root: Path) -> bool:
+    """Whether spos can read ``name`` from ``root`` as it is (then --download fetches nothing and
+    writes nothing: a read-only copy of MNIST's .gz files or the CIFAR-10 subset .npz stays untouched)."""
+    if name == "mnist":
+        return all(_idx_file(_mnist_raw(root), stem) is not None for stem in MNIST_FILES)
+    return name == "cifar10" and _npz_path(root) is not None
+
+
 def _mnist(root: Path, info: DatasetInfo, convention: InputConvention):
     """MNIST read straight from the idx files (gzipped or not): works from a read-only folder.
 
     Images are padded from 28x28 to 32x32, the size of the CIFAR-style spaces.
     """
-    raw = root / "MNIST" / "raw" if (root / "MNIST").is_dir() else root / "raw" if (root / "raw").is_dir() else root
+    raw = _mnist_raw(root)
 
     def find(stem: str) -> Path:
-        for candidate in (raw / stem, raw / f"{stem}.gz"):
-            if candidate.is_file():
-                return candidate
+        found = _idx_file(raw, stem)
+        if found is not None:
+            return found
         raise UserError(f"mnist: no {stem}(.gz) in {raw}; expected ROOT/MNIST/raw/*-idx?-ubyte.gz "
-                        "(or pass --download on a machine that is online)")
+                        f"(or pass --download to fetch it into {root})")
 
     def load(prefix: str, augment: str | None):
         images = torch.from_numpy(_read_idx(find(f"{prefix}-images-idx3-ubyte")).copy()).float().div_(255)
@@ -287,16 +310,16 @@ def _mnist(root: Path, info: DatasetInfo, convention: InputConvention):
     return load("train", "shift"), load("t10k", None)
 
 
-def _torchvision_cifar(name: str, root: Path, download: bool, info: DatasetInfo, convention: InputConvention):
+def _torchvision_cifar(name: str, root: Path, info: DatasetInfo, convention: InputConvention):
     from torchvision import datasets
 
     cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
     try:
-        train = cls(str(root), train=True, download=download)
-        val = cls(str(root), train=False, download=download)
+        train = cls(str(root), train=True)
+        val = cls(str(root), train=False)
     except RuntimeError:
-        raise UserError(f"{name}: no dataset in {root}; expected torchvision's layout (e.g. "
-                        f"{root}/cifar-10-batches-py), or pass --download on a machine that is online") from None
+        raise UserError(f"{name}: no dataset in {root}; expected torchvision's layout ({root}/"
+                        f"{cls.base_folder}), or pass --download to fetch it there") from None
     return (TensorImages(_from_uint8_hwc(train.data, info, convention), torch.tensor(train.targets), "crop-flip"),
             TensorImages(_from_uint8_hwc(val.data, info, convention), torch.tensor(val.targets)))
 
@@ -312,6 +335,25 @@ def _read_image(path: str):
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UserError(f"image {path} cannot be read ({reason}); remove or replace it") from None
+
+
+def download_dataset(name: str, root: str | Path) -> None:
+    """Fetch CIFAR-10/100 or MNIST into ``root`` with torchvision (nothing happens when it is there
+    already, checksums included); a failed download is one line saying what to do instead."""
+    from torchvision import datasets
+
+    if name not in DOWNLOADABLE:
+        raise UserError(f"--download fetches {', '.join(DOWNLOADABLE)}; {name} has to be put in --data-root by "
+                        "hand (ImageNet: ROOT/train/CLASS/*.jpg and ROOT/val/CLASS/*.jpg)")
+    if _readable_already(name, Path(root)):
+        return
+    cls = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100, "mnist": datasets.MNIST}[name]
+    try:
+        cls(str(root), train=True, download=True)
+    except (RuntimeError, OSError) as error:  # URLError is an OSError; torchvision wraps checksum failures
+        reason = str(error).strip().splitlines()
+        raise UserError(f"{name}: download into {root} failed ({reason[-1] if reason else type(error).__name__}); "
+                        f"check the connection, or fetch it by hand into {root} (see the README)") from None
 
 
 def _imagefolder(root: Path, input_size: int, info: DatasetInfo, convention: InputConvention):
@@ -376,10 +418,12 @@ def build_datasets(name: str, root: str | Path | None = None, *, download: bool 
     needs_root = name in ("imagefolder", "cifar10", "cifar100", "mnist")
     if needs_root and root is None:
         raise UserError(f"{name} needs --data-root (the folder holding the dataset)")
-    path = Path(root) if root is not None else None
-    if needs_root and not path.exists() and not download:
-        raise UserError(f"{name}: data root {path} does not exist; pass the right --data-root "
-                        "(or --download on a machine that is online)")
+    path = Path(root).expanduser() if root is not None else None  # "~/data/mnist" from a config file too
+    if download and needs_root:
+        download_dataset(name, path)  # imagefolder: refused with what to do instead
+    if needs_root and not path.exists():
+        hint = " or pass --download to fetch it there" if name in DOWNLOADABLE else ""
+        raise UserError(f"{name}: data root {path} does not exist; pass the right --data-root{hint}")
     train_eval = None
     if name == "digits":
         train, val = _digits(info, convention)
@@ -392,7 +436,7 @@ def build_datasets(name: str, root: str | Path | None = None, *, download: bool 
     elif name == "cifar10" and _npz_path(path) is not None:
         train, val = _cifar_npz(_npz_path(path), info, convention)
     elif name in ("cifar10", "cifar100"):
-        train, val = _torchvision_cifar(name, path, download, info, convention)
+        train, val = _torchvision_cifar(name, path, info, convention)
     else:
         size = input_size or info.input_size
         train, val, train_eval = _imagefolder(path, size, info, convention)

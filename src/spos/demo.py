@@ -33,6 +33,7 @@ class DemoSettings:
 
     data: str = "digits"
     data_root: str | None = None
+    download: bool = False
     supernet_config: str = "digits-supernet"
     retrain_config: str = "digits-retrain"
     supernet_epochs: int = 12
@@ -71,14 +72,15 @@ PRESETS: dict[str, DemoSettings] = {
 }
 
 
-def demo_settings(data: str = "digits", *, data_root: str | None = None, budget: float = 1.0, seed: int = 0,
-                  progress: bool = True) -> DemoSettings:
+def demo_settings(data: str = "digits", *, data_root: str | None = None, download: bool = False,
+                  budget: float = 1.0, seed: int = 0, progress: bool = True) -> DemoSettings:
     if data not in PRESETS:
         raise UserError(f"the demo runs on {', '.join(PRESETS)}; got {data!r} (for ImageNet use the commands "
                         "in the README)")
     if data in ("mnist", "cifar10", "cifar100") and not data_root:
         raise UserError(f"--data {data} needs --data-root (the folder holding the dataset)")
-    return replace(PRESETS[data], data_root=data_root, seed=seed, progress=progress).scaled(budget)
+    return replace(PRESETS[data], data_root=data_root, download=download, seed=seed,
+                   progress=progress).scaled(budget)
 
 
 def default_output(base: str | Path = "runs") -> Path:
@@ -181,7 +183,13 @@ def _run_demo(settings: DemoSettings, output: Path, resume: bool) -> dict:
     from spos.search.run import SearchJob, run_search
     from spos.train.loop import run_training
 
-    settings = _prepare_output(settings, output, resume)
+    if resume:
+        settings = _prepare_output(settings, output, resume=True)
+    # The data loads (or downloads) before a new demo writes anything: a wrong --data-root then
+    # leaves no folder behind, and the corrected command runs as it is.
+    val = build_datasets(settings.data, settings.data_root, download=settings.download).val
+    if not resume:
+        settings = _prepare_output(settings, output, resume=False)
     times = StageTimes()
 
     def train(config: dict, folder: Path):
@@ -211,7 +219,7 @@ def _run_demo(settings: DemoSettings, output: Path, resume: bool) -> dict:
             population=settings.population, generations=settings.generations,
             parents=max(2, settings.population // 5), mutations=settings.population // 2,
             crossovers=settings.population // 2, seed=settings.seed, progress=settings.progress,
-            resume=bool(files.folder_contents(search_dir))))
+            progress_label="[2/5] search", resume=bool(files.folder_contents(search_dir))))
     times.search = time.perf_counter() - started
 
     best = Architecture.parse(search["best"]["arch"])
@@ -221,14 +229,15 @@ def _run_demo(settings: DemoSettings, output: Path, resume: bool) -> dict:
              f"{settings.retrain_epochs} epochs each")
     started = time.perf_counter()
     retrained = {}
-    for name, arch_file in (("best", output / "search" / "best.json"), ("random", output / "random.json")):
+    for number, (name, arch_file) in enumerate((("best", output / "search" / "best.json"),
+                                                ("random", output / "random.json")), 1):
+        log.info(f"[3/5] retraining {number}/2: the {name} architecture")
         retrained[name] = train(_config(settings.retrain_config, settings, settings.retrain_epochs,
                                         [f"arch={arch_file}"]), output / f"retrain-{name}")
     times.retrain = time.perf_counter() - started
 
     log.info("[4/5] exporting the retrained best architecture to ONNX")
     started = time.perf_counter()
-    val = build_datasets(settings.data, settings.data_root, input_size=space.input_size).val
     exported = export_best(retrained["best"], output / "best.onnx", val)
     times.export = time.perf_counter() - started
 

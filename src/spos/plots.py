@@ -30,7 +30,8 @@ def plot_architecture(arch: Architecture, space: SearchSpace, path: str | Path, 
         ax.text(spec.index + 0.5, scale + 0.04 * top, f"{spec.mid_channels(scale)}", ha="center", fontsize=7)
         if spec.first:
             ax.axvline(spec.index, color="grey", lw=0.8, ls=":")
-            ax.text(spec.index + 0.1, 1.12 * top, f"stage {spec.stage + 1}\n{spec.out_channels} ch, /{spec.stride}",
+            # 0-based like the layers and the report's layer list ("layer 4 (stage 1, ...)")
+            ax.text(spec.index + 0.1, 1.12 * top, f"stage {spec.stage}\n{spec.out_channels} ch, /{spec.stride}",
                     fontsize=7, va="bottom", color="dimgrey")
     ax.set_xlim(0, len(specs))
     ax.set_ylim(0, 1.35 * top)

@@ -24,11 +24,13 @@ def register(subparsers) -> None:
         example="spos export runs/train/best.pt --format onnx --fuse --int8 --output model.onnx")
     export.add_argument("source", metavar="CKPT_OR_ZOO_NAME", help="checkpoint, zoo name, or architecture file")
     export.add_argument("--arch", default=None, help="with a supernet checkpoint: the path to export")
-    export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx",
+                        help="file format to write (default onnx)")
     export.add_argument("--output", default=None, help="file to write (default: beside the checkpoint)")
     export.add_argument("--force", action="store_true", help="replace the output file if it exists")
     export.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (default 17)")
-    export.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |difference|, relative to the largest output when that exceeds 1 (1e-4)")
+    export.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |difference|, relative to the largest output when that exceeds 1 "
+                             "(default 1e-4)")
     export.add_argument("--batch-size", type=int, default=8, help="images in the check batch (default 8)")
     export.add_argument("--fuse", action="store_true", help="fold BN into the convs before exporting")
     export.add_argument("--int8", action="store_true", help="also write an int8 ONNX model (onnxruntime)")
@@ -36,6 +38,8 @@ def register(subparsers) -> None:
     export.add_argument("--data", default=None, help="dataset for the check batch and int8 calibration "
                                                      "(default: the one the checkpoint was trained on)")
     export.add_argument("--data-root", default=None, help="folder of --data")
+    export.add_argument("--download", action="store_true",
+                        help="download the dataset if missing (CIFAR-10/100, MNIST; needs internet)")
     add_input_argument(export)
     add_space_arguments(export)
     export.set_defaults(func=run_export)
@@ -58,8 +62,8 @@ def register(subparsers) -> None:
     table.add_argument("--output", required=True, help="table file to write (JSON)")
     table.add_argument("--force", action="store_true", help="replace --output if it exists")
     table.add_argument("--check", type=int, default=0, metavar="N",
-                       help="measure N random architectures and report the predictor's error")
-    add_space_arguments(table)
+                       help="measure N random architectures and report the predictor's error (default 0: no check)")
+    add_space_arguments(table, space_default="oneshot")
     for parser in (model, table):
         parser.add_argument("--batch-size", type=int, default=1, help="batch size (default 1)")
         parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's)")
@@ -82,7 +86,7 @@ def register(subparsers) -> None:
     convert.add_argument("--to-official", action="store_true", help="write official key names instead")
     convert.add_argument("--output", required=True, help="file to write")
     convert.add_argument("--force", action="store_true", help="replace --output if it exists")
-    add_space_arguments(convert)
+    add_space_arguments(convert, space_default="oneshot")
     convert.set_defaults(func=run_convert)
 
 
@@ -126,7 +130,8 @@ def data_splits(args, data: dict | None, space, convention=None):
     if not name:
         return None
     root = args.data_root or config.get("data", {}).get("root")
-    splits = build_datasets(name, root, input_size=space.input_size, convention=convention)
+    splits = build_datasets(name, root, download=getattr(args, "download", False), input_size=space.input_size,
+                            convention=convention)
     if (splits.info.num_classes, splits.info.in_channels) != (space.num_classes, space.in_channels):
         raise UserError(f"{name} has {splits.info.num_classes} classes and {splits.info.in_channels} channels but "
                         f"the network expects {space.num_classes} and {space.in_channels}")
@@ -203,6 +208,38 @@ def report_int8(path: Path, splits, batch, args) -> None:
     print(f"int8 {int8_path}: val top-1 {int8_top1:.4f} vs fp32 {fp32_top1:.4f} "
           f"(drop {100 * (fp32_top1 - int8_top1):.2f} points); onnxruntime {fp32_ms:.2f} -> {int8_ms:.2f} ms "
           f"(x{fp32_ms / int8_ms:.2f}) at batch {len(batch)}")
+    advice = int8_advice(fp32_ms, int8_ms, len(batch), cpu_has_vnni(), path)
+    if advice:
+        print(advice)
+
+
+def cpu_has_vnni(cpuinfo: str | None = None) -> bool | None:
+    """Whether this CPU has the VNNI int8 dot-product instructions (None when it cannot be told)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return None
+    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+    if not flags:
+        return None
+    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+def int8_advice(fp32_ms: float, int8_ms: float, batch_size: int, vnni: bool | None, fp32_path: Path) -> str | None:
+    """A word when int8 came out slower than fp32, saying why and what to ship instead."""
+    if int8_ms <= fp32_ms:
+        return None
+    if vnni is False:
+        why = ("this CPU has no VNNI instructions (avx512_vnni / avx_vnni), so onnxruntime's int8 kernels "
+               "cannot beat its fp32 ones")
+    elif vnni:
+        why = (f"at batch {batch_size} the quantize / dequantize steps around each layer cost more than the int8 "
+               "arithmetic saves on a network this small")
+    else:
+        why = "this CPU's int8 support could not be read, and the quantize / dequantize steps add work"
+    return (f"note: int8 is {int8_ms / fp32_ms:.1f}x slower than fp32 here: {why}. Ship the fp32 model "
+            f"({fp32_path}) for this CPU, or try int8 on a CPU with VNNI and a larger batch.")
 
 
 # -- latency -------------------------------------------------------------------------------------

@@ -15,8 +15,9 @@ def register(subparsers) -> None:
                       description="List the model zoo: each architecture's space, the FLOPs (multiply-adds) "
                                   "and parameters spos counts, and the figures its authors reported.",
                       example="spos zoo --markdown")
-    zoo.add_argument("--markdown", action="store_true", help="print a Markdown table (as in the README)")
-    zoo.add_argument("--json", action="store_true", help="print one JSON object")
+    form = zoo.add_mutually_exclusive_group()  # one output form: asking for two is refused, not half-done
+    form.add_argument("--markdown", action="store_true", help="print a Markdown table (as in the README)")
+    form.add_argument("--json", action="store_true", help="print one JSON object")
     zoo.set_defaults(func=run_zoo)
 
     profile = add_command(subparsers, "profile", help="FLOPs, params and measured CPU latency of one network",
@@ -34,10 +35,14 @@ def register(subparsers) -> None:
     profile.set_defaults(func=run_profile)
 
 
-def add_space_arguments(parser) -> None:
-    """The options that pick or adapt a search space; shared by every command that builds a network."""
+def add_space_arguments(parser, space_default: str = "the architecture's") -> None:
+    """The options that pick or adapt a search space; shared by every command that builds a network.
+
+    ``space_default`` is what --help names as the default: a command that takes no architecture
+    falls back to a preset, not to "the architecture's".
+    """
     parser.add_argument("--space", default=None,
-                        help="search space preset: oneshot, oneshot+, shufflenetv2+ (default: the architecture's)")
+                        help=f"search space preset: oneshot, oneshot+, shufflenetv2+ (default: {space_default})")
     parser.add_argument("--input-size", type=int, default=None, help="input side in pixels (default: the space's)")
     parser.add_argument("--num-classes", type=int, default=None, help="classes (default: the space's)")
     parser.add_argument("--in-channels", type=int, default=None, help="image channels, 1 for grey (default 3)")

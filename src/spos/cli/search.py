@@ -23,7 +23,8 @@ def register(subparsers) -> None:
     data.add_argument("--data", default="digits", help="dataset: imagefolder, cifar10, cifar100, mnist, digits, "
                                                       "synthetic (default digits)")
     data.add_argument("--data-root", default=None, help="dataset folder (or .npz file for the CIFAR-10 subset)")
-    data.add_argument("--download", action="store_true", help="download the dataset if missing (needs internet)")
+    data.add_argument("--download", action="store_true",
+                      help="download the dataset if missing (CIFAR-10/100, MNIST; needs internet)")
     data.add_argument("--holdout", default="0.2", help="hold-out images carved from train: a count or a fraction "
                                                        "(default 0.2; the paper holds out 50000 ImageNet images)")
     data.add_argument("--split", choices=("holdout", "val"), default="holdout",
@@ -41,18 +42,23 @@ def register(subparsers) -> None:
     limits.add_argument("--latency-table", default=None, metavar="FILE",
                         help="latency table from `spos latency table` (default: measure each candidate here)")
     algo = parser.add_argument_group("algorithm")
-    algo.add_argument("--algorithm", choices=("evolution", "random", "nsga2"), default="evolution")
+    algo.add_argument("--algorithm", choices=("evolution", "random", "nsga2"), default="evolution",
+                      help="evolution (the paper's, default evolution), random search (the baseline) or nsga2")
     algo.add_argument("--objectives", default=None,
                       help="multi-objective search, e.g. acc,flops or acc,latency (implies nsga2)")
     algo.add_argument("--mode", choices=("both", "block", "channel"), default="both",
-                      help="search blocks and channels (default), blocks only, or channels only")
-    algo.add_argument("--population", type=int, default=50)
-    algo.add_argument("--generations", type=int, default=20)
+                      help="search blocks and channels (default both), blocks only, or channels only")
+    algo.add_argument("--population", type=int, default=50, help="candidates per generation (default 50)")
+    algo.add_argument("--generations", type=int, default=20,
+                      help="generations; about population x generations candidates are scored (default 20)")
     algo.add_argument("--parents", type=int, default=10, help="top-k kept as parents (default 10)")
-    algo.add_argument("--mutations", type=int, default=25, help="children by mutation per generation")
-    algo.add_argument("--crossovers", type=int, default=25, help="children by crossover per generation")
-    algo.add_argument("--mutation-prob", type=float, default=0.1, help="per-gene mutation probability")
-    algo.add_argument("--seed", type=int, default=0)
+    algo.add_argument("--mutations", type=int, default=None,
+                      help="children by mutation per generation (default: population // 2, 25 at population 50)")
+    algo.add_argument("--crossovers", type=int, default=None,
+                      help="children by crossover per generation (default: population // 2, 25 at population 50)")
+    algo.add_argument("--mutation-prob", type=float, default=0.1, help="per-gene mutation probability (default 0.1)")
+    algo.add_argument("--seed", type=int, default=0,
+                      help="seed for the search and the hold-out split (default 0)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--output", default="runs/search", help="output folder (default runs/search)")
     parser.add_argument("--resume", action="store_true",

@@ -15,8 +15,10 @@ def _add_run_arguments(parser, default_config: str) -> None:
                              "shipped: imagenet-supernet, imagenet-retrain, cifar10-supernet, cifar10-retrain, "
                              "digits-supernet, digits-retrain")
     parser.add_argument("--data", default=None, help="dataset: imagefolder, cifar10, cifar100, mnist, digits, synthetic")
-    parser.add_argument("--data-root", default=None, help="dataset folder (or the CIFAR-10 subset .npz)")
-    parser.add_argument("--download", action="store_true", help="download the dataset if missing (needs internet)")
+    parser.add_argument("--data-root", default=None,
+                        help="dataset folder, e.g. /data/cifar10 (layouts: the README's Datasets section)")
+    parser.add_argument("--download", action="store_true",
+                        help="download the dataset if missing (CIFAR-10/100, MNIST; needs internet)")
     parser.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     parser.add_argument("--batch-size", type=int, default=None, help="override data.batch_size (per process)")
     parser.add_argument("--lr", type=float, default=None, help="override optim.lr")
@@ -53,17 +55,21 @@ def register(subparsers) -> None:
         subparsers, "eval", help="evaluate a checkpoint: top-1, top-5 and loss on a dataset split",
         description="Evaluate a fixed-network checkpoint (or one supernet path with --arch) on a split.",
         example="spos eval runs/train/best.pt --data imagefolder --data-root /data/imagenet --split val")
-    evaluate.add_argument("checkpoint", metavar="CKPT")
+    evaluate.add_argument("checkpoint", metavar="CKPT", help="a checkpoint from `spos train` or `spos train-supernet`")
     evaluate.add_argument("--data", default=None, help="dataset (default: the one the checkpoint was trained on)")
-    evaluate.add_argument("--data-root", default=None)
-    evaluate.add_argument("--split", choices=("val", "holdout", "train"), default="val")
+    evaluate.add_argument("--data-root", default=None,
+                          help="dataset folder (default: the one the checkpoint was trained on)")
+    evaluate.add_argument("--download", action="store_true",
+                          help="download the dataset if missing (CIFAR-10/100, MNIST; needs internet)")
+    evaluate.add_argument("--split", choices=("val", "holdout", "train"), default="val",
+                          help="split to evaluate on (default val)")
     evaluate.add_argument("--holdout", default=None, help="hold-out size when --split holdout (count or fraction)")
     evaluate.add_argument("--arch", default=None, help="for a supernet checkpoint: the path to evaluate")
-    evaluate.add_argument("--bn-batches", type=int, default=20, help="BN recalibration batches for a supernet path")
+    evaluate.add_argument("--bn-batches", type=int, default=20, help="BN recalibration batches for a supernet path (default 20)")
     evaluate.add_argument("--ema", action="store_true", help="evaluate the EMA weights when the checkpoint has them")
     add_input_argument(evaluate)
-    evaluate.add_argument("--batch-size", type=int, default=256)
-    evaluate.add_argument("--device", default=None)
+    evaluate.add_argument("--batch-size", type=int, default=256, help="evaluation batch size (default 256)")
+    evaluate.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(func=run_eval)
 
@@ -121,7 +127,7 @@ def run_eval(args) -> int:
     if args.split == "holdout" and not holdout:
         raise UserError("--split holdout needs --holdout N (or a fraction)")
     space = model.space
-    splits = build_datasets(name, root, holdout=holdout, seed=config.get("train", {}).get("seed", 0),
+    splits = build_datasets(name, root, download=args.download, holdout=holdout, seed=config.get("train", {}).get("seed", 0),
                             input_size=space.input_size, convention=checkpoint.convention_of(data, args.input))
     if (splits.info.num_classes, splits.info.in_channels) != (space.num_classes, space.in_channels):
         raise UserError(f"{name} has {splits.info.num_classes} classes and {splits.info.in_channels} channels but "

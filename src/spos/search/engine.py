@@ -231,14 +231,28 @@ def _fill_random(population: list[Genes], size: int, counts, rng, constraints, s
 # The algorithms
 
 
-def _progress(total: int, enabled: bool, desc: str):
-    return tqdm(total=total, disable=not enabled, desc=desc, dynamic_ncols=True, leave=False)
+class GenerationBar:
+    """One step per generation, saying where the search is: ``[2/5] search: generation 3/5, best 17.8%``."""
+
+    def __init__(self, total: int, enabled: bool, label: str) -> None:
+        self.total, self.label, self.done = total, label, 0
+        self.bar = tqdm(total=total, disable=not enabled, desc=f"{label}: generation 0/{total}",
+                        dynamic_ncols=True, leave=False)
+
+    def advance(self, best: float) -> None:
+        self.done += 1
+        self.bar.set_description_str(f"{self.label}: generation {self.done}/{self.total}, best {100 * best:.1f}%")
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def evolution_search(counts: Sequence[int], score_fn: Callable[[Genes], float],
                      constraints: Sequence[Constraint] = (), config: SearchConfig = SearchConfig(), *,
                      history: Iterable[dict] = (), on_evaluated=None, progress: bool = True,
-                     score_many=None, front_cost: Callable[[Genes], float] | None = None) -> SearchResult:
+                     score_many=None, front_cost: Callable[[Genes], float] | None = None,
+                     label: str = "evolution") -> SearchResult:
     """The official SPOS evolution: parents are the top-k of everything scored so far."""
     started = time.perf_counter()
     check_feasible(counts, constraints, config.seed, config.max_tries)
@@ -248,12 +262,11 @@ def evolution_search(counts: Sequence[int], score_fn: Callable[[Genes], float],
     population: list[Genes] = []
     _fill_random(population, config.population, counts, rng, constraints, seen, config.max_tries)
     best_per_generation = []
-    bar = _progress(config.generations, progress, "evolution")
+    bar = GenerationBar(config.generations, progress, label)
     for generation in range(config.generations):
         evaluator.evaluate(population, generation)
         best_per_generation.append(evaluator.best()[1])
-        bar.update(1)
-        bar.set_postfix(best=f"{best_per_generation[-1]:.4f}")
+        bar.advance(best_per_generation[-1])
         if generation == config.generations - 1:
             break
         ranked = sorted(evaluator.records.values(), key=lambda r: -r["score"])
@@ -272,7 +285,8 @@ def evolution_search(counts: Sequence[int], score_fn: Callable[[Genes], float],
 def random_search(counts: Sequence[int], score_fn: Callable[[Genes], float],
                   constraints: Sequence[Constraint] = (), config: SearchConfig = SearchConfig(), *,
                   history: Iterable[dict] = (), on_evaluated=None, progress: bool = True,
-                  score_many=None, front_cost: Callable[[Genes], float] | None = None) -> SearchResult:
+                  score_many=None, front_cost: Callable[[Genes], float] | None = None,
+                  label: str = "random search") -> SearchResult:
     """The baseline: as many distinct random candidates as evolution scores, in generation-sized chunks."""
     started = time.perf_counter()
     check_feasible(counts, constraints, config.seed, config.max_tries)
@@ -280,14 +294,14 @@ def random_search(counts: Sequence[int], score_fn: Callable[[Genes], float],
     evaluator = Evaluator(score_fn, score_many, history, on_evaluated)
     seen: set[Genes] = set()
     best_per_generation = []
-    bar = _progress(config.generations, progress, "random search")
+    bar = GenerationBar(config.generations, progress, label)
     for generation in range(config.generations):
         chunk: list[Genes] = []
         _fill_random(chunk, config.population, counts, rng, constraints, seen, config.max_tries)
         if chunk:
             evaluator.evaluate(chunk, generation)
         best_per_generation.append(evaluator.best()[1])
-        bar.update(1)
+        bar.advance(best_per_generation[-1])
     bar.close()
     return _result(evaluator, best_per_generation, started, front_cost)
 
@@ -364,7 +378,7 @@ def nsga2_search(counts: Sequence[int], score_fn: Callable[[Genes], float],
                  objectives: Sequence[tuple[str, Callable[[Genes], float]]],
                  constraints: Sequence[Constraint] = (), config: SearchConfig = SearchConfig(), *,
                  history: Iterable[dict] = (), on_evaluated=None, progress: bool = True,
-                 score_many=None) -> SearchResult:
+                 score_many=None, label: str = "nsga-ii") -> SearchResult:
     """NSGA-II: maximise the score and minimise each cost in ``objectives`` ((name, measure) pairs)."""
     started = time.perf_counter()
     check_feasible(counts, constraints, config.seed, config.max_tries)
@@ -375,7 +389,7 @@ def nsga2_search(counts: Sequence[int], score_fn: Callable[[Genes], float],
     population: list[Genes] = []
     _fill_random(population, config.population, counts, rng, constraints, seen, config.max_tries)
     best_per_generation = []
-    bar = _progress(config.generations, progress, "nsga-ii")
+    bar = GenerationBar(config.generations, progress, label)
     for generation in range(config.generations):
         evaluator.evaluate(population, generation)
         points = [_objectives(evaluator.records[g], costs) for g in population]
@@ -383,7 +397,7 @@ def nsga2_search(counts: Sequence[int], score_fn: Callable[[Genes], float],
         rank = {i: r for r, front in enumerate(fronts) for i in front}
         crowd = {i: d for front in fronts for i, d in crowding_distance(points, front).items()}
         best_per_generation.append(evaluator.best()[1])
-        bar.update(1)
+        bar.advance(best_per_generation[-1])
         if generation == config.generations - 1:
             break
 

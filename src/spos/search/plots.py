@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 UNITS = {"flops": (1e6, "MFLOPs (multiply-adds)"), "params": (1e6, "M parameters"), "latency": (1.0, "latency (ms)")}
 
@@ -16,10 +17,10 @@ def plot_search_scatter(records: list[dict], x_key: str, path: str | Path, front
                         best: dict | None = None, limit: float | None = None) -> Path:
     scale, label = UNITS.get(x_key, (1.0, x_key))
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    generations = [r.get("generation", 0) for r in records]
+    generations = [r.get("generation", 0) + 1 for r in records]  # 1-based, as in best_per_generation.png
     points = ax.scatter([r[x_key] / scale for r in records], [100 * r["score"] for r in records], c=generations,
                         cmap="viridis", s=14, alpha=0.75, label="scored candidates")
-    fig.colorbar(points, ax=ax, label="generation")
+    fig.colorbar(points, ax=ax, label="generation", ticks=MaxNLocator(integer=True))
     if front:
         ordered = sorted(front, key=lambda r: r[x_key])
         ax.step([r[x_key] / scale for r in ordered], [100 * r["score"] for r in ordered], where="post",
@@ -37,12 +38,23 @@ def plot_search_scatter(records: list[dict], x_key: str, path: str | Path, front
     return _save(fig, path)
 
 
-def plot_best_per_generation(best: list[float], path: str | Path) -> Path:
+def plot_best_per_generation(best: list[float], path: str | Path, *, chance: float | None = None,
+                             supernet_top1: float | None = None) -> Path:
+    """The best score after each generation, with chance (1 / classes) and the supernet's mean path
+    accuracy drawn for reference, so a curve that creeps along near chance is not read as progress."""
     fig, ax = plt.subplots(figsize=(5.6, 3.4))
-    ax.plot(range(1, len(best) + 1), [100 * b for b in best], marker="o", ms=3)
+    ax.plot(range(1, len(best) + 1), [100 * b for b in best], marker="o", ms=3, label="best so far")
+    if chance is not None:
+        ax.axhline(100 * chance, color="grey", ls="--", lw=1, label=f"chance ({100 * chance:.1f}%)")
+    if supernet_top1 is not None:
+        ax.axhline(100 * supernet_top1, color="darkorange", ls=":", lw=1.2,
+                   label=f"supernet, mean of its validation paths ({100 * supernet_top1:.1f}%)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("generation")
     ax.set_ylabel("best hold-out top-1 (%)")
     ax.grid(alpha=0.3)
+    if chance is not None or supernet_top1 is not None:
+        ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return _save(fig, path)
 

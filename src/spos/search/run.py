@@ -44,13 +44,14 @@ class SearchJob:
     population: int = 50
     generations: int = 20
     parents: int = 10
-    mutations: int = 25
-    crossovers: int = 25
+    mutations: int | None = None  # None: population // 2, so a generation scores about a population
+    crossovers: int | None = None
     mutation_prob: float = 0.1
     seed: int = 0
     device: str | None = None
     resume: bool = False
     progress: bool = True
+    progress_label: str = "search"  # the bar reads "<label>: generation 3/5, best 17.8%"
     input: str | None = None  # input convention preset; None: the one the supernet checkpoint records
 
 
@@ -77,6 +78,12 @@ class GeneMap:
         """The engine's ``score_fn`` and ``score_many`` for an architecture scorer, through `arch`."""
         return (lambda genes: scorer(self.arch(genes)),
                 lambda candidates: scorer.score_many([self.arch(genes) for genes in candidates]))
+
+
+def _children_count(given: int | None, population: int) -> int:
+    """Children per generation by mutation (or crossover): as given, else half the population,
+    so a search scores about population x generations candidates (the official 25 at 50)."""
+    return population // 2 if given is None else given
 
 
 def _device(name: str | None) -> torch.device:
@@ -232,11 +239,13 @@ def _run_search(job: SearchJob, output: Path) -> dict:
     history_path = output / "history.jsonl"
     _, world = distributed.init_distributed()  # under torchrun: each rank scores a share of every generation
     device = _device(job.device) if world == 1 or job.device else distributed.local_device(None)
-    data = checkpoint.load(job.supernet)
-    if data["kind"] != "supernet":
-        raise UserError(f"{job.supernet} holds a {data['kind']} checkpoint, but a supernet one is needed here")
-    supernet = checkpoint.build_model(data).to(device)
-    convention = checkpoint.convention_of(data, job.input)
+    state = checkpoint.load(job.supernet)
+    if state["kind"] != "supernet":
+        raise UserError(f"{job.supernet} holds a {state['kind']} checkpoint, but a supernet one is needed here")
+    supernet = checkpoint.build_model(state).to(device)
+    supernet_top1 = _mean_path_top1(state)
+    convention = checkpoint.convention_of(state, job.input)
+    del state
     fingerprint = job_fingerprint(job)
     if job.resume:
         check_resumed_job(output, fingerprint)
@@ -252,7 +261,8 @@ def _run_search(job: SearchJob, output: Path) -> dict:
     scorer, score_many = genes.scoring(SupernetScorer(supernet, calibration, evaluation))
 
     config = engine.SearchConfig(population=job.population, generations=job.generations, parents=job.parents,
-                                 mutations=job.mutations, crossovers=job.crossovers,
+                                 mutations=_children_count(job.mutations, job.population),
+                                 crossovers=_children_count(job.crossovers, job.population),
                                  mutation_prob=job.mutation_prob, seed=job.seed)
     distributed.barrier()  # every rank has looked at the output folder before rank 0 writes into it
     history = engine.read_history(history_path) if job.resume and history_path.exists() else []
@@ -272,7 +282,7 @@ def _run_search(job: SearchJob, output: Path) -> dict:
     front_cost = measures["latency" if "latency" in measures and job.latency_max is not None else "flops"]
     started = time.perf_counter()
     common = dict(history=history, on_evaluated=on_evaluated, progress=job.progress and _is_main(),
-                  score_many=score_many)
+                  score_many=score_many, label=job.progress_label)
     if job.algorithm == "nsga2":
         cost_names = job.objectives[1:] or ["flops"]
         result = engine.nsga2_search(genes.counts, scorer, [(n, measures[n]) for n in cost_names], constraints,
@@ -284,10 +294,18 @@ def _run_search(job: SearchJob, output: Path) -> dict:
     if writer:
         writer.close()
     elapsed = time.perf_counter() - started
-    return write_outputs(job, space, genes, measures, result, elapsed) if _is_main() else {}
+    return write_outputs(job, space, genes, measures, result, elapsed,
+                         supernet_top1=supernet_top1) if _is_main() else {}
 
 
-def write_outputs(job: SearchJob, space, genes: GeneMap, measures: dict, result, elapsed: float) -> dict:
+def _mean_path_top1(state: dict) -> float | None:
+    """The supernet's last validation score (mean top-1 of its validation paths), when it was trained by spos."""
+    history = state.get("history") or []
+    return history[-1].get("val_top1") if history else None
+
+
+def write_outputs(job: SearchJob, space, genes: GeneMap, measures: dict, result, elapsed: float, *,
+                  supernet_top1: float | None = None) -> dict:
     from spos.search import plots
 
     output = Path(job.output)
@@ -308,7 +326,8 @@ def write_outputs(job: SearchJob, space, genes: GeneMap, measures: dict, result,
     limit = job.latency_max if x_key == "latency" else job.flops_max
     scatter = plots.plot_search_scatter(records, x_key, output / "search_scatter.png", front=front,
                                         best=best_record, limit=limit)
-    curve = plots.plot_best_per_generation(result.best_per_generation, output / "best_per_generation.png")
+    curve = plots.plot_best_per_generation(result.best_per_generation, output / "best_per_generation.png",
+                                           chance=1 / space.num_classes, supernet_top1=supernet_top1)
     summary = {
         "best": {"arch": str(best), "accuracy": result.best_score, **best_measures},
         "scored": result.num_scored, "seconds": elapsed, "algorithm": job.algorithm,

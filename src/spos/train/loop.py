@@ -124,6 +124,12 @@ def build_model(config: dict, info) -> nn.Module:
     return FixedNet(with_dropout(space), arch)
 
 
+def postfix_every(log_every: int, batches: int) -> int:
+    """Batches between refreshes of the bar's running loss/accuracy: ``train.log_every``, but at
+    least ten times an epoch, so the means move on a short epoch (digits has 18 batches)."""
+    return max(1, min(log_every, batches // 10))
+
+
 def _seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -345,7 +351,7 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
         seen, started = 0, time.perf_counter()
-        log_every = int(self.config["train"]["log_every"])
+        refresh = postfix_every(int(self.config["train"]["log_every"]), len(self.train_loader))
         archs: list = [None]
         for index, (x, y) in enumerate(self.train_loader):
             if index < self.batches_done:
@@ -375,7 +381,7 @@ class Trainer:
                 if every and self.step % int(every) == 0 and self.batches_done < len(self.train_loader):
                     self.save()  # mid-epoch: resuming skips the batches already trained
             bar.update(1)
-            if main and self.progress and (index % log_every == 0):
+            if main and self.progress and ((index + 1) % refresh == 0 or index + 1 == len(self.train_loader)):
                 elapsed = time.perf_counter() - started
                 bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}",
                                 lr=f"{self.optimizer.param_groups[0]['lr']:.4f}",

@@ -3,6 +3,9 @@ per-step LR schedules with linear warm-up, label smoothing, mixup/cutmix, EMA.""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+
 import torch
 from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
@@ -35,10 +38,29 @@ def build_scheduler(optimizer, schedule: dict, total_steps: int, steps_per_epoch
                   warmup_lr_init=optimizer.param_groups[0]["lr"] / max(warmup, 1) if warmup else 0.0,
                   warmup_prefix=True, t_in_epochs=False)
     if schedule["name"] == "cosine":
-        return CosineLRScheduler(optimizer, **common)
+        with _quiet_when(common["t_initial"] == 1, "timm.scheduler.cosine_lr"):
+            return CosineLRScheduler(optimizer, **common)
     if schedule["name"] == "linear":
         return PolyLRScheduler(optimizer, power=1.0, **common)
     raise UserError(f"unknown schedule {schedule['name']!r}; use cosine or linear")
+
+
+@contextlib.contextmanager
+def _quiet_when(quiet: bool, logger_name: str):
+    """Silence ``logger_name``'s warnings inside the block when ``quiet``.
+
+    timm warns "Cosine annealing scheduler will have no effect" when one step is left after the
+    warm-up (a one-epoch run with a one-epoch warm-up): the run asked for exactly that schedule,
+    so the warning only alarms the user.
+    """
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    if quiet:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def build_mixup(train: dict, num_classes: int) -> Mixup | None:
