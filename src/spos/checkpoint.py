@@ -3,7 +3,9 @@
 A checkpoint is a dict saved with `torch.save`:
 ``kind`` ("fixed" or "supernet"), ``space`` (SearchSpace.to_dict()), ``arch`` (fixed only,
 Architecture.to_dict()), ``model`` (state dict), and, for training runs, ``optimizer``,
-``scheduler``, ``scaler``, ``ema``, ``epoch``, ``step``, ``rng``, ``config``, ``metrics``.
+``scheduler``, ``scaler``, ``ema``, ``epoch``, ``step``, ``rng``, ``config``, ``metrics``;
+``input`` (InputConvention.to_dict(): how pixels become the network's input; absent in files of
+older spos, which all used the ``spos`` convention).
 
 Everything in it is plain data (tensors, numbers, strings, lists, dicts), so `load` reads it
 with ``torch.load(weights_only=True)``: a file whose pickle names any other object (a function
@@ -20,6 +22,7 @@ from pathlib import Path
 import torch
 
 from spos import files
+from spos.data import InputConvention, input_convention
 from spos.errors import UserError
 from spos.fixed import FixedNet
 from spos.space import Architecture, SearchSpace
@@ -83,14 +86,25 @@ def _first_line(error: Exception) -> str:
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
-def fixed_payload(model: FixedNet, **extra) -> dict:
+def fixed_payload(model: FixedNet, convention: InputConvention | str | None = None, **extra) -> dict:
     return {"kind": "fixed", "space": model.space.to_dict(), "arch": model.arch.to_dict(),
-            "model": model.state_dict(), **extra}
+            "model": model.state_dict(), "input": input_convention(convention).to_dict(), **extra}
 
 
-def supernet_payload(model: SuperNet, **extra) -> dict:
+def supernet_payload(model: SuperNet, convention: InputConvention | str | None = None, **extra) -> dict:
     return {"kind": "supernet", "space": model.space.to_dict(), "entangled_kernels": model.entangled_kernels,
-            "model": model.state_dict(), **extra}
+            "model": model.state_dict(), "input": input_convention(convention).to_dict(), **extra}
+
+
+def convention_of(data: dict | None, override: str | None = None) -> InputConvention:
+    """The input convention to feed a checkpoint's network: ``override`` (a ``--input`` preset) when
+    given, else the one the checkpoint records, else spos's (files written before it was recorded)."""
+    if override is not None:
+        return input_convention(override)
+    recorded = (data or {}).get("input")
+    if recorded is not None and not isinstance(recorded, dict):
+        raise UserError(f"checkpoint input convention {recorded!r} is not a dict; pass --input spos or official")
+    return input_convention(recorded)
 
 
 def build_model(data: dict, *, prefer_ema: bool = False) -> FixedNet | SuperNet:

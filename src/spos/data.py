@@ -49,6 +49,62 @@ _INFO = {
 }
 
 
+@dataclass(frozen=True)
+class InputConvention:
+    """How pixels become the network's input: a checkpoint's weights only mean something under it.
+
+    Pixels are read as RGB in 0..1, multiplied by ``scale``, put in ``channel_order`` and then
+    normalised by ``mean``/``std`` (None: the dataset's own statistics). ``spos`` is what spos's
+    own runs train on; ``official`` is megvii's ``ToBGRTensor``: BGR values 0..255, unnormalised.
+    """
+
+    name: str
+    channel_order: str = "rgb"
+    scale: float = 1.0
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def stats(self, info: "DatasetInfo") -> tuple[tuple[float, ...], tuple[float, ...]]:
+        return (info.mean if self.mean is None else self.mean), (info.std if self.std is None else self.std)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "channel_order": self.channel_order, "scale": self.scale,
+                "mean": None if self.mean is None else list(self.mean),
+                "std": None if self.std is None else list(self.std)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "InputConvention":
+        if data.get("channel_order", "rgb") not in ("rgb", "bgr"):
+            raise UserError(f"input convention {data!r}: channel_order must be rgb or bgr")
+        mean, std = data.get("mean"), data.get("std")
+        return cls(str(data.get("name", "custom")), data.get("channel_order", "rgb"), float(data.get("scale", 1.0)),
+                   None if mean is None else tuple(float(v) for v in mean),
+                   None if std is None else tuple(float(v) for v in std))
+
+    def describe(self) -> str:
+        stats = "the dataset's mean/std" if self.mean is None else f"mean {list(self.mean)} std {list(self.std)}"
+        return f"{self.name} ({self.channel_order.upper()}, pixels 0..{self.scale:g}, {stats})"
+
+
+CONVENTIONS = {
+    "spos": InputConvention("spos"),
+    "official": InputConvention("official", "bgr", 255.0, (0.0,), (1.0,)),
+}
+
+
+def input_convention(value: "str | dict | InputConvention | None") -> InputConvention:
+    """A convention from its preset name, its dict, or None (spos's own, the default)."""
+    if value is None:
+        return CONVENTIONS["spos"]
+    if isinstance(value, InputConvention):
+        return value
+    if isinstance(value, dict):
+        return InputConvention.from_dict(value)
+    if value not in CONVENTIONS:
+        raise UserError(f"unknown input convention {value!r}; choose one of {', '.join(CONVENTIONS)}")
+    return CONVENTIONS[value]
+
+
 def dataset_info(name: str) -> DatasetInfo:
     if name not in _INFO:
         raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
@@ -109,17 +165,39 @@ def _normalise(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]
     return (images - torch.tensor(mean).view(shape)) / torch.tensor(std).view(shape)
 
 
-def _from_uint8_hwc(array: np.ndarray, info: DatasetInfo) -> torch.Tensor:
-    images = torch.from_numpy(np.ascontiguousarray(array)).float().div_(255)
+def _in_convention(images: torch.Tensor, info: DatasetInfo, convention: InputConvention,
+                   already_scaled: bool = False) -> torch.Tensor:
+    """RGB images in 0..1 (or already times ``convention.scale``), shaped N,C,H,W, in ``convention``."""
+    if not already_scaled and convention.scale != 1.0:
+        images = images * convention.scale
+    if convention.channel_order == "bgr" and images.shape[1] == 3:
+        images = images.flip(1)
+    mean, std = convention.stats(info)
+    return _normalise(images, mean, std)
+
+
+def _from_uint8_hwc(array: np.ndarray, info: DatasetInfo, convention: InputConvention) -> torch.Tensor:
+    """uint8 pixels scaled in one multiplication, so the official convention gets the exact values 0..255."""
+    images = torch.from_numpy(np.ascontiguousarray(array)).float().mul_(convention.scale / 255)
     images = images.permute(0, 3, 1, 2) if images.ndim == 4 else images.unsqueeze(1)
-    return _normalise(images, info.mean, info.std).contiguous()
+    return _in_convention(images, info, convention, already_scaled=True).contiguous()
+
+
+class ConventionTransform:
+    """The last step of an image transform: a ``ToTensor`` RGB tensor (C,H,W in 0..1) into a convention."""
+
+    def __init__(self, info: DatasetInfo, convention: InputConvention) -> None:
+        self.info, self.convention = info, convention
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        return _in_convention(image.unsqueeze(0), self.info, self.convention)[0]
 
 
 # ----------------------------------------------------------------------------------------------
 # The datasets
 
 
-def _digits(info: DatasetInfo):
+def _digits(info: DatasetInfo, convention: InputConvention):
     """scikit-learn's 8x8 digits with a fixed stratified 80/20 split (independent of --seed)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -129,8 +207,7 @@ def _digits(info: DatasetInfo):
     labels = torch.from_numpy(digits.target).long()
     train_idx, val_idx = train_test_split(np.arange(len(labels)), test_size=0.2, random_state=0,
                                           stratify=digits.target)
-    images = _normalise(images, info.mean, info.std)
-    data = TensorImages(images, labels)
+    data = TensorImages(_in_convention(images, info, convention), labels)
     return data.subset(train_idx, "shift"), data.subset(val_idx)
 
 
@@ -157,9 +234,9 @@ def _npz_path(root: Path) -> Path | None:
     return None
 
 
-def _cifar_npz(path: Path, info: DatasetInfo):
+def _cifar_npz(path: Path, info: DatasetInfo, convention: InputConvention):
     try:
-        return _read_cifar_npz(path, info)
+        return _read_cifar_npz(path, info, convention)
     except UserError:
         raise
     except ValueError as error:  # object arrays need unpickling, which numpy (allow_pickle=False) refuses
@@ -169,13 +246,13 @@ def _cifar_npz(path: Path, info: DatasetInfo):
         raise UserError(f"{path}: not a readable .npz ({str(error).splitlines()[0]})") from None
 
 
-def _read_cifar_npz(path: Path, info: DatasetInfo):
+def _read_cifar_npz(path: Path, info: DatasetInfo, convention: InputConvention):
     with np.load(path, allow_pickle=False) as z:
         missing = {"x_train", "y_train", "x_test", "y_test"} - set(z.files)
         if missing:
             raise UserError(f"{path}: missing arrays {sorted(missing)}; expected x_train, y_train, x_test, y_test")
-        train = TensorImages(_from_uint8_hwc(z["x_train"], info), torch.from_numpy(z["y_train"]).long(), "crop-flip")
-        val = TensorImages(_from_uint8_hwc(z["x_test"], info), torch.from_numpy(z["y_test"]).long())
+        train = TensorImages(_from_uint8_hwc(z["x_train"], info, convention), torch.from_numpy(z["y_train"]).long(), "crop-flip")
+        val = TensorImages(_from_uint8_hwc(z["x_test"], info, convention), torch.from_numpy(z["y_test"]).long())
     return train, val
 
 
@@ -210,7 +287,7 @@ def _readable_already(name: str, root: Path) -> bool:
     return name == "cifar10" and _npz_path(root) is not None
 
 
-def _mnist(root: Path, info: DatasetInfo):
+def _mnist(root: Path, info: DatasetInfo, convention: InputConvention):
     """MNIST read straight from the idx files (gzipped or not): works from a read-only folder.
 
     Images are padded from 28x28 to 32x32, the size of the CIFAR-style spaces.
@@ -228,12 +305,12 @@ def _mnist(root: Path, info: DatasetInfo):
         images = torch.from_numpy(_read_idx(find(f"{prefix}-images-idx3-ubyte")).copy()).float().div_(255)
         images = torch.nn.functional.pad(images.unsqueeze(1), (2, 2, 2, 2))
         labels = torch.from_numpy(_read_idx(find(f"{prefix}-labels-idx1-ubyte")).copy()).long()
-        return TensorImages(_normalise(images, info.mean, info.std), labels, augment)
+        return TensorImages(_in_convention(images, info, convention), labels, augment)
 
     return load("train", "shift"), load("t10k", None)
 
 
-def _torchvision_cifar(name: str, root: Path, info: DatasetInfo):
+def _torchvision_cifar(name: str, root: Path, info: DatasetInfo, convention: InputConvention):
     from torchvision import datasets
 
     cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
@@ -243,8 +320,8 @@ def _torchvision_cifar(name: str, root: Path, info: DatasetInfo):
     except RuntimeError:
         raise UserError(f"{name}: no dataset in {root}; expected torchvision's layout ({root}/"
                         f"{cls.base_folder}), or pass --download to fetch it there") from None
-    return (TensorImages(_from_uint8_hwc(train.data, info), torch.tensor(train.targets), "crop-flip"),
-            TensorImages(_from_uint8_hwc(val.data, info), torch.tensor(val.targets)))
+    return (TensorImages(_from_uint8_hwc(train.data, info, convention), torch.tensor(train.targets), "crop-flip"),
+            TensorImages(_from_uint8_hwc(val.data, info, convention), torch.tensor(val.targets)))
 
 
 def _read_image(path: str):
@@ -279,7 +356,7 @@ def download_dataset(name: str, root: str | Path) -> None:
                         f"check the connection, or fetch it by hand into {root} (see the README)") from None
 
 
-def _imagefolder(root: Path, input_size: int):
+def _imagefolder(root: Path, input_size: int, info: DatasetInfo, convention: InputConvention):
     from torchvision import datasets, transforms
 
     for split in ("train", "val"):
@@ -287,7 +364,7 @@ def _imagefolder(root: Path, input_size: int):
         if not folder.is_dir():
             raise UserError(f"imagefolder: no folder {folder}; expected ROOT/train/CLASS/*.jpg and "
                             "ROOT/val/CLASS/*.jpg")
-    normalise = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    normalise = ConventionTransform(info, convention)
     train_tf = transforms.Compose([transforms.RandomResizedCrop(input_size), transforms.RandomHorizontalFlip(),
                                    transforms.ColorJitter(0.4, 0.4, 0.4), transforms.ToTensor(), normalise])
     eval_tf = transforms.Compose([transforms.Resize(int(input_size / 0.875)), transforms.CenterCrop(input_size),
@@ -329,9 +406,15 @@ def _holdout_indices(n: int, holdout: float | int, seed: int) -> tuple[torch.Ten
 
 def build_datasets(name: str, root: str | Path | None = None, *, download: bool = False,
                    holdout: float | int = 0, seed: int = 0, input_size: int | None = None,
-                   num_classes: int | None = None, synthetic_size: int = 512) -> Splits:
-    """Train, hold-out and val sets of a dataset, with its facts (classes, size, channels, stats)."""
+                   num_classes: int | None = None, synthetic_size: int = 512,
+                   convention: "str | dict | InputConvention | None" = None) -> Splits:
+    """Train, hold-out and val sets of a dataset, with its facts (classes, size, channels, stats).
+
+    Images come in the input ``convention`` (default spos's: RGB 0..1 normalised by the dataset's
+    mean/std); synthetic images are random tensors, already network input, so it does not apply to them.
+    """
     info = dataset_info(name)
+    convention = input_convention(convention)
     needs_root = name in ("imagefolder", "cifar10", "cifar100", "mnist")
     if needs_root and root is None:
         raise UserError(f"{name} needs --data-root (the folder holding the dataset)")
@@ -343,20 +426,20 @@ def build_datasets(name: str, root: str | Path | None = None, *, download: bool 
         raise UserError(f"{name}: data root {path} does not exist; pass the right --data-root{hint}")
     train_eval = None
     if name == "digits":
-        train, val = _digits(info)
+        train, val = _digits(info, convention)
     elif name == "synthetic":
         info = DatasetInfo("synthetic", num_classes or info.num_classes, input_size or info.input_size,
                            info.in_channels, info.mean, info.std)
         train, val = _synthetic(info, synthetic_size, seed)
     elif name == "mnist":
-        train, val = _mnist(path, info)
+        train, val = _mnist(path, info, convention)
     elif name == "cifar10" and _npz_path(path) is not None:
-        train, val = _cifar_npz(_npz_path(path), info)
+        train, val = _cifar_npz(_npz_path(path), info, convention)
     elif name in ("cifar10", "cifar100"):
-        train, val = _torchvision_cifar(name, path, info)
+        train, val = _torchvision_cifar(name, path, info, convention)
     else:
         size = input_size or info.input_size
-        train, val, train_eval = _imagefolder(path, size)
+        train, val, train_eval = _imagefolder(path, size, info, convention)
         info = DatasetInfo(name, len(train.classes), size, 3, info.mean, info.std)
     held = None
     if holdout:

@@ -7,6 +7,7 @@ given, and refused when its output differs from eager PyTorch by more than ``tol
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +16,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from spos.data import InputConvention
 from spos.errors import UserError
 
 FORMATS = ("onnx", "torchscript")
 DEFAULT_OPSET = 17
 DEFAULT_TOLERANCE = 1e-4
+ONNX_INPUT_KEY = "spos.input"  # metadata_props key holding the input convention as JSON
+TORCHSCRIPT_INPUT_FILE = "spos_input.json"  # the same, as a TorchScript extra file
 
 
 @dataclass(frozen=True)
@@ -28,10 +32,14 @@ class ExportResult:
     format: str
     max_abs_diff: float
     batch_size: int
+    convention: InputConvention | None = None
 
     def __str__(self) -> str:
-        return (f"{self.format} export {self.path}: max |difference| to PyTorch {self.max_abs_diff:.2e} "
+        text = (f"{self.format} export {self.path}: max |difference| to PyTorch {self.max_abs_diff:.2e} "
                 f"on a batch of {self.batch_size}")
+        if self.convention is not None:
+            text += f"; input {self.convention.describe()}"
+        return text
 
 
 def onnx_session(path: str | Path, threads: int | None = None):
@@ -58,11 +66,38 @@ def write_onnx(model: nn.Module, path: Path, example: torch.Tensor, opset: int =
                           opset_version=opset, dynamo=False)
 
 
-def write_torchscript(model: nn.Module, path: Path, example: torch.Tensor) -> None:
+def write_onnx_metadata(path: Path, metadata: dict[str, str]) -> None:
+    """Add ``metadata`` to the model's ``metadata_props``, where a deployer's runtime can read it."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
+
+
+def read_input_convention(path: str | Path) -> dict | None:
+    """The input convention an exported model (ONNX or TorchScript) records, or None."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        import onnx
+
+        props = {entry.key: entry.value for entry in onnx.load(str(path), load_external_data=False).metadata_props}
+        return json.loads(props[ONNX_INPUT_KEY]) if ONNX_INPUT_KEY in props else None
+    extra = {TORCHSCRIPT_INPUT_FILE: ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.load(str(path), _extra_files=extra)
+    return json.loads(extra[TORCHSCRIPT_INPUT_FILE]) if extra[TORCHSCRIPT_INPUT_FILE] else None
+
+
+def write_torchscript(model: nn.Module, path: Path, example: torch.Tensor,
+                      extra_files: dict[str, str] | None = None) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         scripted = torch.jit.trace(model, example)
-        torch.jit.save(scripted, str(path))
+        torch.jit.save(scripted, str(path), _extra_files=extra_files or {})
 
 
 def exported_output(path: Path, fmt: str, x: torch.Tensor) -> np.ndarray:
@@ -82,12 +117,15 @@ def allowed_difference(expected: np.ndarray, tolerance: float) -> float:
 
 
 def export_model(model: nn.Module, path: str | Path, batch: torch.Tensor, *, fmt: str = "onnx",
-                 opset: int = DEFAULT_OPSET, tolerance: float = DEFAULT_TOLERANCE) -> ExportResult:
+                 opset: int = DEFAULT_OPSET, tolerance: float = DEFAULT_TOLERANCE,
+                 convention: InputConvention | None = None) -> ExportResult:
     """Export ``model`` (eval mode) to ``path`` and check it on ``batch``; raise if it drifts.
 
     The check uses a batch size other than the one traced with, so a batch dimension frozen
     into the graph is caught too. The allowed difference is ``tolerance``, scaled by the largest
-    output when that exceeds 1 (see `allowed_difference`).
+    output when that exceeds 1 (see `allowed_difference`). ``convention`` (how pixels become the
+    input) is written into the file's metadata: ONNX ``metadata_props[ONNX_INPUT_KEY]``, TorchScript
+    extra file ``TORCHSCRIPT_INPUT_FILE``, both the JSON of `InputConvention.to_dict`.
     """
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -98,11 +136,15 @@ def export_model(model: nn.Module, path: str | Path, batch: torch.Tensor, *, fmt
     path.parent.mkdir(parents=True, exist_ok=True)
     example = batch[:1] if len(batch) > 1 else torch.cat([batch, batch])
     partial = path.with_name(path.name + ".partial")
+    recorded = json.dumps(convention.to_dict()) if convention is not None else None
     with torch.no_grad():
         if fmt == "onnx":
             write_onnx(model, partial, example, opset)
+            if recorded is not None:
+                write_onnx_metadata(partial, {ONNX_INPUT_KEY: recorded})
         else:
-            write_torchscript(model, partial, example)
+            write_torchscript(model, partial, example,
+                              {TORCHSCRIPT_INPUT_FILE: recorded} if recorded is not None else None)
         expected = model(batch).numpy()
     got = exported_output(partial, fmt, batch)
     diff = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
@@ -112,4 +154,4 @@ def export_model(model: nn.Module, path: str | Path, batch: torch.Tensor, *, fmt
         raise UserError(f"{fmt} export differs from PyTorch by {diff:.3g} (> {allowed:.3g}) on a batch of "
                         f"{len(batch)}; nothing was written")
     partial.replace(path)
-    return ExportResult(path, fmt, diff, len(batch))
+    return ExportResult(path, fmt, diff, len(batch), convention)

@@ -14,3 +14,11 @@ def add_command(subparsers, name: str, *, help: str, description: str, example: 
         epilog=f"example:\n  {example}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+
+def add_input_argument(parser) -> None:
+    """``--input``: the input convention, overriding the one the checkpoint records."""
+    parser.add_argument("--input", choices=("spos", "official"), default=None,
+                        help="input convention: spos (RGB 0..1 normalised by the dataset's mean/std) or official "
+                             "(megvii's BGR 0..255, unnormalised) (default: what the checkpoint records, spos "
+                             "when it records none)")

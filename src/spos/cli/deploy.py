@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from spos.cli._common import add_command
+from spos.cli._common import add_command, add_input_argument
 from spos.cli.models import add_space_arguments, space_adaptation
 from spos.errors import UserError
 from spos.files import check_output_file
@@ -40,6 +40,7 @@ def register(subparsers) -> None:
     export.add_argument("--data-root", default=None, help="folder of --data")
     export.add_argument("--download", action="store_true",
                         help="download the dataset if missing (CIFAR-10/100, MNIST; needs internet)")
+    add_input_argument(export)
     add_space_arguments(export)
     export.set_defaults(func=run_export)
 
@@ -120,7 +121,7 @@ def load_network(source: str, arch_ref: str | None, args):
     return FixedNet(space, arch).eval(), None
 
 
-def data_splits(args, data: dict | None, space):
+def data_splits(args, data: dict | None, space, convention=None):
     """The dataset to check and calibrate on, or None (then checks run on random input)."""
     from spos.data import build_datasets
 
@@ -129,7 +130,8 @@ def data_splits(args, data: dict | None, space):
     if not name:
         return None
     root = args.data_root or config.get("data", {}).get("root")
-    splits = build_datasets(name, root, download=getattr(args, "download", False), input_size=space.input_size)
+    splits = build_datasets(name, root, download=getattr(args, "download", False), input_size=space.input_size,
+                            convention=convention)
     if (splits.info.num_classes, splits.info.in_channels) != (space.num_classes, space.in_channels):
         raise UserError(f"{name} has {splits.info.num_classes} classes and {splits.info.in_channels} channels but "
                         f"the network expects {space.num_classes} and {space.in_channels}")
@@ -155,7 +157,10 @@ def run_export(args) -> int:
     if args.int8 and args.format != "onnx":
         raise UserError("--int8 needs --format onnx (it uses onnxruntime's quantization)")
     check_output_file(output, args.force)
-    splits = data_splits(args, data, space)
+    from spos.checkpoint import convention_of
+
+    convention = convention_of(data, args.input)
+    splits = data_splits(args, data, space, convention)
     shape = (space.in_channels, space.input_size, space.input_size)
     if splits is None:
         print("no dataset named (checkpoint config or --data): checking on random input")
@@ -175,7 +180,8 @@ def run_export(args) -> int:
         print(f"conv-BN fusion: max |difference| {diff:.2e}; eager {eager:.2f} ms -> fused {fast:.2f} ms "
               f"(x{eager / fast:.2f}) at batch {args.batch_size}")
         model = fused
-    result = export_model(model, output, batch, fmt=args.format, opset=args.opset, tolerance=args.tolerance)
+    result = export_model(model, output, batch, fmt=args.format, opset=args.opset, tolerance=args.tolerance,
+                          convention=convention)
     print(result)
     if args.int8:
         report_int8(result.path, splits, batch, args)
@@ -322,18 +328,24 @@ def run_convert(args) -> int:
 
     output = check_output_file(args.output, args.force)
     if args.to_official:
-        model = checkpoint.load_model(args.source)
+        data = checkpoint.load(args.source)
+        model = checkpoint.build_model(data)
         save_atomic(official_checkpoint(model), output)
         print(f"wrote official-layout weights of the {model.__class__.__name__} in {args.source} to {output} "
               "({'state_dict': {'module.<key>': ...}}, as the official train.py saves under DataParallel: "
               "loadable by the official Search/search.py and train.py's auto-continue)")
+        convention = checkpoint.convention_of(data)
+        if convention.name != "official":
+            print(f"note: this network expects input {convention.describe()}, not the official scripts' "
+                  "BGR 0..255; their accuracy on it will not be its own")
         return 0
     if not args.arch and not args.supernet:
         raise UserError("say what the file holds: --arch NAME_OR_FILE (a retrained network) or --supernet")
     space = _space_for(args)
     arch = resolve_architecture(args.arch, space=space)[0] if args.arch else None
     model = load_official(args.source, space, arch)
-    payload = checkpoint.supernet_payload(model) if arch is None else checkpoint.fixed_payload(model)
-    save_atomic(payload, output)
-    print(f"converted {args.source} into a spos {'supernet' if arch is None else 'FixedNet'} checkpoint: {output}")
+    make_payload = checkpoint.supernet_payload if arch is None else checkpoint.fixed_payload
+    save_atomic(make_payload(model, "official"), output)
+    print(f"converted {args.source} into a spos {'supernet' if arch is None else 'FixedNet'} checkpoint: {output} "
+          "(input convention: official, BGR 0..255 unnormalised, as the official scripts feed it)")
     return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spos.cli._common import add_command
+from spos.cli._common import add_command, add_input_argument
 
 ORDER = 30
 
@@ -32,6 +32,7 @@ def register(subparsers) -> None:
     data.add_argument("--batch-size", type=int, default=128, help="batch size for scoring (default 128)")
     data.add_argument("--bn-batches", type=int, default=20, help="BN recalibration batches (official: 20)")
     data.add_argument("--eval-batches", type=int, default=None, help="cap on hold-out batches per candidate")
+    add_input_argument(data)
     data.add_argument("--workers", type=int, default=0, help="data loader workers (default 0)")
     limits = parser.add_argument_group("limits")
     limits.add_argument("--flops-max", type=float, default=None, help="FLOPs (multiply-adds) limit, e.g. 330e6")
@@ -88,7 +89,7 @@ def run(args) -> int:
         algorithm="nsga2" if objectives else args.algorithm, objectives=objectives, mode=args.mode,
         population=args.population, generations=args.generations, parents=args.parents,
         mutations=args.mutations, crossovers=args.crossovers, mutation_prob=args.mutation_prob,
-        seed=args.seed, device=args.device, resume=args.resume, progress=not args.no_progress,
+        seed=args.seed, device=args.device, resume=args.resume, progress=not args.no_progress, input=args.input,
     )
     summary = run_search(job)
     if summary:

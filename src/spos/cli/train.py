@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from spos.cli._common import add_command
+from spos.cli._common import add_command, add_input_argument
 
 ORDER = 20
 
@@ -67,6 +67,7 @@ def register(subparsers) -> None:
     evaluate.add_argument("--arch", default=None, help="for a supernet checkpoint: the path to evaluate")
     evaluate.add_argument("--bn-batches", type=int, default=20, help="BN recalibration batches for a supernet path (default 20)")
     evaluate.add_argument("--ema", action="store_true", help="evaluate the EMA weights when the checkpoint has them")
+    add_input_argument(evaluate)
     evaluate.add_argument("--batch-size", type=int, default=256, help="evaluation batch size (default 256)")
     evaluate.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
@@ -127,7 +128,7 @@ def run_eval(args) -> int:
         raise UserError("--split holdout needs --holdout N (or a fraction)")
     space = model.space
     splits = build_datasets(name, root, download=args.download, holdout=holdout, seed=config.get("train", {}).get("seed", 0),
-                            input_size=space.input_size)
+                            input_size=space.input_size, convention=checkpoint.convention_of(data, args.input))
     if (splits.info.num_classes, splits.info.in_channels) != (space.num_classes, space.in_channels):
         raise UserError(f"{name} has {splits.info.num_classes} classes and {splits.info.in_channels} channels but "
                         f"the network expects {space.num_classes} and {space.in_channels}")

@@ -52,6 +52,7 @@ class SearchJob:
     resume: bool = False
     progress: bool = True
     progress_label: str = "search"  # the bar reads "<label>: generation 3/5, best 17.8%"
+    input: str | None = None  # input convention preset; None: the one the supernet checkpoint records
 
 
 class GeneMap:
@@ -146,12 +147,13 @@ def build_constraints(job: SearchJob, measures: dict) -> list:
     return constraints
 
 
-def load_scoring_data(job: SearchJob, space: SearchSpace, device):
+def load_scoring_data(job: SearchJob, space: SearchSpace, device, convention=None):
     from spos.data import build_datasets, build_loader, recalibration_batches
     from spos.search.scoring import materialize
 
     splits = build_datasets(job.data, job.data_root, download=job.download, holdout=job.holdout,
-                            seed=job.seed, input_size=space.input_size, num_classes=space.num_classes)
+                            seed=job.seed, input_size=space.input_size, num_classes=space.num_classes,
+                            convention=convention)
     info = splits.info
     if info.in_channels != space.in_channels or info.num_classes != space.num_classes:
         raise UserError(f"dataset {job.data!r} has {info.in_channels} channels and {info.num_classes} classes but "
@@ -192,6 +194,8 @@ def _sha256(path: str | Path) -> str:
 def job_fingerprint(job: SearchJob) -> dict:
     """The settings and input files (by sha256) that define ``job``'s scores, as JSON data."""
     fingerprint = {name: getattr(job, name) for name in FINGERPRINT_FIELDS}
+    if job.input is not None:  # only when given, so searches saved before --input existed still resume
+        fingerprint["input"] = job.input
     fingerprint["supernet_sha256"] = _sha256(job.supernet) if Path(job.supernet).is_file() else None
     if job.latency_table:
         fingerprint["latency_table_sha256"] = _sha256(job.latency_table) if Path(job.latency_table).is_file() else None
@@ -240,6 +244,7 @@ def _run_search(job: SearchJob, output: Path) -> dict:
         raise UserError(f"{job.supernet} holds a {state['kind']} checkpoint, but a supernet one is needed here")
     supernet = checkpoint.build_model(state).to(device)
     supernet_top1 = _mean_path_top1(state)
+    convention = checkpoint.convention_of(state, job.input)
     del state
     fingerprint = job_fingerprint(job)
     if job.resume:
@@ -252,7 +257,7 @@ def _run_search(job: SearchJob, output: Path) -> dict:
         if name not in measures:
             raise UserError(f"unknown objective {name!r}; use acc with flops, params or latency")
     engine.check_feasible(genes.counts, constraints, job.seed, engine.SearchConfig().max_tries)  # before writing
-    calibration, evaluation = load_scoring_data(job, space, device)
+    calibration, evaluation = load_scoring_data(job, space, device, convention)
     scorer, score_many = genes.scoring(SupernetScorer(supernet, calibration, evaluation))
 
     config = engine.SearchConfig(population=job.population, generations=job.generations, parents=job.parents,

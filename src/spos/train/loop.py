@@ -220,9 +220,11 @@ class Trainer:
         self.device = distributed.local_device(train_cfg["device"])
         _seed_everything(train_cfg["seed"], train_cfg["deterministic"])
 
+        # a new run trains on spos's input convention; a resumed one goes on in the one its checkpoint records
+        self.convention = checkpoint.convention_of(resume_state)
         splits = build_datasets(data_cfg["name"], data_cfg["root"], download=data_cfg["download"],
                                 holdout=data_cfg["holdout"], seed=train_cfg["seed"],
-                                input_size=config["space"]["input_size"])
+                                input_size=config["space"]["input_size"], convention=self.convention)
         self.info = splits.info
         self.model = build_model(config, splits.info).to(self.device)
         self.space = self.model.space
@@ -317,8 +319,8 @@ class Trainer:
                      rng=_rng_state(), epoch=self.epoch, step=self.step, batches_done=self.batches_done,
                      best_top1=self.best_top1, history=self.history, config=self.config)
         if self.supernet:
-            return checkpoint.supernet_payload(self.model, **extra)
-        return checkpoint.fixed_payload(self.model, **extra)
+            return checkpoint.supernet_payload(self.model, self.convention, **extra)
+        return checkpoint.fixed_payload(self.model, self.convention, **extra)
 
     def save(self, best: bool = False) -> None:
         if not distributed.is_main():
