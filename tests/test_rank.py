@@ -176,3 +176,24 @@ def test_rank_refuses_bad_requests(supernet_file, tmp_path, capsys):
     bad.write_text('{"0,1/2": 0.5}')
     assert main([*base, "--ground-truth", str(bad)]) == 2
     assert main([*base, "--ground-truth", str(tmp_path / "missing.csv")]) == 2
+
+
+def test_rank_scores_paths_in_the_input_convention_the_supernet_records(digits_space, tmp_path, monkeypatch):
+    from spos.search import run as search_run
+
+    path = tmp_path / "official.pt"
+    checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(digits_space), "official"), path)
+    seen = []
+    load = search_run.load_scoring_data
+
+    def recording(job, space, device, convention=None):
+        seen.append(convention)
+        return load(job, space, device, convention)
+
+    monkeypatch.setattr(search_run, "load_scoring_data", recording)
+    archs = ranking.draw_architectures(digits_space, 3, "none", seed=2)
+    truth = tmp_path / "truth.json"
+    truth.write_text(json.dumps({str(a): 0.5 + i / 10 for i, a in enumerate(archs)}))
+    assert main(["rank", "--supernet", str(path), "--ground-truth", str(truth), "--output", str(tmp_path / "r"),
+                 *FAST]) == 0
+    assert [c.name for c in seen] == ["official"]

@@ -231,7 +231,7 @@ def score_path(scorer, arch: Architecture) -> float:
     return scorer(arch)
 
 
-def supernet_scores(job: RankJob, supernet, archs: list[Architecture], device) -> dict[str, float]:
+def supernet_scores(job: RankJob, supernet, archs: list[Architecture], device, convention=None) -> dict[str, float]:
     from spos.search.run import SearchJob, load_scoring_data
     from spos.search.scoring import SupernetScorer
 
@@ -243,7 +243,7 @@ def supernet_scores(job: RankJob, supernet, archs: list[Architecture], device) -
     scoring = SearchJob(supernet=job.supernet, data=job.data, data_root=job.data_root, holdout=job.holdout,
                         batch_size=job.batch_size, bn_batches=job.bn_batches, eval_batches=job.eval_batches,
                         seed=job.seed if job.split_seed is None else job.split_seed)
-    calibration, evaluation = load_scoring_data(scoring, supernet.space, device)
+    calibration, evaluation = load_scoring_data(scoring, supernet.space, device, convention)
     scorer = SupernetScorer(supernet, calibration, evaluation)
     for arch in todo:
         scores[str(arch)] = score_path(scorer, arch)
@@ -343,14 +343,15 @@ def run_rank(job: RankJob) -> dict:
         raise UserError(f"rank statistics need at least 3 architectures, got {len(chosen)}")
     files.check_output_folder(job.output, kind="rank", resume=job.resume, markers=(SETTINGS,))  # before locking
     with files.run_lock(job.output):
-        return _measure(job, supernet, space, prepare_output(job, chosen), truth, device, started)
+        return _measure(job, supernet, space, prepare_output(job, chosen), truth, device, started,
+                        checkpoint.convention_of(saved))
 
 
 def _measure(job: RankJob, supernet, space: SearchSpace, archs: list[Architecture],
-             truth: dict[Architecture, float] | None, device, started: float) -> dict:
+             truth: dict[Architecture, float] | None, device, started: float, convention=None) -> dict:
     from spos import rank
 
-    scores = supernet_scores(job, supernet, archs, device)
+    scores = supernet_scores(job, supernet, archs, device, convention)  # the input the supernet was trained on
     if truth is not None:
         accuracies = {str(arch): [truth[arch]] for arch in archs}
     else:
