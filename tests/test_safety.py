@@ -443,6 +443,21 @@ def test_a_corrupt_image_is_named_not_a_pil_traceback(tmp_path):
         list(build_loader(val, batch_size=6, train=False))
 
 
+def test_a_corrupt_image_read_by_a_loader_worker_is_still_one_line(tmp_path):
+    from spos.cli import one_line
+    from spos.data import build_datasets, build_loader
+
+    root = _image_folder(tmp_path)
+    broken = root / "val" / "dog" / "1.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    val = build_datasets("imagefolder", root, input_size=16).val
+    with pytest.raises(UserError) as raised:
+        list(build_loader(val, batch_size=6, train=False, workers=1))
+    assert "Traceback" in str(raised.value)  # torch carries the worker's traceback in the message
+    message = one_line(raised.value)
+    assert message.startswith(f"image {broken} cannot be read (") and "\n" not in message
+
+
 def test_a_refused_run_leaves_an_existing_empty_folder_empty(tmp_path, capsys):
     out = tmp_path / "empty"
     out.mkdir()

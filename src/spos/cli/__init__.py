@@ -62,6 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(error: UserError) -> str:
+    """The error's message, also when a DataLoader worker raised it: torch re-raises it in the main
+    process with the worker's traceback in the text, whose last line is the message itself."""
+    text = str(error).strip()
+    if "Original Traceback" not in text:
+        return text
+    last = text.splitlines()[-1]
+    return last.split(": ", 1)[1] if last.split(": ", 1)[0].endswith("UserError") else last
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -75,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.func(args)
     except UserError as error:
-        print(f"spos {args.command}: error: {error}", file=sys.stderr)
+        print(f"spos {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"spos {args.command}: interrupted", file=sys.stderr)
