@@ -13,7 +13,8 @@ def register(subparsers) -> None:
         description="Train a small supernet, search it under a FLOPs limit, retrain the best architecture and a "
                     "random one of similar FLOPs from scratch, export the winner to ONNX, and write a report "
                     "folder (report.md, PNG plots, checkpoints, the ONNX file). With no arguments it runs on the "
-                    "embedded digits data in about 2 minutes (125 s measured on a 2-core CPU machine without a GPU).",
+                    "embedded digits data in about 3.5 minutes (214 s measured on an idle 2-core CPU machine "
+                    "without a GPU).",
         example="spos demo                      # digits, needs nothing but the install\n"
                 "  spos demo --data cifar10 --data-root /data/cifar10 --download --output runs/cifar-demo")
     parser.add_argument("--data", default="digits", help="digits (default, embedded), mnist, cifar10, cifar100, "
