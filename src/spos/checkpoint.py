@@ -123,8 +123,13 @@ def build_model(data: dict, *, prefer_ema: bool = False) -> FixedNet | SuperNet:
     return model
 
 
-def load_model(path: str | Path, *, kind: str | None = None, prefer_ema: bool = False) -> FixedNet | SuperNet:
+def load_kind(path: str | Path, kind: str | None) -> dict:
+    """`load`, refusing a checkpoint of another kind (a fixed network where a supernet is needed)."""
     data = load(path)
     if kind is not None and data["kind"] != kind:
         raise UserError(f"{path} holds a {data['kind']} checkpoint, but a {kind} one is needed here")
-    return build_model(data, prefer_ema=prefer_ema)
+    return data
+
+
+def load_model(path: str | Path, *, kind: str | None = None, prefer_ema: bool = False) -> FixedNet | SuperNet:
+    return build_model(load_kind(path, kind), prefer_ema=prefer_ema)

@@ -330,9 +330,7 @@ def run_rank(job: RankJob) -> dict:
 
     check_job(job)
     started = time.perf_counter()
-    saved = checkpoint.load(job.supernet)
-    if saved["kind"] != "supernet":
-        raise UserError(f"{job.supernet} holds a {saved['kind']} checkpoint; --supernet needs a supernet one")
+    saved = checkpoint.load_kind(job.supernet, "supernet")
     job = _data_defaults(job, saved.get("config") or {})
     device = _device(job.device)
     supernet = checkpoint.build_model(saved).to(device)

@@ -239,9 +239,7 @@ def _run_search(job: SearchJob, output: Path) -> dict:
     history_path = output / "history.jsonl"
     _, world = distributed.init_distributed()  # under torchrun: each rank scores a share of every generation
     device = _device(job.device) if world == 1 or job.device else distributed.local_device(None)
-    state = checkpoint.load(job.supernet)
-    if state["kind"] != "supernet":
-        raise UserError(f"{job.supernet} holds a {state['kind']} checkpoint, but a supernet one is needed here")
+    state = checkpoint.load_kind(job.supernet, "supernet")
     supernet = checkpoint.build_model(state).to(device)
     supernet_top1 = _mean_path_top1(state)
     convention = checkpoint.convention_of(state, job.input)
