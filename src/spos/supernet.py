@@ -60,6 +60,10 @@ class SuperNet(nn.Module):
             x = layer[block](x, widths[channel])
         return self.head(x)
 
+    def path(self, arch: Architecture) -> "PathView":
+        """This supernet as a plain network of one path: ``path(arch)(x) == self(x, arch)``."""
+        return PathView(self, arch.validate(self.space))
+
     def path_modules(self, arch: Architecture) -> Iterator[nn.Module]:
         """The modules one path runs through; every other parameter gets no gradient from it."""
         yield self.first_conv
@@ -94,3 +98,19 @@ class SuperNet(nn.Module):
             else:
                 target.copy_(centre_slice(origin, target.shape))
         return net.train(self.training)
+
+
+class PathView(nn.Module):
+    """One path of a network called as ``network(x, arch)``, as a module called as ``view(x)``.
+
+    It holds no weights of its own: ``network`` is the supernet itself (or the DDP wrapper around
+    it, so gradients still synchronise), and ``view.train()``/``eval()`` switch the supernet's
+    mode. Recalibration, evaluation, scoring and training then call every model the same way.
+    """
+
+    def __init__(self, network: nn.Module, arch: Architecture) -> None:
+        super().__init__()
+        self.network, self.arch = network, arch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x, self.arch)
