@@ -112,7 +112,7 @@ def test_unselected_channels_cannot_leak(tiny_space):
                 if other != block:
                     for p in module.parameters():
                         p.normal_()
-            mid = widths[channel]
+            mid = widths[block][channel]
             for conv in layer[block].branch_main:
                 if getattr(conv, "sliced_output", False):
                     conv.weight[mid:].normal_()
