@@ -14,8 +14,13 @@ ShuffleNet-Series code, so official checkpoints map onto these modules key for k
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
+import importlib.util
 import re
+import sys
 from functools import lru_cache
+from pathlib import Path
 from typing import Callable, NamedTuple
 
 import torch
@@ -133,10 +138,45 @@ def registered_blocks() -> tuple[str, ...]:
     return tuple(sorted(_REGISTRY))
 
 
+ENTRY_POINT_GROUP = "spos.blocks"
+_entry_points_loaded = False
+
+
+def load_plugin(name: str) -> None:
+    """Import a module that registers blocks: a module name (``mypackage.blocks``) or a ``.py`` file."""
+    try:
+        if name.endswith(".py"):
+            path = Path(name)
+            if not path.is_file():
+                raise UserError(f"--plugin {name}: no such file")
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[path.stem] = module
+            spec.loader.exec_module(module)
+        else:
+            importlib.import_module(name)
+    except UserError:
+        raise
+    except Exception as error:  # a plugin is user code: any failure is the user's to see, in one line
+        raise UserError(f"--plugin {name}: cannot import it ({type(error).__name__}: {error})") from None
+
+
+def _load_entry_points() -> None:
+    """Installed packages may register blocks through the ``spos.blocks`` entry-point group."""
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        entry.load()
+
+
 @lru_cache(maxsize=None)
 def make_block(op_name: str) -> Block:
     """The block an op name stands for, e.g. ``mbconv-e3-k5`` -> MBConv(expand=3, kernel=5)."""
     family, *tokens = str(op_name).split("-")
+    if family not in _REGISTRY:
+        _load_entry_points()
     if family not in _REGISTRY:
         raise UserError(f"unknown op {op_name!r}; registered blocks are {', '.join(registered_blocks())} "
                         "(a block from your own module needs --plugin MODULE)")
