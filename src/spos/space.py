@@ -337,15 +337,19 @@ def space_to_spec(space: SearchSpace) -> dict:
     )
 
 
-def load_space_file(path: str | Path) -> SearchSpace:
+def read_document(path: str | Path, what: str, language: str = "YAML"):
+    """The parsed contents of a user's YAML or JSON file, or a one-line error naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"space file {path} does not exist")
+        raise UserError(f"{what} {path} does not exist")
     try:
-        spec = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise UserError(f"space file {path} is not valid YAML: {str(error).splitlines()[0]}") from None
-    return space_from_spec(spec, where=f"space file {path}")
+        return yaml.safe_load(path.read_text()) if language == "YAML" else json.loads(path.read_text())
+    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{what} {path} is not valid {language}: {str(error).splitlines()[0]}") from None
+
+
+def load_space_file(path: str | Path) -> SearchSpace:
+    return space_from_spec(read_document(path, "space file"), where=f"space file {path}")
 
 
 def _preset_files() -> dict[str, object]:
@@ -479,13 +483,7 @@ def save_architecture(path: str | Path, arch: Architecture, space: SearchSpace, 
 
 def load_architecture(path: str | Path) -> tuple[Architecture, SearchSpace | None]:
     """Read an architecture file; the space is None when the file names none."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"architecture file {path} does not exist")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"architecture file {path} is not valid JSON: {error}") from None
+    data = read_document(path, "architecture file", "JSON")
     arch = Architecture.from_dict(data)
     space = data.get("space")
     if isinstance(space, str):
