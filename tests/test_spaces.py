@@ -183,3 +183,41 @@ def test_extract_on_mbconv_supernet_matches_after_training_step():
     arch = sample_architecture(space, rng)
     with torch.no_grad():
         assert (supernet.extract(arch).eval()(x) - supernet(x, arch)).abs().max() <= 1e-5
+
+
+def test_channel_warmup_on_a_space_with_one_width():
+    space = get_space("mbv2-macro-cifar", input_size=8, num_classes=10, width_mult=0.25)
+    sampler = PathSampler(space, 0, channel_warmup_epochs=2)
+    assert sampler.min_channel == 0
+    assert sampler.sample().validate(space)
+
+
+@pytest.fixture(scope="module")
+def mbv2_supernet_file(tmp_path_factory):
+    from spos import checkpoint
+    from spos.supernet import SuperNet
+
+    space = get_space("mbv2-macro-cifar", input_size=8, num_classes=10, in_channels=1, width_mult=0.25)
+    path = tmp_path_factory.mktemp("mbv2") / "supernet.pt"
+    checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(space, entangled_kernels=True)), path)
+    return path
+
+
+@pytest.mark.parametrize("algorithm,mode", [("evolution", "op"), ("random", "both"), ("nsga2", "op")])
+def test_every_search_algorithm_on_an_mbconv_space(mbv2_supernet_file, tmp_path, algorithm, mode):
+    out = tmp_path / "search"
+    extra = ["--objectives", "acc,flops"] if algorithm == "nsga2" else ["--algorithm", algorithm]
+    assert main(["search", "--supernet", str(mbv2_supernet_file), "--mode", mode, "--output", str(out),
+                 "--population", "4", "--generations", "2", "--parents", "2", "--bn-batches", "1",
+                 "--flops-max", "2e6", "--no-progress", *extra]) == 0
+    best = json.loads((out / "best.json").read_text())
+    assert best["space_name"] == "mbv2-macro-cifar" and len(best["ops"]) == 8
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert history and all(r["flops"] <= 2e6 for r in history)
+
+
+def test_supernet_sampling_under_a_flops_window_on_an_mbconv_space():
+    space = get_space("mbv2-macro-cifar")
+    sampler = PathSampler(space, 0, flops_min=40e6, flops_max=60e6)
+    table = cost_table(space)
+    assert all(40e6 <= table.macs(sampler.sample()) <= 60e6 for _ in range(20))

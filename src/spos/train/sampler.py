@@ -55,7 +55,7 @@ class PathSampler:
         """Widest choices only until the warm-up ends, then one more choice every ``warmup_step`` epochs."""
         if self.warmup_epochs <= 0:
             return 0
-        widest_two = self.space.num_channels - 2
+        widest_two = max(0, self.space.num_channels - 2)
         if self.epoch < self.warmup_epochs:
             return widest_two
         return max(0, widest_two - 1 - (self.epoch - self.warmup_epochs) // self.warmup_step)
