@@ -3,8 +3,9 @@
 A block kind (ShuffleNet, Xception, MBConv, identity, or a user's own) is registered by name
 with `register_block` and describes itself as named branches of `Op` records, its *op plan*,
 plus the name of one of three rules that combine the branches (`RULES`). One plan serves
-three users: `FixedBlock` here (plain static modules), `spos.dynamic.DynamicBlock` (the sliced supernet twin) and `spos.flops`
-(analytic FLOPs and parameters), so the three cannot drift apart.
+three users: `static_block` here (plain static modules), `spos.dynamic.DynamicBlock` (the
+sliced supernet twin) and `spos.flops` (analytic FLOPs and parameters), so the three cannot
+drift apart.
 
 Op names in a space are the block's name and its options, e.g. ``shufflenet-5x5``,
 ``xception-3x3``, ``mbconv-e6-k5``, ``identity``: `make_block` turns such a name into a block.
@@ -420,7 +421,7 @@ class SkipUnit(_StaticBranches):
 _STATIC_UNITS = {"sequential": SequentialUnit, "shuffle": ShuffleUnit, "skip": SkipUnit}
 
 
-def FixedBlock(spec, op_name: str, mid: int, affine: bool = True) -> nn.Module:  # noqa: N802 - a module factory
+def static_block(spec, op_name: str, mid: int, affine: bool = True) -> nn.Module:
     """One choice layer with a fixed op and width, as plain static modules (one per branch)."""
     return _STATIC_UNITS[make_block(op_name).rule](spec, op_name, mid, affine)
 

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from spos.blocks import (FixedBlock, Op, SqueezeExcite, make_activation, make_block, op_plan, residual, se_mid_channels,
-                         split_channels)
+from spos.blocks import (Op, SqueezeExcite, make_activation, make_block, op_plan, residual, se_mid_channels,
+                         split_channels, static_block)
 
 
 class DynamicConv2d(nn.Conv2d):
@@ -119,7 +119,7 @@ def run_sliced(layers: nn.ModuleList, x: torch.Tensor, mid: int) -> torch.Tensor
 
 
 class DynamicBlock(nn.Module):
-    """`blocks.FixedBlock` at the widest mid width of its op, run at any narrower one."""
+    """`blocks.static_block` at the widest mid width of its op, run at any narrower one."""
 
     def __init__(self, spec, op_name: str, max_mid: int) -> None:
         super().__init__()
@@ -150,9 +150,9 @@ class DynamicBlock(nn.Module):
                     mine.weight = theirs.weight
 
     @torch.no_grad()
-    def static(self, mid: int, affine: bool = True) -> FixedBlock:
+    def static(self, mid: int, affine: bool = True) -> nn.Module:
         """The static twin of this op at width ``mid``, holding this op's weights and statistics."""
-        return inherit(FixedBlock(self.spec, self.op_name, mid, affine), self)
+        return inherit(static_block(self.spec, self.op_name, mid, affine), self)
 
 
 # ----------------------------------------------------------------------------------------------

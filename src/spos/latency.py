@@ -158,7 +158,7 @@ def build_latency_table(space, *, batch_size: int = 1, threads: int | None = Non
 
     from tqdm import tqdm
 
-    from spos.blocks import FixedBlock
+    from spos.blocks import static_block
     from spos.fixed import FixedNet, Head, build_stem
     from spos.space import sample_architecture
 
@@ -177,7 +177,7 @@ def build_latency_table(space, *, batch_size: int = 1, threads: int | None = Non
         for op, name in enumerate(spec.ops):
             row = []
             for scale in space.channel_scales:
-                row.append(timed(FixedBlock(spec, name, spec.mid_channels(scale, op)), shape))
+                row.append(timed(static_block(spec, name, spec.mid_channels(scale, op)), shape))
                 bar.update(1)
             rows.append(row)
         timings[key] = rows
