@@ -8,6 +8,12 @@ smallest allowed choice step by step (``min_channel`` as a function of the epoch
 ``strategy="fair"`` is FairNAS's strictly fair sampling (Chu et al. 2019): each step trains m
 paths (m = block choices per layer) in which every block choice of every layer appears exactly
 once, so every block gets one gradient per step instead of one in m steps on average.
+
+``strategy="sandwich"`` is BigNAS's sandwich rule (Yu et al. 2020): each step trains the widest
+path (most FLOPs among the paths the sampling mode allows) on the labels, then the narrowest
+path and ``sandwich_paths - 1`` random ones on the widest path's soft predictions (in-place
+distillation, done by the training loop), so the extremes that bound every other path are
+trained on every step and the small paths learn from the big one rather than from noisy labels.
 """
 
 from __future__ import annotations
@@ -19,14 +25,15 @@ from spos.flops import cost_table
 from spos.space import Architecture, SearchSpace, sample_architecture
 
 MAX_TRIES = 10_000
-STRATEGIES = ("uniform", "fair")
+STRATEGIES = ("uniform", "fair", "sandwich")
+DISTILLING = ("sandwich",)  # strategies whose later paths learn from the first path's predictions
 
 
 class PathSampler:
     def __init__(self, space: SearchSpace, seed: int, *, mode: str = "both", flops_min: float | None = None,
                  flops_max: float | None = None, flops_bins: list[float] | None = None,
                  channel_warmup_epochs: int = 0, channel_warmup_step_epochs: int = 1,
-                 strategy: str = "uniform") -> None:
+                 strategy: str = "uniform", sandwich_paths: int = 2) -> None:
         self.space, self.mode = space, mode
         if strategy not in STRATEGIES:
             raise UserError(f"sampling.strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
@@ -34,7 +41,12 @@ class PathSampler:
                                    or flops_bins is not None):
             raise UserError("sampling.strategy fair draws every block of every layer once per step: it needs "
                             "sampling.mode both or block and no FLOPs window (flops_min/flops_max/flops_bins null)")
-        self.strategy = strategy
+        if strategy == "sandwich" and (flops_min is not None or flops_max is not None or flops_bins is not None):
+            raise UserError("sampling.strategy sandwich trains the widest and narrowest paths, which lie outside any "
+                            "FLOPs window: set sampling.flops_min/flops_max/flops_bins to null")
+        if sandwich_paths < 1:
+            raise UserError(f"sampling.sandwich_paths {sandwich_paths}: give at least 1 (the narrowest path)")
+        self.strategy, self.sandwich_paths = strategy, sandwich_paths
         self.rng = random.Random(seed)
         self.table = cost_table(space)
         if flops_min is not None and flops_max is not None and flops_min > flops_max:
@@ -46,6 +58,7 @@ class PathSampler:
         self.flops_bins = flops_bins
         self.warmup_epochs, self.warmup_step = channel_warmup_epochs, max(1, channel_warmup_step_epochs)
         self.epoch = 0
+        self._extremes: dict[int, tuple[Architecture, Architecture]] = {}  # by min_channel
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -78,11 +91,41 @@ class PathSampler:
         raise UserError(f"no path with {low / 1e6:.1f}-{high / 1e6:.1f} MFLOPs found in {MAX_TRIES} draws; "
                         "widen the sampling window (sampling.flops_min/flops_max/flops_bins)")
 
+    @property
+    def distills(self) -> bool:
+        """Whether a step's later paths learn from its first path's soft predictions, not the labels."""
+        return self.strategy in DISTILLING
+
     def sample_step(self) -> list[Architecture]:
-        """The paths one optimizer step trains: one path, or m strictly fair ones."""
+        """The paths one optimizer step trains: one path, m strictly fair ones, or a sandwich."""
         if self.strategy == "uniform":
             return [self.sample()]
+        if self.strategy == "sandwich":
+            return self.sample_sandwich()
         return self.sample_fair()
+
+    def sample_sandwich(self) -> list[Architecture]:
+        """The widest path (the teacher), the narrowest, then ``sandwich_paths - 1`` random paths."""
+        widest, narrowest = self.extreme_paths()
+        return [widest, narrowest, *(self.sample() for _ in range(self.sandwich_paths - 1))]
+
+    def extreme_paths(self) -> tuple[Architecture, Architecture]:
+        """The paths with the most and the fewest FLOPs among those ``sample`` can draw now (its
+        mode and the channel warm-up's lowest choice). Layers cost independently, so each layer
+        takes its own costliest / cheapest choice (the lowest index on a tie); in mode 'both'
+        without warm-up this is `CostTable.extremes`."""
+        if self.min_channel not in self._extremes:
+            blocks = (0,) if self.mode == "channel" else range(self.space.num_blocks)
+            channels = ((self.space.default_channel,) if self.mode == "block"
+                        else range(self.min_channel, self.space.num_channels))
+            base = Architecture((0,) * self.space.num_layers, (self.space.default_channel,) * self.space.num_layers)
+            widest, narrowest = [], []
+            for layer in range(self.space.num_layers):
+                costs = {(b, c): self.table.macs(_with_layer(base, layer, b, c)) for b in blocks for c in channels}
+                widest.append(max(costs, key=costs.get))
+                narrowest.append(min(costs, key=costs.get))
+            self._extremes[self.min_channel] = (_from_pairs(widest), _from_pairs(narrowest))
+        return self._extremes[self.min_channel]
 
     def sample_fair(self) -> list[Architecture]:
         """m paths; at every layer their block choices are a random permutation of 0..m-1."""
@@ -105,3 +148,13 @@ class PathSampler:
 
 def _as_tuple(value):
     return tuple(_as_tuple(v) for v in value) if isinstance(value, list) else value
+
+
+def _with_layer(arch: Architecture, layer: int, block: int, channel: int) -> Architecture:
+    blocks, channels = list(arch.blocks), list(arch.channels)
+    blocks[layer], channels[layer] = block, channel
+    return Architecture(tuple(blocks), tuple(channels))
+
+
+def _from_pairs(pairs: list[tuple[int, int]]) -> Architecture:
+    return Architecture(tuple(b for b, _ in pairs), tuple(c for _, c in pairs))
