@@ -217,6 +217,68 @@ def test_sandwich_training_step_distils_the_widest_path_into_the_others(tmp_path
 
 
 # ----------------------------------------------------------------------------------------------
+# Progressive training: layers released from the input on
+
+
+def test_progressive_release_schedule_frees_a_share_of_layers_per_epoch(tiny_space):
+    from spos.train.sampler import PathSampler
+
+    sampler = PathSampler(tiny_space, seed=0, progressive_epochs=3)
+    pinned = (0, tiny_space.default_channel)
+    released = []
+    for epoch in range(6):
+        sampler.set_epoch(epoch)
+        released.append(sampler.released_layers)
+        paths = [sampler.sample() for _ in range(40)]
+        for layer in range(tiny_space.num_layers):
+            choices = {(p.blocks[layer], p.channels[layer]) for p in paths}
+            if layer < sampler.released_layers:
+                assert len(choices) > 1, (epoch, layer)
+            else:
+                assert choices == {pinned}, (epoch, layer)
+    assert released == [5, 10, 15, 20, 20, 20]  # 20 layers over 3 + 1 stages
+    assert PathSampler(tiny_space, seed=0).released_layers == tiny_space.num_layers  # off by default
+
+
+def test_progressive_release_applies_to_fair_and_sandwich_steps(tiny_space):
+    from spos.train.sampler import PathSampler
+
+    fair = PathSampler(tiny_space, seed=0, strategy="fair", progressive_epochs=1)
+    paths = fair.sample_step()
+    for layer in range(tiny_space.num_layers):
+        blocks = sorted(p.blocks[layer] for p in paths)
+        assert blocks == (list(range(tiny_space.num_blocks)) if layer < 10 else [0] * tiny_space.num_blocks)
+    sandwich = PathSampler(tiny_space, seed=0, strategy="sandwich", progressive_epochs=1)
+    full = PathSampler(tiny_space, seed=0, strategy="sandwich").extreme_paths()
+    for progressive, free in zip(sandwich.extreme_paths(), full):
+        assert progressive.genes[:10] == free.genes[:10]
+        assert set(progressive.blocks[10:]) == {0} and set(progressive.channels[10:]) == {tiny_space.default_channel}
+    sandwich.set_epoch(1)
+    assert sandwich.extreme_paths() == full
+
+
+def test_progressive_training_pins_the_layers_not_yet_released(tmp_path, monkeypatch):
+    import torch
+
+    from spos.supernet import SuperNet
+
+    trained = []
+    original_forward = SuperNet.forward
+
+    def recording_forward(self, x, arch):
+        if self.training and torch.is_grad_enabled():
+            trained.append(arch)
+        return original_forward(self, x, arch)
+
+    monkeypatch.setattr(SuperNet, "forward", recording_forward)
+    config = load_config("digits-supernet", [*TINY, "train.iterations=2", "sampling.progressive_epochs=1"])
+    space = run_training(config, tmp_path / "run", progress=False).model.space
+    assert len(trained) == 2
+    for arch in trained:  # epoch 0 of 2 stages: the last half of the layers at the 3x3 block, scale 1.0
+        assert set(arch.blocks[10:]) == {0} and set(arch.channels[10:]) == {space.default_channel}
+
+
+# ----------------------------------------------------------------------------------------------
 # Weight-entangled kernels
 
 

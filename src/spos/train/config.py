@@ -31,7 +31,8 @@ DEFAULTS: dict = {
     "sampling": {"mode": "both", "flops_min": None, "flops_max": None, "flops_bins": None,
                  "channel_warmup_epochs": 0, "channel_warmup_step_epochs": 1,
                  "strategy": "uniform",     # uniform | fair (FairNAS) | sandwich (BigNAS, in-place distillation)
-                 "sandwich_paths": 2},      # sandwich: paths beside the widest (the narrowest + random ones)
+                 "sandwich_paths": 2,       # sandwich: paths beside the widest (the narrowest + random ones)
+                 "progressive_epochs": 0},  # >0: layers released from the input on over these epochs
     "validation": {"paths": 3, "bn_batches": 20, "every": 1},
 }
 
@@ -68,6 +69,7 @@ SCHEMA: dict[str, tuple[str, bool, tuple]] = {
     "sampling.channel_warmup_epochs": ("int", False, NON_NEGATIVE),
     "sampling.channel_warmup_step_epochs": ("int", False, AT_LEAST_ONE),
     "sampling.sandwich_paths": ("int", False, AT_LEAST_ONE),
+    "sampling.progressive_epochs": ("int", False, NON_NEGATIVE),
     "validation.paths": ("int", False, AT_LEAST_ONE), "validation.bn_batches": ("int", False, AT_LEAST_ONE),
     "validation.every": ("int", False, AT_LEAST_ONE),
 }

@@ -265,7 +265,8 @@ class Trainer:
                                    channel_warmup_epochs=sampling["channel_warmup_epochs"],
                                    channel_warmup_step_epochs=sampling["channel_warmup_step_epochs"],
                                    strategy=sampling["strategy"],
-                                   sandwich_paths=sampling["sandwich_paths"]) if self.supernet else None
+                                   sandwich_paths=sampling["sandwich_paths"],
+                                   progressive_epochs=sampling["progressive_epochs"]) if self.supernet else None
         if self.supernet:
             validation = config["validation"]
             self.val_paths = validation_paths(self.space, int(validation["paths"]), train_cfg["seed"], sampling)
