@@ -37,6 +37,20 @@ RECIPES = {
     # 4x the demo's budget: does the supernet start to learn and rank with more steps?
     "entangled-4x": ["optim.lr=0.03125", "space.entangled_kernels=true", "train.epochs=48"],
     "linear-lr-4x": ["optim.lr=0.03125", "train.epochs=48"],   # the control for entangled-4x
+    # the sandwich trains 3 paths per step (widest, narrowest, one random): a third of the epochs keeps the
+    # forward/backward passes near the demo's (the widest path costs more than an average one)
+    "sandwich": ["optim.lr=0.03125", "sampling.strategy=sandwich", "train.epochs=4"],
+    # progressive release: layers freed from the input on over the first half of the 12 epochs
+    "progressive": ["optim.lr=0.03125", "sampling.progressive_epochs=6"],
+    "sandwich+entangled": ["optim.lr=0.03125", "sampling.strategy=sandwich", "train.epochs=4",
+                           "space.entangled_kernels=true"],
+    "progressive+entangled": ["optim.lr=0.03125", "sampling.progressive_epochs=6", "space.entangled_kernels=true"],
+    "sandwich+progressive+entangled": ["optim.lr=0.03125", "sampling.strategy=sandwich", "train.epochs=4",
+                                       "sampling.progressive_epochs=2", "space.entangled_kernels=true"],
+    # the same recipes with another supernet seed (a repeat, and its control without progressive release)
+    "progressive+entangled-seed1": ["optim.lr=0.03125", "sampling.progressive_epochs=6",
+                                    "space.entangled_kernels=true", "train.seed=1"],
+    "entangled-seed1": ["optim.lr=0.03125", "space.entangled_kernels=true", "train.seed=1"],
 }
 
 
