@@ -112,6 +112,22 @@ def test_sandwich_step_is_the_widest_path_then_the_narrowest_then_random_ones(ti
     assert len({p for paths in steps for p in paths[2:]}) > 2  # the others are drawn anew every step
 
 
+@pytest.mark.parametrize("name", ["oneshot", "proxyless-mobile", "mbv2-macro-cifar"])
+def test_sandwich_extremes_are_the_cost_tables_on_every_preset(name):
+    from spos.flops import cost_table
+    from spos.space import get_space
+    from spos.train.sampler import PathSampler
+
+    space = get_space(name, input_size=32, num_classes=10, width_mult=0.25)  # proxyless: uneven op counts
+    sampler = PathSampler(space, seed=0, strategy="sandwich", progressive_epochs=1)
+    sampler.set_epoch(1)  # every layer released
+    assert sampler.extreme_paths() == cost_table(space).extremes()
+    sampler.set_epoch(0)
+    for path in (*sampler.extreme_paths(), *sampler.sample_step()):
+        path.validate(space)
+        assert set(path.blocks[sampler.released_layers:]) == {0}
+
+
 @pytest.mark.parametrize("mode", ["block", "channel"])
 def test_sandwich_extremes_stay_inside_the_sampling_mode(tiny_space, mode):
     import random

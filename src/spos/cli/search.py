@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from spos.cli._common import add_command, add_input_argument
+from spos.space import SEARCH_MODES
 
 ORDER = 30
 
@@ -46,8 +47,9 @@ def register(subparsers) -> None:
                       help="evolution (the paper's, default evolution), random search (the baseline) or nsga2")
     algo.add_argument("--objectives", default=None,
                       help="multi-objective search, e.g. acc,flops or acc,latency (implies nsga2)")
-    algo.add_argument("--mode", choices=("both", "block", "channel"), default="both",
-                      help="search blocks and channels (default both), blocks only, or channels only")
+    algo.add_argument("--mode", choices=SEARCH_MODES, default="both",
+                      help="search ops and widths (default both), ops only (block), or widths only (channel); "
+                           "op and width are the same as block and channel")
     algo.add_argument("--population", type=int, default=50, help="candidates per generation (default 50)")
     algo.add_argument("--generations", type=int, default=20,
                       help="generations; about population x generations candidates are scored (default 20)")

@@ -17,7 +17,8 @@ trained on every step and the small paths learn from the big one rather than fro
 
 ``progressive_epochs=E`` is the block analogue of the channel warm-up: in epoch e < E only the
 first ceil(L (e + 1) / (E + 1)) of the L layers are drawn at random, the others keep one fixed
-choice (the 3x3 block at channel scale 1.0, what the block and channel modes fix), so the
+choice (the layer's first op, the 3x3 block in the ShuffleNet spaces, at channel scale 1.0:
+what the block and channel modes fix), so the
 released share grows by L / (E + 1) layers an epoch until every layer is free from epoch E on.
 Layers are released from the input on: the issue's measurement on digits trained a supernet
 with random blocks in layer 0 only to 74% val, because the fixed layers after a random one
@@ -33,7 +34,7 @@ import random
 
 from spos.errors import UserError
 from spos.flops import cost_table
-from spos.space import Architecture, SearchSpace, sample_architecture
+from spos.space import Architecture, SearchSpace, canonical_mode, sample_architecture
 
 MAX_TRIES = 10_000
 STRATEGIES = ("uniform", "fair", "sandwich")
@@ -45,10 +46,10 @@ class PathSampler:
                  flops_max: float | None = None, flops_bins: list[float] | None = None,
                  channel_warmup_epochs: int = 0, channel_warmup_step_epochs: int = 1,
                  strategy: str = "uniform", sandwich_paths: int = 2, progressive_epochs: int = 0) -> None:
-        self.space, self.mode = space, mode
+        self.space, self.mode = space, canonical_mode(mode)
         if strategy not in STRATEGIES:
             raise UserError(f"sampling.strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
-        if strategy == "fair" and (mode == "channel" or flops_min is not None or flops_max is not None
+        if strategy == "fair" and (self.mode == "channel" or flops_min is not None or flops_max is not None
                                    or flops_bins is not None):
             raise UserError("sampling.strategy fair draws every block of every layer once per step: it needs "
                             "sampling.mode both or block and no FLOPs window (flops_min/flops_max/flops_bins null)")
@@ -80,7 +81,7 @@ class PathSampler:
         """Widest choices only until the warm-up ends, then one more choice every ``warmup_step`` epochs."""
         if self.warmup_epochs <= 0:
             return 0
-        widest_two = self.space.num_channels - 2
+        widest_two = max(0, self.space.num_channels - 2)
         if self.epoch < self.warmup_epochs:
             return widest_two
         return max(0, widest_two - 1 - (self.epoch - self.warmup_epochs) // self.warmup_step)
@@ -94,7 +95,7 @@ class PathSampler:
         return math.ceil(layers * (self.epoch + 1) / (epochs + 1))
 
     def _pinned_choice(self) -> tuple[int, int]:
-        """(block, channel) of a layer not released yet: the 3x3 block at scale 1.0, or at the
+        """(block, channel) of a layer not released yet: its first op at scale 1.0, or at the
         channel warm-up's lowest allowed choice while that is wider."""
         if self.mode == "block":
             return 0, self.space.default_channel
@@ -152,13 +153,13 @@ class PathSampler:
         a tie); in mode 'both' without warm-ups this is `CostTable.extremes`."""
         key = (self.min_channel, self.released_layers)
         if key not in self._extremes:
-            blocks = (0,) if self.mode == "channel" else range(self.space.num_blocks)
             channels = ((self.space.default_channel,) if self.mode == "block"
                         else range(self.min_channel, self.space.num_channels))
-            free = [(b, c) for b in blocks for c in channels]
             base = Architecture((0,) * self.space.num_layers, (self.space.default_channel,) * self.space.num_layers)
             widest, narrowest = [], []
-            for layer in range(self.space.num_layers):
+            for layer, ops in enumerate(self.space.op_counts):
+                blocks = (0,) if self.mode == "channel" else range(ops)
+                free = [(b, c) for b in blocks for c in channels]
                 choices = free if layer < self.released_layers else [self._pinned_choice()]
                 costs = {(b, c): self.table.macs(_with_layer(base, layer, b, c)) for b, c in choices}
                 widest.append(max(costs, key=costs.get))
@@ -167,14 +168,20 @@ class PathSampler:
         return self._extremes[key]
 
     def sample_fair(self) -> list[Architecture]:
-        """m paths; at every layer their block choices are a random permutation of 0..m-1."""
-        m, layers = self.space.num_blocks, range(self.space.num_layers)
-        permutations = [self.rng.sample(range(m), m) for _ in layers]
+        """m paths (m: the most ops any layer offers); at every layer each op appears once, in a
+        random order (a layer with fewer ops fills the rest with random repeats)."""
+        m = self.space.num_blocks
+        permutations = [self._fair_column(n, m) for n in self.space.op_counts]
+        layers = range(self.space.num_layers)
         paths = []
         for j in range(m):
             channels = sample_architecture(self.space, self.rng, mode=self.mode, min_channel=self.min_channel).channels
             paths.append(Architecture(tuple(permutations[layer][j] for layer in layers), channels))
         return paths
+
+    def _fair_column(self, n: int, m: int) -> list[int]:
+        column = list(range(n)) + [self.rng.randrange(n) for _ in range(m - n)]
+        return self.rng.sample(column, m)
 
     def state(self) -> dict:
         version, words, gauss = self.rng.getstate()  # lists, not tuples: plain data in the checkpoint
