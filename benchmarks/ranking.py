@@ -56,6 +56,9 @@ RECIPES = {
     "entangled-seed1": ["optim.lr=0.03125", "space.entangled_kernels=true", "train.seed=1"],
 }
 
+DEMO_BUDGET_RECIPES = ("baseline", "linear-lr", "fair", "entangled", "fair+entangled", "sandwich", "progressive",
+                       "sandwich+entangled", "progressive+entangled", "sandwich+progressive+entangled")
+
 
 def digits_space(space_overrides: list[str]):
     """The space the digits supernet config builds (with ``space.name=...`` when another is ranked)."""
@@ -139,7 +142,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2, help="stand-alone seeds per architecture (default 2)")
     parser.add_argument("--standalone-epochs", type=int, default=4, help="digits-retrain epochs (default 4)")
     parser.add_argument("--supernet-epochs", type=int, default=None, help="override digits-supernet's epochs")
-    parser.add_argument("--recipes", default="baseline,linear-lr,fair,entangled,fair+entangled", help=f"comma-separated, from {', '.join(RECIPES)} (default: all at the demo's budget)")
+    parser.add_argument("--recipes", default=",".join(DEMO_BUDGET_RECIPES),
+                        help=f"comma-separated, from {', '.join(RECIPES)} (default: all at the demo's budget)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
     parser.add_argument("--supernets-only", action="store_true",
                         help="only train the recipes' supernets (e.g. beside a process training the stand-alone runs)")
