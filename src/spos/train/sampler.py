@@ -18,8 +18,8 @@ trained on every step and the small paths learn from the big one rather than fro
 ``progressive_epochs=E`` is the block analogue of the channel warm-up: in epoch e < E only the
 first ceil(L (e + 1) / (E + 1)) of the L layers are drawn at random, the others keep one fixed
 choice (the layer's first op, the 3x3 block in the ShuffleNet spaces, at channel scale 1.0:
-what the block and channel modes fix), so the
-released share grows by L / (E + 1) layers an epoch until every layer is free from epoch E on.
+what the block and channel modes fix), so the released share grows by L / (E + 1) layers an
+epoch until every layer is free from epoch E on.
 Layers are released from the input on: the issue's measurement on digits trained a supernet
 with random blocks in layer 0 only to 74% val, because the fixed layers after a random one
 adapt to its changing features; each layer released later joins a network whose earlier
