@@ -40,7 +40,24 @@ RECIPES = {
     # 4x the demo's budget: does the supernet start to learn and rank with more steps?
     "entangled-4x": ["optim.lr=0.03125", "space.entangled_kernels=true", "train.epochs=48"],
     "linear-lr-4x": ["optim.lr=0.03125", "train.epochs=48"],   # the control for entangled-4x
+    # the sandwich trains 3 paths per step (widest, narrowest, one random): a third of the epochs keeps the
+    # forward/backward passes near the demo's (the widest path costs more than an average one)
+    "sandwich": ["optim.lr=0.03125", "sampling.strategy=sandwich", "train.epochs=4"],
+    # progressive release: layers freed from the input on over the first half of the 12 epochs
+    "progressive": ["optim.lr=0.03125", "sampling.progressive_epochs=6"],
+    "sandwich+entangled": ["optim.lr=0.03125", "sampling.strategy=sandwich", "train.epochs=4",
+                           "space.entangled_kernels=true"],
+    "progressive+entangled": ["optim.lr=0.03125", "sampling.progressive_epochs=6", "space.entangled_kernels=true"],
+    "sandwich+progressive+entangled": ["optim.lr=0.03125", "sampling.strategy=sandwich", "train.epochs=4",
+                                       "sampling.progressive_epochs=2", "space.entangled_kernels=true"],
+    # the same recipes with another supernet seed (a repeat, and its control without progressive release)
+    "progressive+entangled-seed1": ["optim.lr=0.03125", "sampling.progressive_epochs=6",
+                                    "space.entangled_kernels=true", "train.seed=1"],
+    "entangled-seed1": ["optim.lr=0.03125", "space.entangled_kernels=true", "train.seed=1"],
 }
+
+DEMO_BUDGET_RECIPES = ("baseline", "linear-lr", "fair", "entangled", "fair+entangled", "sandwich", "progressive",
+                       "sandwich+entangled", "progressive+entangled", "sandwich+progressive+entangled")
 
 
 def digits_space(space_overrides: list[str]):
@@ -125,7 +142,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2, help="stand-alone seeds per architecture (default 2)")
     parser.add_argument("--standalone-epochs", type=int, default=4, help="digits-retrain epochs (default 4)")
     parser.add_argument("--supernet-epochs", type=int, default=None, help="override digits-supernet's epochs")
-    parser.add_argument("--recipes", default="baseline,linear-lr,fair,entangled,fair+entangled", help=f"comma-separated, from {', '.join(RECIPES)} (default: all at the demo's budget)")
+    parser.add_argument("--recipes", default=",".join(DEMO_BUDGET_RECIPES),
+                        help=f"comma-separated, from {', '.join(RECIPES)} (default: all at the demo's budget)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
     parser.add_argument("--supernets-only", action="store_true",
                         help="only train the recipes' supernets (e.g. beside a process training the stand-alone runs)")
