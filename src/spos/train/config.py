@@ -19,7 +19,7 @@ DEFAULTS: dict = {
     "kind": "supernet",             # supernet | fixed
     "arch": None,                   # fixed: zoo name, architecture file or 'B,..,B/C,..,C'
     "space": {"name": "oneshot", "width_mult": 1.0, "input_size": None, "dropout": None,
-              "entangled_kernels": False},  # supernet only: ShuffleNet choices share one 7x7 kernel
+              "entangled_kernels": False},  # supernet only: ops of one layout share the largest one's weights
     "data": {"name": "digits", "root": None, "download": False, "holdout": 0, "batch_size": 64,
              "workers": 0, "val_batch_size": 256},
     "optim": {"lr": 0.5, "momentum": 0.9, "nesterov": True, "weight_decay": 4e-5, "no_wd_bn_bias": True},
