@@ -22,6 +22,7 @@ def test_demo_writes_a_complete_report(tmp_path, monkeypatch, capsys):
     out = tmp_path / "runs" / "demo"
     printed = capsys.readouterr().out
     assert f"{out.relative_to(tmp_path)}/report.md" in printed and "ONNX" in printed
+    assert "ranking: Measured for this recipe on digits in the oneshot space" in printed
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["search"]["scored"] > 0 and summary["best"]["flops"] <= summary["search"]["flops_max"]
@@ -31,6 +32,7 @@ def test_demo_writes_a_complete_report(tmp_path, monkeypatch, capsys):
     for image in images:
         assert matplotlib.image.imread(out / image).ndim == 3
     assert summary["best"]["arch"] in report
+    assert "Kendall tau 0.36" in report  # the measured ranking of the recipe it ran, cited
 
     onnx.checker.check_model(onnx.load(str(out / "best.onnx")))
     assert checkpoint.load(out / "supernet" / "last.pt")["kind"] == "supernet"
@@ -128,6 +130,9 @@ def test_demo_runs_on_another_space(tmp_path, capsys):
                  "--output", str(out), "--budget", "0.034", "--no-progress"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["space"]["name"] == "mbv2-macro-cifar"
+    report = (out / "report.md").read_text()
+    assert "not been measured on cifar10 in the mbv2-macro-cifar space" in report
+    assert "--set space.name=mbv2-macro-cifar" in report
     best = json.loads((out / "search" / "best.json").read_text())
     assert len(best["ops"]) == 8 and set(best["ops"]) <= {"identity", "mbconv-e3-k3", "mbconv-e6-k5"}
     assert main(["demo", "--space", "nope", "--output", str(tmp_path / "other")]) == 2

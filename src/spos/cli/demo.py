@@ -40,7 +40,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from spos.demo import default_output, demo_settings, run_demo
+    from spos.demo import default_output, demo_settings, measured_ranking, run_demo
     from spos.errors import UserError
 
     settings = demo_settings(args.data, data_root=args.data_root, download=args.download, budget=args.budget,
@@ -52,6 +52,7 @@ def run(args) -> int:
     best, rand = summary["best"], summary["random"]
     print(f"\nsearched {best['arch']}: {best['flops'] / 1e6:.3f}M FLOPs, val top-1 {100 * best['best_val_top1']:.1f}%"
           f"\nrandom   {rand['arch']}: {rand['flops'] / 1e6:.3f}M FLOPs, val top-1 {100 * rand['best_val_top1']:.1f}%"
+          f"\nranking: {measured_ranking(settings.data, summary['space']['name'])}"
           f"\n\nreport:   {output}/report.md\nplots:    {output}/*.png, {output}/search/*.png"
           f"\nONNX:     {summary['onnx']['path']}\nsupernet: {summary['supernet']['checkpoint']}"
           f"\nretrained: {best['checkpoint']}\ntotal {summary['seconds']['total']:.0f} s")
