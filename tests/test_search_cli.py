@@ -59,9 +59,9 @@ def test_the_path_scored_is_the_architecture_recorded(supernet_file, space, tmp_
     scored = []
     recalibrate = scoring.recalibrate_bn
 
-    def recording(model, batches, arch=None, **kwargs):
-        scored.append(arch)
-        return recalibrate(model, batches, arch=arch, **kwargs)
+    def recording(path, batches, **kwargs):
+        scored.append(path.arch)
+        return recalibrate(path, batches, **kwargs)
 
     monkeypatch.setattr(scoring, "recalibrate_bn", recording)
     out = tmp_path / "search"

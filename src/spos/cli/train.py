@@ -134,18 +134,16 @@ def run_eval(args) -> int:
                         f"the network expects {space.num_classes} and {space.in_channels}")
     device = local_device(args.device)
     model.to(device)
-    arch = None
     if data["kind"] == "supernet":
         if not args.arch:
             raise UserError("a supernet checkpoint needs --arch: the path to evaluate ('B,..,B/C,..,C' or a file)")
         from spos.zoo import resolve_architecture
 
-        arch = resolve_architecture(args.arch, space=space)[0]
+        model = model.path(resolve_architecture(args.arch, space=space)[0])
         recalibrate_bn(model, recalibration_batches(splits.train, batch_size=args.batch_size,
-                                                    num_batches=args.bn_batches, seed=0), arch=arch)
+                                                    num_batches=args.bn_batches, seed=0))
     dataset = {"val": splits.val, "holdout": splits.holdout, "train": splits.train}[args.split]
-    metrics = evaluate(model, build_loader(dataset, batch_size=args.batch_size, train=False), arch=arch,
-                       device=device)
+    metrics = evaluate(model, build_loader(dataset, batch_size=args.batch_size, train=False), device=device)
     if args.json:
         print(json.dumps({"split": args.split, "images": len(dataset), **metrics}))
     else:

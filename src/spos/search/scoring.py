@@ -13,6 +13,7 @@ from typing import Iterable, Sequence
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from spos.space import Architecture
 from spos.supernet import SuperNet
@@ -34,10 +35,10 @@ def materialize(batches: Iterable[Batch], device: torch.device | str, limit: int
 
 
 @torch.inference_mode()
-def top1(forward, batches: Sequence[Batch]) -> float:
+def top1(model: nn.Module, batches: Sequence[Batch]) -> float:
     correct = total = 0
     for x, y in batches:
-        correct += (forward(x).argmax(1) == y).sum().item()
+        correct += (model(x).argmax(1) == y).sum().item()
         total += y.numel()
     return correct / max(total, 1)
 
@@ -57,9 +58,8 @@ class SupernetScorer:
         self.evaluation = evaluation
 
     def __call__(self, arch: Architecture) -> float:
-        recalibrate_bn(self.supernet, self.calibration, arch=arch)
-        self.supernet.eval()
-        return top1(lambda x: self.supernet(x, arch), self.evaluation)
+        path = recalibrate_bn(self.supernet.path(arch), self.calibration)
+        return top1(path.eval(), self.evaluation)
 
     def score_many(self, candidates: Sequence[Architecture]) -> list[float]:
         """Score a generation; under torch.distributed each rank takes every world-th candidate."""

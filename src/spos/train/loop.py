@@ -67,16 +67,15 @@ class RunResult:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, loader, *, arch: Architecture | None = None, device="cpu",
-             channels_last: bool = False) -> dict:
-    """Top-1, top-5 and cross-entropy of ``model`` (a SuperNet path when ``arch`` is given)."""
+def evaluate(model: nn.Module, loader, *, device="cpu", channels_last: bool = False) -> dict:
+    """Top-1, top-5 and cross-entropy of ``model``: a FixedNet, or a supernet path (``supernet.path(arch)``)."""
     model.eval()
     totals = torch.zeros(4, dtype=torch.float64)
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        logits = (model(x, arch) if arch is not None else model(x)).float()
+        logits = model(x).float()
         top = logits.topk(min(5, logits.shape[1]), 1).indices
         totals += torch.tensor([(top[:, 0] == y).sum().item(), (top == y[:, None]).any(1).sum().item(),
                                 nn.functional.cross_entropy(logits, y, reduction="sum").item(), y.numel()],
@@ -335,10 +334,17 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
 
+    def _network(self, arch: Architecture | None) -> nn.Module:
+        """The module a step runs as ``network(x)``: the sampled path of the supernet, or (``arch`` None)
+        the fixed network, through its DDP wrapper under torchrun. The one place that asks which."""
+        if arch is None:
+            return self.ddp or self.model
+        return self.model.path(arch)
+
     def _forward(self, x, arch):
-        net = self.ddp or self.model
+        network = self._network(arch)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            return net(x, arch) if arch is not None else net(x)
+            return network(x)
 
     def train_epoch(self) -> dict:
         self.model.train()
@@ -425,9 +431,8 @@ class Trainer:
             return result
         scores = []
         for arch in self.val_paths:
-            recalibrate_bn(self.model, self.calibration, arch=arch)
-            scores.append(evaluate(self.model, self.val_loader, arch=arch, device=self.device,
-                                   channels_last=self.channels_last))
+            path = recalibrate_bn(self._network(arch), self.calibration)
+            scores.append(evaluate(path, self.val_loader, device=self.device, channels_last=self.channels_last))
         return {f"val_{k}": sum(s[k] for s in scores) / len(scores) for k in ("top1", "top5", "loss")} | {
             "val_paths_top1": [s["top1"] for s in scores]}
 
