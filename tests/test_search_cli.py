@@ -7,6 +7,7 @@ import random
 import statistics
 
 import pytest
+import torch
 
 from spos import checkpoint
 from spos.cli import main
@@ -89,6 +90,21 @@ def test_children_scale_with_the_population_unless_given(supernet_file, tmp_path
     assert json.loads((out / "summary.json").read_text())["scored"] <= 16
 
 
+def test_a_job_saved_with_default_children_as_null_still_resumes(supernet_file, tmp_path):
+    """job.json records the children counts that ran; one from before, with null for "half the
+    population", is the same search as the same command today, and a different count is not."""
+    quick = ["--population", "4", "--generations", "1", "--parents", "2", "--bn-batches", "1", "--eval-batches", "1",
+             "--batch-size", "64", "--no-progress"]
+    out = tmp_path / "search"
+    assert main(["search", "--supernet", str(supernet_file), "--output", str(out), *quick]) == 0
+    job = json.loads((out / "job.json").read_text())
+    assert (job["mutations"], job["crossovers"]) == (2, 2)
+    (out / "job.json").write_text(json.dumps({**job, "mutations": None, "crossovers": None}))
+    assert main(["search", "--supernet", str(supernet_file), "--output", str(out), "--resume", *quick]) == 0
+    assert main(["search", "--supernet", str(supernet_file), "--output", str(out), "--resume", *quick,
+                 "--mutations", "3"]) == 2
+
+
 def test_resume_scores_no_candidate_twice(supernet_file, tmp_path):
     out = tmp_path / "search"
     assert main(["search", "--supernet", str(supernet_file), "--output", str(out), *SMALL]) == 0
@@ -133,6 +149,9 @@ def test_foreign_latency_table_is_refused(supernet_file, tmp_path, capsys):
     (["--objectives", "flops"], "start with acc"),
     (["--population", "0"], "at least 1"),
     (["--data", "cifar10", "--data-root", "/no/such/folder"], "does not exist"),
+    (["--data", "synthetic"], "3 channels but the network expects 10 and 1"),
+    pytest.param(["--device", "cuda"], "CUDA is not available",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
 ])
 def test_bad_search_input_is_one_line(supernet_file, tmp_path, capsys, extra, message):
     out = tmp_path / "s"

@@ -217,8 +217,7 @@ def _run_demo(settings: DemoSettings, output: Path, resume: bool) -> dict:
             data_root=settings.data_root, holdout=holdout, bn_batches=settings.bn_batches,
             eval_batches=settings.eval_batches, flops_max=limit,
             population=settings.population, generations=settings.generations,
-            parents=max(2, settings.population // 5), mutations=settings.population // 2,
-            crossovers=settings.population // 2, seed=settings.seed, progress=settings.progress,
+            parents=max(2, settings.population // 5), seed=settings.seed, progress=settings.progress,
             progress_label="[2/5] search", resume=bool(files.folder_contents(search_dir))))
     times.search = time.perf_counter() - started
 

@@ -132,9 +132,7 @@ def data_splits(args, data: dict | None, space, convention=None):
     root = args.data_root or config.get("data", {}).get("root")
     splits = build_datasets(name, root, download=getattr(args, "download", False), input_size=space.input_size,
                             convention=convention)
-    if (splits.info.num_classes, splits.info.in_channels) != (space.num_classes, space.in_channels):
-        raise UserError(f"{name} has {splits.info.num_classes} classes and {splits.info.in_channels} channels but "
-                        f"the network expects {space.num_classes} and {space.in_channels}")
+    splits.info.check_fits(space)
     return splits
 
 

@@ -129,9 +129,7 @@ def run_eval(args) -> int:
     space = model.space
     splits = build_datasets(name, root, download=args.download, holdout=holdout, seed=config.get("train", {}).get("seed", 0),
                             input_size=space.input_size, convention=checkpoint.convention_of(data, args.input))
-    if (splits.info.num_classes, splits.info.in_channels) != (space.num_classes, space.in_channels):
-        raise UserError(f"{name} has {splits.info.num_classes} classes and {splits.info.in_channels} channels but "
-                        f"the network expects {space.num_classes} and {space.in_channels}")
+    splits.info.check_fits(space)
     device = local_device(args.device)
     model.to(device)
     if data["kind"] == "supernet":

@@ -46,16 +46,30 @@ class Constraint:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Defaults are the official SPOS search: 50 x 20, top 10 parents, 25 mutations (p=0.1), 25 crossovers."""
+    """Defaults are the official SPOS search: 50 x 20, top 10 parents, 25 mutations (p=0.1), 25 crossovers.
+
+    The one statement of the search's settings and their defaults: `spos.search.run.SearchJob`
+    extends it and the ``spos search`` options read their defaults from it.
+    """
 
     population: int = 50
     generations: int = 20
     parents: int = 10
-    mutations: int = 25
-    crossovers: int = 25
+    mutations: int | None = None  # children by mutation per generation; None: see `num_mutations`
+    crossovers: int | None = None
     mutation_prob: float = 0.1
     seed: int = 0
     max_tries: int = 10_000
+
+    @property
+    def num_mutations(self) -> int:
+        """As given, else half the population, so a search scores about population x generations
+        candidates (the official 25 at 50)."""
+        return self.population // 2 if self.mutations is None else self.mutations
+
+    @property
+    def num_crossovers(self) -> int:
+        return self.population // 2 if self.crossovers is None else self.crossovers
 
 
 @dataclass
@@ -273,9 +287,9 @@ def evolution_search(counts: Sequence[int], score_fn: Callable[[Genes], float],
         parents = [tuple(r["genes"]) for r in ranked[:config.parents]]
         tries = config.max_tries
         mutated = _children(lambda: mutate(rng.choice(parents), counts, rng, config.mutation_prob),
-                            config.mutations, constraints, seen, tries)
+                            config.num_mutations, constraints, seen, tries)
         crossed = _children(lambda: crossover(rng.choice(parents), rng.choice(parents), rng),
-                            config.crossovers, constraints, seen, tries)
+                            config.num_crossovers, constraints, seen, tries)
         population = mutated + crossed
         _fill_random(population, config.population, counts, rng, constraints, seen, tries)
     bar.close()

@@ -18,6 +18,7 @@ from torch import nn
 from spos.space import Architecture
 from spos.supernet import SuperNet
 from spos.train.bn import recalibrate_bn
+from spos.train.distributed import rank_and_world
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +64,9 @@ class SupernetScorer:
 
     def score_many(self, candidates: Sequence[Architecture]) -> list[float]:
         """Score a generation; under torch.distributed each rank takes every world-th candidate."""
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        rank, world = rank_and_world()
+        if world == 1:
             return [self(arch) for arch in candidates]
-        rank, world = dist.get_rank(), dist.get_world_size()
         mine = {i: self(candidates[i]) for i in range(rank, len(candidates), world)}
         gathered: list[dict] = [None] * world  # type: ignore[list-item]
         dist.all_gather_object(gathered, mine)

@@ -233,11 +233,11 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.train_loader = build_loader(splits.train, batch_size=data_cfg["batch_size"], train=True,
                                          workers=data_cfg["workers"], seed=train_cfg["seed"],
-                                         distributed=self.world > 1, device=str(self.device))
+                                         rank=self.rank, world=self.world, device=str(self.device))
         val_set = splits.holdout if (self.supernet and splits.holdout is not None) else splits.val
         self.val_split = "holdout" if val_set is splits.holdout else "val"
         self.val_loader = build_loader(val_set, batch_size=data_cfg["val_batch_size"], train=False,
-                                       workers=data_cfg["workers"], distributed=self.world > 1,
+                                       workers=data_cfg["workers"], rank=self.rank, world=self.world,
                                        device=str(self.device))
         self.accumulate = int(train_cfg["accumulate"])
         self.steps_per_epoch = max(len(self.train_loader) // self.accumulate, 1)
