@@ -509,9 +509,6 @@ class TensorBatches:
     def __init__(self, data: TensorImages, sampler: EpochShuffle, batch_size: int, drop_last: bool) -> None:
         self.dataset, self.sampler, self.batch_size, self.drop_last = data, sampler, batch_size, drop_last
 
-    def set_epoch(self, epoch: int) -> None:
-        self.sampler.set_epoch(epoch)
-
     def __len__(self) -> int:
         n = len(self.sampler)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
@@ -525,7 +522,8 @@ class TensorBatches:
 
 def build_loader(dataset: Dataset, *, batch_size: int, train: bool, workers: int = 0, seed: int = 0,
                  drop_last: bool | None = None, rank: int = 0, world: int = 1, device: str = "cpu"):
-    """An iterable of (images, labels) batches with ``set_epoch(e)``; the order depends on (seed, e) only.
+    """An iterable of (images, labels) batches whose order depends on (seed, epoch) only; set the epoch
+    with ``loader.sampler.set_epoch(e)``, as with torch's DistributedSampler.
 
     ``rank`` of ``world`` processes (torch.distributed) reads its own share of every epoch."""
     if batch_size < 1:
@@ -540,7 +538,6 @@ def build_loader(dataset: Dataset, *, batch_size: int, train: bool, workers: int
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                         pin_memory=str(device).startswith("cuda"), drop_last=drop_last,
                         persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
-    loader.set_epoch = sampler.set_epoch  # type: ignore[attr-defined]
     return loader
 
 

@@ -386,7 +386,7 @@ class Trainer:
 
     def train_epoch(self) -> dict:
         self.model.train()
-        self.train_loader.set_epoch(self.epoch)
+        self.train_loader.sampler.set_epoch(self.epoch)
         if self.sampler is not None:
             self.sampler.set_epoch(self.epoch)
         main = distributed.is_main()
