@@ -203,3 +203,21 @@ def test_two_processes_score_a_generation_between_them_with_the_same_result(supe
     assert [r["score"] for r in one] == pytest.approx([r["score"] for r in two], abs=1e-6)
     best = [json.loads((tmp_path / run / "summary.json").read_text())["best"]["arch"] for run in ("one", "two")]
     assert best[0] == best[1]
+
+
+def test_each_measure_runs_once_per_candidate():
+    from spos.search.run import measure_once
+
+    calls = []
+    measured = measure_once({"flops": lambda genes: calls.append(tuple(genes)) or float(sum(genes))})
+    assert measured([1, 2]) == measured((1, 2)) == {"flops": 3.0}
+    assert calls == [(1, 2)]
+
+
+def test_one_cost_axis_for_the_front_and_the_scatter():
+    from spos.search.run import SearchJob
+
+    assert SearchJob(supernet="s.pt").cost_axis == "flops"
+    assert SearchJob(supernet="s.pt", latency_max=5.0).cost_axis == "latency"
+    assert SearchJob(supernet="s.pt", objectives=["acc", "latency"], algorithm="nsga2").cost_axis == "latency"
+    assert SearchJob(supernet="s.pt", objectives=["acc", "flops"], latency_table="t.json").cost_axis == "flops"

@@ -48,6 +48,12 @@ class SearchJob(SearchConfig):
     progress_label: str = "search"  # the bar reads "<label>: generation 3/5, best 17.8%"
     input: str | None = None  # input convention preset; None: the one the supernet checkpoint records
 
+    @property
+    def cost_axis(self) -> str:
+        """The cost accuracy is traded against (the front of evolution and random search, the scatter's
+        x axis): latency when it is limited or an objective, else FLOPs."""
+        return "latency" if self.latency_max is not None or "latency" in self.objectives else "flops"
+
 
 class GeneMap:
     """Maps the engine's genes to architectures: block-only search fixes channels at scale 1.0,
@@ -106,6 +112,20 @@ def build_measures(job: SearchJob, space: SearchSpace, genes_to_arch, device) ->
 
             measures["latency"] = measured
     return measures
+
+
+def measure_once(measures: dict):
+    """``measured(genes) -> {name: value}`` of every measure, computed once per candidate: the history,
+    the front files and the plots read the same figures."""
+    cache: dict = {}
+
+    def measured(genes) -> dict:
+        key = tuple(genes)
+        if key not in cache:
+            cache[key] = {name: measure(genes) for name, measure in measures.items()}
+        return cache[key]
+
+    return measured
 
 
 def build_constraints(job: SearchJob, measures: dict) -> list:
@@ -246,14 +266,13 @@ def _run_search(job: SearchJob, output: Path) -> dict:
         files.write_text_atomic(json.dumps(fingerprint, indent=2) + "\n", output / JOB_FILE)
     writer = engine.HistoryWriter(history_path) if distributed.is_main() else None
 
-    def on_evaluated(record: dict) -> None:
-        arch = genes.arch(record["genes"])
-        record = {**record, "arch": str(arch),
-                  **{name: measure(record["genes"]) for name, measure in measures.items()}}
-        if writer:
-            writer.write(record)
+    measured = measure_once(measures)
 
-    front_cost = measures["latency" if "latency" in measures and job.latency_max is not None else "flops"]
+    def on_evaluated(record: dict) -> None:
+        if writer:
+            writer.write({**record, "arch": str(genes.arch(record["genes"])), **measured(record["genes"])})
+
+    front_cost = measures[job.cost_axis]
     started = time.perf_counter()
     common = dict(history=history, on_evaluated=on_evaluated, progress=job.progress and distributed.is_main(),
                   score_many=score_many, label=job.progress_label)
@@ -268,7 +287,7 @@ def _run_search(job: SearchJob, output: Path) -> dict:
     if writer:
         writer.close()
     elapsed = time.perf_counter() - started
-    return write_outputs(job, space, genes, measures, result, elapsed,
+    return write_outputs(job, space, genes, measured, result, elapsed,
                          supernet_top1=supernet_top1) if distributed.is_main() else {}
 
 
@@ -278,27 +297,24 @@ def _mean_path_top1(state: dict) -> float | None:
     return history[-1].get("val_top1") if history else None
 
 
-def write_outputs(job: SearchJob, space, genes: GeneMap, measures: dict, result, elapsed: float, *,
+def write_outputs(job: SearchJob, space, genes: GeneMap, measured, result, elapsed: float, *,
                   supernet_top1: float | None = None) -> dict:
+    """best.json, front/*.json, the plots and summary.json; ``measured`` is `measure_once`'s."""
     from spos.search import plots
 
     output = Path(job.output)
     best = genes.arch(result.best_genes)
-    best_measures = {name: measure(result.best_genes) for name, measure in measures.items()}
+    best_measures = measured(result.best_genes)
     save_architecture(output / "best.json", best, space, accuracy=result.best_score, **best_measures)
-    front_dir = output / "front"
-    front_files = []
-    for i, record in enumerate(result.front):
-        arch = genes.arch(record["genes"])
-        extra = {name: measure(record["genes"]) for name, measure in measures.items()}
-        front_files.append(str(save_architecture(front_dir / f"arch-{i:02d}.json", arch, space,
-                                                 accuracy=record["score"], **extra)))
-    x_key = "latency" if "latency" in job.objectives or job.latency_max is not None else "flops"
-    records = [{**r, **{n: m(r["genes"]) for n, m in measures.items()}} for r in result.records]
-    front = [{**r, **{n: m(r["genes"]) for n, m in measures.items()}} for r in result.front]
+    front_files = [str(save_architecture(output / "front" / f"arch-{i:02d}.json", genes.arch(record["genes"]), space,
+                                         accuracy=record["score"], **measured(record["genes"])))
+                   for i, record in enumerate(result.front)]
+    records = [{**r, **measured(r["genes"])} for r in result.records]
+    front = [{**r, **measured(r["genes"])} for r in result.front]
     best_record = {"score": result.best_score, **best_measures}
-    limit = job.latency_max if x_key == "latency" else job.flops_max
-    scatter = plots.plot_search_scatter(records, x_key, output / "search_scatter.png", front=front,
+    axis = job.cost_axis
+    limit = job.latency_max if axis == "latency" else job.flops_max
+    scatter = plots.plot_search_scatter(records, axis, output / "search_scatter.png", front=front,
                                         best=best_record, limit=limit)
     curve = plots.plot_best_per_generation(result.best_per_generation, output / "best_per_generation.png",
                                            chance=1 / space.num_classes, supernet_top1=supernet_top1)
