@@ -262,6 +262,14 @@ class GenerationBar:
         self.bar.close()
 
 
+def _start(counts, constraints, config: SearchConfig, score_fn, score_many, history, on_evaluated):
+    """What every search begins with: its limits checked, its seeded stream, its score cache (pre-filled
+    by ``history``) and the set of candidates already drawn."""
+    check_feasible(counts, constraints, config.seed, config.max_tries)
+    seen: set[Genes] = set()
+    return random.Random(config.seed), Evaluator(score_fn, score_many, history, on_evaluated), seen
+
+
 def evolution_search(counts: Sequence[int], score_fn: Callable[[Genes], float],
                      constraints: Sequence[Constraint] = (), config: SearchConfig = SearchConfig(), *,
                      history: Iterable[dict] = (), on_evaluated=None, progress: bool = True,
@@ -269,10 +277,7 @@ def evolution_search(counts: Sequence[int], score_fn: Callable[[Genes], float],
                      label: str = "evolution") -> SearchResult:
     """The official SPOS evolution: parents are the top-k of everything scored so far."""
     started = time.perf_counter()
-    check_feasible(counts, constraints, config.seed, config.max_tries)
-    rng = random.Random(config.seed)
-    evaluator = Evaluator(score_fn, score_many, history, on_evaluated)
-    seen: set[Genes] = set()
+    rng, evaluator, seen = _start(counts, constraints, config, score_fn, score_many, history, on_evaluated)
     population: list[Genes] = []
     _fill_random(population, config.population, counts, rng, constraints, seen, config.max_tries)
     best_per_generation = []
@@ -303,10 +308,7 @@ def random_search(counts: Sequence[int], score_fn: Callable[[Genes], float],
                   label: str = "random search") -> SearchResult:
     """The baseline: as many distinct random candidates as evolution scores, in generation-sized chunks."""
     started = time.perf_counter()
-    check_feasible(counts, constraints, config.seed, config.max_tries)
-    rng = random.Random(config.seed)
-    evaluator = Evaluator(score_fn, score_many, history, on_evaluated)
-    seen: set[Genes] = set()
+    rng, evaluator, seen = _start(counts, constraints, config, score_fn, score_many, history, on_evaluated)
     best_per_generation = []
     bar = GenerationBar(config.generations, progress, label)
     for generation in range(config.generations):
@@ -395,11 +397,8 @@ def nsga2_search(counts: Sequence[int], score_fn: Callable[[Genes], float],
                  score_many=None, label: str = "nsga-ii") -> SearchResult:
     """NSGA-II: maximise the score and minimise each cost in ``objectives`` ((name, measure) pairs)."""
     started = time.perf_counter()
-    check_feasible(counts, constraints, config.seed, config.max_tries)
+    rng, evaluator, seen = _start(counts, constraints, config, score_fn, score_many, history, on_evaluated)
     costs = [measure for _, measure in objectives]
-    rng = random.Random(config.seed)
-    evaluator = Evaluator(score_fn, score_many, history, on_evaluated)
-    seen: set[Genes] = set()
     population: list[Genes] = []
     _fill_random(population, config.population, counts, rng, constraints, seen, config.max_tries)
     best_per_generation = []
