@@ -5,7 +5,9 @@ path and of the FixedNet of the same architecture are timed alternately, so drif
 machine's speed hits both. Prints the median ratio supernet / fixed (target <= 1.15), and for
 reference the ratio a masking supernet would pay: the widest path's step against the sampled one.
 
-    python benchmarks/supernet_step.py [--archs 20] [--repeats 3]
+    python benchmarks/supernet_step.py [--archs 20] [--repeats 3] [--space NAME [--input-size N]]
+
+Also prints the analytic counter's speed (architectures per second, one at a time) for the space.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ def median_step(step, repeats: int) -> float:
     return statistics.median(step() for _ in range(repeats))
 
 
-def run(input_size: int, batch_size: int, archs: int, repeats: int, seed: int = 0) -> dict:
-    space = get_space("oneshot", input_size=input_size, num_classes=10 if input_size < 224 else 1000)
+def run(input_size: int, batch_size: int, archs: int, repeats: int, seed: int = 0, space_name: str = "oneshot") -> dict:
+    space = get_space(space_name, input_size=input_size, num_classes=10 if input_size < 224 else 1000)
     supernet = SuperNet(space).train()
     rng = random.Random(seed)
     x = torch.randn(batch_size, 3, input_size, input_size)
@@ -70,17 +72,31 @@ def run(input_size: int, batch_size: int, archs: int, repeats: int, seed: int = 
             "widest_over_typical": wide_time / typical}
 
 
+def counter_speed(space, count: int = 20000) -> float:
+    """Architectures per second through `CostTable.cost`, one at a time (as a search filters them)."""
+    table, rng = cost_table(space), random.Random(0)
+    archs = [sample_architecture(space, rng) for _ in range(count)]
+    start = time.perf_counter()
+    for arch in archs:
+        table.cost(arch)
+    return count / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archs", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--space", default="oneshot", help="a preset or space file (default oneshot)")
+    parser.add_argument("--input-size", type=int, default=None, help="one input size (default: 32 and 224)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    for input_size, batch_size in ((32, 64), (224, 16)):
-        r = run(input_size, batch_size, args.archs, args.repeats)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, space {args.space}")
+    print(f"analytic counter: {counter_speed(get_space(args.space)):,.0f} architectures/s (target >= 10,000)")
+    sizes = ((32, 64), (224, 16)) if args.input_size is None else ((args.input_size, 64 if args.input_size < 224 else 16),)
+    for input_size, batch_size in sizes:
+        r = run(input_size, batch_size, args.archs, args.repeats, space_name=args.space)
         print(f"{r['input']:>16}: supernet/fixed step time median {r['median_ratio']:.3f} "
               f"(max {r['max_ratio']:.3f}) over {r['archs']} archs; target <= 1.15")
         print(f"{'':>16}  widest path / typical sampled path {r['widest_over_typical']:.2f}x "

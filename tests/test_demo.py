@@ -116,3 +116,19 @@ def _tiny_cifar_npz(path) -> None:
     rng = np.random.default_rng(0)
     np.savez(path, x_train=rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), y_train=np.arange(20) % 10,
              x_test=rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8), y_test=np.arange(10) % 10)
+
+
+def test_demo_runs_on_another_space(tmp_path, capsys):
+    """`spos demo --space mbv2-macro-cifar` on CIFAR-shaped data: the whole pipeline on MBConv/identity."""
+    root = tmp_path / "cifar10"
+    root.mkdir()
+    _tiny_cifar_npz(root / "cifar10_subset.npz")
+    out = tmp_path / "demo"
+    assert main(["demo", "--space", "mbv2-macro-cifar", "--data", "cifar10", "--data-root", str(root),
+                 "--output", str(out), "--budget", "0.034", "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["space"]["name"] == "mbv2-macro-cifar"
+    best = json.loads((out / "search" / "best.json").read_text())
+    assert len(best["ops"]) == 8 and set(best["ops"]) <= {"identity", "mbconv-e3-k3", "mbconv-e6-k5"}
+    assert main(["demo", "--space", "nope", "--output", str(tmp_path / "other")]) == 2
+    assert "unknown search space 'nope'" in capsys.readouterr().err

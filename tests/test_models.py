@@ -8,7 +8,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from spos.fixed import FixedNet
 from spos.flops import count, cost_table
-from spos.space import Architecture, get_space, sample_architecture
+from spos.space import Architecture, get_space, sample_architecture, space_from_spec
 from spos.supernet import SuperNet
 
 SPACES = {
@@ -17,10 +17,26 @@ SPACES = {
     "oneshot-32": dict(name="oneshot", input_size=32, num_classes=10, width_mult=0.5),
     "oneshot+-32": dict(name="oneshot+", input_size=32, num_classes=10, width_mult=0.5),
     "oneshot-8-gray": dict(name="oneshot", input_size=8, num_classes=10, in_channels=1, width_mult=0.25),
+    "shufflenetv2+-224": dict(name="shufflenetv2+"),
+    "mbv2-macro-cifar-32": dict(name="mbv2-macro-cifar"),
+    "mbv2-macro-cifar-8-gray": dict(name="mbv2-macro-cifar", input_size=8, in_channels=1, width_mult=0.5),
+    "proxyless-mobile-224": dict(name="proxyless-mobile"),
+    "proxyless-mobile-224-narrow": dict(name="proxyless-mobile", width_mult=0.5),
+    "mbconv-se-widths": "mbconv-se-widths",
 }
+
+# An MBConv space with SE, hard-swish and two width choices: the sliced SE and expanded widths.
+MBCONV_SE_SPEC = dict(
+    name="mbconv-se-widths", input_size=16, num_classes=10, stem=dict(width=8, stride=1, activation="hswish"),
+    stages=[dict(layers=2, width=16, stride=2, ops=["identity", "mbconv-e3-k3", "mbconv-e6-k5"]),
+            dict(layers=2, width=24, stride=2, se=True, activation="hswish", ops=["mbconv-e4-k3", "identity"],
+                 first_ops=["mbconv-e4-k3", "mbconv-e2-k7"])],
+    widths=[0.5, 0.75, 1.0], head=dict(kind="pool-conv", width=64, activation="hswish", dropout=0.0))
 
 
 def _space(key):
+    if SPACES[key] == "mbconv-se-widths":
+        return space_from_spec(MBCONV_SE_SPEC)
     return get_space(**SPACES[key])
 
 
@@ -54,11 +70,14 @@ def _recalibrate(supernet, arch, x):
     supernet.eval()
 
 
-@pytest.mark.parametrize("key,n", [("oneshot-224", 4), ("oneshot+-224", 3), ("oneshot-32", 12),
-                                   ("oneshot+-32", 12), ("oneshot-8-gray", 12)])
-def test_extract_equals_supernet_path(key, n):
+@pytest.mark.parametrize("key,n,entangled", [
+    ("oneshot-224", 4, False), ("oneshot+-224", 3, False), ("oneshot-32", 12, False), ("oneshot+-32", 12, False),
+    ("oneshot-8-gray", 12, False), ("oneshot-32", 6, True), ("mbv2-macro-cifar-32", 8, False),
+    ("mbv2-macro-cifar-32", 8, True), ("mbv2-macro-cifar-8-gray", 8, False), ("proxyless-mobile-224-narrow", 2, True),
+    ("mbconv-se-widths", 10, False), ("mbconv-se-widths", 10, True)])
+def test_extract_equals_supernet_path(key, n, entangled):
     space = _space(key)
-    supernet = _trained_like(SuperNet(space), space)
+    supernet = _trained_like(SuperNet(space, entangled_kernels=entangled), space)
     x = torch.randn(2, space.in_channels, space.input_size, space.input_size)
     for arch in _archs(space, n):
         _recalibrate(supernet, arch, x)
@@ -71,7 +90,9 @@ def test_extract_equals_supernet_path(key, n):
 
 
 @pytest.mark.parametrize("key,n", [("oneshot-224", 6), ("oneshot+-224", 6), ("oneshot-32", 25),
-                                   ("oneshot+-32", 25), ("oneshot-8-gray", 25)])
+                                   ("oneshot+-32", 25), ("oneshot-8-gray", 25), ("shufflenetv2+-224", 4),
+                                   ("mbv2-macro-cifar-32", 25), ("mbv2-macro-cifar-8-gray", 25),
+                                   ("proxyless-mobile-224", 4), ("mbconv-se-widths", 25)])
 def test_flops_and_params_equal_torch_counts(key, n):
     space = _space(key)
     x = torch.randn(1, space.in_channels, space.input_size, space.input_size)
@@ -112,7 +133,7 @@ def test_unselected_channels_cannot_leak(tiny_space):
                 if other != block:
                     for p in module.parameters():
                         p.normal_()
-            mid = widths[channel]
+            mid = widths[block][channel]
             for conv in layer[block].branch_main:
                 if getattr(conv, "sliced_output", False):
                     conv.weight[mid:].normal_()

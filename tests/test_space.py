@@ -4,7 +4,7 @@ import random
 import pytest
 
 from spos.errors import UserError
-from spos.space import (PRESETS, Architecture, SearchSpace, crossover, get_space, load_architecture, mutate,
+from spos.space import (PRESETS, Architecture, SearchSpace, get_space, load_architecture,
                         sample_architecture, save_architecture)
 
 
@@ -28,7 +28,7 @@ def test_oneshot_plus_options():
     assert get_space("shufflenetv2+").stage_widths == (48, 128, 256, 512)
 
 
-@pytest.mark.parametrize("name", PRESETS)
+@pytest.mark.parametrize("name", ["oneshot", "oneshot+", "shufflenetv2+"])
 @pytest.mark.parametrize("size,final", [(224, 7), (32, 4), (8, 2)])
 def test_small_input_variants_keep_the_choice_layers(name, size, final):
     space = get_space(name, input_size=size)
@@ -107,17 +107,6 @@ def test_uniform_sampling_covers_every_choice():
         for gene, values in zip(sample_architecture(space, rng).genes, seen):
             values.add(gene)
     assert all(len(values) == count for values, count in zip(seen, space.choice_counts()))
-
-
-def test_mutation_and_crossover_stay_valid():
-    space = get_space("oneshot")
-    rng = random.Random(2)
-    a, b = sample_architecture(space, rng), sample_architecture(space, rng)
-    for _ in range(100):
-        child = crossover(a, b, rng)
-        assert all(g in (x, y) for g, x, y in zip(child.genes, a.genes, b.genes))
-        mutate(child, space, rng, 0.3).validate(space)
-    assert mutate(a, space, rng, 0.0) == a
 
 
 def test_architecture_file_round_trip(tmp_path):

@@ -1,16 +1,328 @@
-"""Static building blocks: the ShuffleNetV2 / Xception choice block, squeeze-excitation, activations.
+"""Choice blocks: what each candidate op of a layer computes, and the static modules that run it.
 
-Module layout and names follow the official ShuffleNet-Series code (``branch_main.N``,
-``branch_proj.N``), so official checkpoints map onto these modules key for key. The sliced
-twins used by the supernet live in `spos.dynamic` and share this layout.
+A block kind (ShuffleNet, Xception, MBConv, identity, or a user's own) is registered by name
+with `register_block` and describes itself as named branches of `Op` records, its *op plan*,
+plus the name of one of three rules that combine the branches (`RULES`). One plan serves
+three users: `static_block` here (plain static modules), `spos.dynamic.DynamicBlock` (the
+sliced supernet twin) and `spos.flops` (analytic FLOPs and parameters), so the three cannot
+drift apart.
+
+Op names in a space are the block's name and its options, e.g. ``shufflenet-5x5``,
+``xception-3x3``, ``mbconv-e6-k5``, ``identity``: `make_block` turns such a name into a block.
+The ShuffleNet branch names (``branch_main``, ``branch_proj``) follow the official
+ShuffleNet-Series code, so official checkpoints map onto these modules key for key.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
+import importlib.util
+import re
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, NamedTuple
+
 import torch
 from torch import nn
 
-from spos.space import BLOCK_KERNELS, XCEPTION, LayerSpec
+from spos.errors import UserError
+
+# ----------------------------------------------------------------------------------------------
+# Op plans
+
+
+class Op(NamedTuple):
+    """One step of a branch. ``kind`` is "conv", "bn", "act" or "se"; for all but "conv" the
+    channels in and out are equal. ``sliced`` marks a conv whose output width is the layer's
+    width choice, the only widths the supernet slices (everything after follows its input)."""
+
+    kind: str
+    in_channels: int
+    out_channels: int
+    kernel: int = 1
+    stride: int = 1
+    groups: int = 1
+    sliced: bool = False
+
+
+def conv(cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1, sliced: bool = False) -> Op:
+    return Op("conv", cin, cout, kernel, stride, groups, sliced)
+
+
+def depthwise(channels: int, kernel: int, stride: int = 1, sliced: bool = False) -> Op:
+    return Op("conv", channels, channels, kernel, stride, channels, sliced)
+
+
+def bn(channels: int) -> Op:
+    return Op("bn", channels, channels)
+
+
+def act(channels: int) -> Op:
+    return Op("act", channels, channels)
+
+
+def se(channels: int) -> Op:
+    return Op("se", channels, channels)
+
+
+Plan = dict[str, list[Op]]
+
+#: How a block's branches make the layer's output; each rule is written once for the static
+#: modules (TorchScript-able classes below) and once for the sliced ones (`spos.dynamic`).
+#: - "sequential": one branch "layers", plus the input when stride is 1 and widths match;
+#: - "shuffle": ShuffleNetV2 unit, "branch_main" and (a stage's first layer) "branch_proj";
+#: - "skip": the input itself, or a "proj" branch where stride or width changes.
+RULES = {"sequential": ({"layers"}, set()), "shuffle": ({"branch_main"}, {"branch_proj"}), "skip": (set(), {"proj"})}
+
+
+# ----------------------------------------------------------------------------------------------
+# The registry
+
+
+class Block:
+    """A kind of candidate op. Subclasses give `branches` (the op plan) and `rule` (how the
+    branches make the layer's output, one of `RULES`); everything else in spos follows.
+
+    ``spec`` is the layer (`spos.space.LayerSpec`: in/out channels, stride, first of its stage,
+    activation, SE); ``mid`` is the width the layer's width choice gives (`mid_channels`).
+    """
+
+    name: str = ""
+    rule: str = "sequential"
+    kernel: int = 0
+    #: Blocks of one layer with the same key may share weights in an entangled supernet (their
+    #: branches must have the same layout, up to kernel size and mid width); None: never shared.
+    entangle_key: tuple | None = None
+
+    def mid_channels(self, spec, scale: float) -> int:
+        return 0
+
+    def branches(self, spec, mid: int) -> Plan:
+        raise NotImplementedError
+
+    def check(self, spec) -> None:
+        """Raise a UserError when this op cannot be used at ``spec`` (default: it always can)."""
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def residual(spec) -> bool:
+    return spec.stride == 1 and spec.in_channels == spec.out_channels
+
+
+_REGISTRY: dict[str, Callable[..., Block]] = {}
+_OPTION = re.compile(r"^(?:(\d+)x\1|([a-z]+)(\d+(?:\.\d+)?))$")
+
+
+def register_block(name: str):
+    """Class decorator: make a `Block` subclass usable as op ``name`` (with options, e.g.
+    ``name-k5``) in any space file. The class takes its options as keyword arguments; a
+    ``KxK`` option is ``kernel=K``, any other ``<letters><number>`` is looked up in the class's
+    ``options`` mapping (letters -> keyword)."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise ValueError(f"block name {name!r}: use lower-case letters, digits and '_'")
+
+    def decorate(cls):
+        if getattr(cls, "rule", None) not in RULES:
+            raise ValueError(f"block {name!r}: rule must be one of {', '.join(RULES)}")
+        _REGISTRY[name] = cls
+        make_block.cache_clear()
+        return cls
+
+    return decorate
+
+
+def registered_blocks() -> tuple[str, ...]:
+    return tuple(sorted(_REGISTRY))
+
+
+ENTRY_POINT_GROUP = "spos.blocks"
+_entry_points_loaded = False
+
+
+def load_plugin(name: str) -> None:
+    """Import a module that registers blocks: a module name (``mypackage.blocks``) or a ``.py`` file."""
+    try:
+        if name.endswith(".py"):
+            path = Path(name)
+            if not path.is_file():
+                raise UserError(f"--plugin {name}: no such file")
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[path.stem] = module
+            spec.loader.exec_module(module)
+        else:
+            importlib.import_module(name)
+    except UserError:
+        raise
+    except Exception as error:  # a plugin is user code: any failure is the user's to see, in one line
+        raise UserError(f"--plugin {name}: cannot import it ({type(error).__name__}: {error})") from None
+
+
+def _load_entry_points() -> None:
+    """Installed packages may register blocks through the ``spos.blocks`` entry-point group."""
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        entry.load()
+
+
+@lru_cache(maxsize=None)
+def make_block(op_name: str) -> Block:
+    """The block an op name stands for, e.g. ``mbconv-e3-k5`` -> MBConv(expand=3, kernel=5)."""
+    family, *tokens = str(op_name).split("-")
+    if family not in _REGISTRY:
+        _load_entry_points()
+    if family not in _REGISTRY:
+        raise UserError(f"unknown op {op_name!r}; registered blocks are {', '.join(registered_blocks())} "
+                        "(a block from your own module needs --plugin MODULE)")
+    cls = _REGISTRY[family]
+    kwargs = {}
+    for token in tokens:
+        match = _OPTION.match(token)
+        key = "kernel" if match and match.group(1) else getattr(cls, "options", {}).get(match and match.group(2))
+        if not match or key is None:
+            raise UserError(f"op {op_name!r}: cannot read option {token!r}; {family} takes "
+                            f"{_options_help(cls)}")
+        value = match.group(1) or match.group(3)
+        kwargs[key] = float(value) if "." in value else int(value)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as error:
+        raise UserError(f"op {op_name!r}: {error}") from None
+
+
+def _options_help(cls) -> str:
+    names = ["KxK (kernel)"] + [f"{letters}N ({key})" for letters, key in getattr(cls, "options", {}).items()]
+    return ", ".join(names)
+
+
+# ----------------------------------------------------------------------------------------------
+# Built-in blocks
+
+
+@register_block("shufflenet")
+class ShuffleNetBlock(Block):
+    """ShuffleNetV2 unit with a k x k depthwise conv: 1x1 -> dw kxk -> 1x1 on the main branch.
+
+    A stage's first layer feeds its whole input to both a projection branch (dw kxk -> 1x1) and
+    the main branch; the others split the input (channel shuffle) and transform one half.
+    The width choice sets the main branch's mid width, ``out_channels // 2 * scale``.
+    """
+
+    options = {"k": "kernel"}
+    rule = "shuffle"
+
+    def __init__(self, kernel: int = 3) -> None:
+        if kernel not in (3, 5, 7):
+            raise ValueError(f"kernel {kernel} is not one of 3, 5, 7")
+        self.kernel = kernel
+        self.name = f"shufflenet-{kernel}x{kernel}"
+        self.entangle_key = ("shufflenet",)
+
+    def check(self, spec) -> None:
+        if spec.in_channels % 4 or spec.out_channels % 4:
+            raise UserError(f"{self.name} at layer {spec.index}: widths {spec.in_channels}->{spec.out_channels} "
+                            "must be a multiple of 4 (ShuffleNet blocks split channels in two)")
+
+    def mid_channels(self, spec, scale: float) -> int:
+        return max(1, int(spec.out_channels // 2 * scale))
+
+    def main_plan(self, spec, mid: int) -> list[Op]:
+        i, o = main_in(spec), spec.out_channels - main_in(spec)
+        return [conv(i, mid, sliced=True), bn(mid), act(mid),
+                depthwise(mid, self.kernel, spec.stride, sliced=True), bn(mid),
+                conv(mid, o), bn(o), act(o)]
+
+    def branches(self, spec, mid: int) -> Plan:
+        main = self.main_plan(spec, mid)
+        if spec.se:
+            main.append(se(main[-1].out_channels))
+        plan = {"branch_main": main}
+        if spec.first:
+            p = main_in(spec)
+            plan["branch_proj"] = [depthwise(p, self.kernel, spec.stride), bn(p), conv(p, p), bn(p), act(p)]
+        return plan
+
+
+@register_block("xception")
+class XceptionBlock(ShuffleNetBlock):
+    """The paper's Xception-like choice: three (depthwise 3x3 + pointwise) on the main branch."""
+
+    options = {}
+
+    def __init__(self, kernel: int = 3) -> None:
+        if kernel != 3:
+            raise ValueError("the Xception block's kernel is 3")
+        self.kernel, self.name, self.entangle_key = 3, "xception-3x3", None
+
+    def main_plan(self, spec, mid: int) -> list[Op]:
+        i, o = main_in(spec), spec.out_channels - main_in(spec)
+        return [depthwise(i, 3, spec.stride), bn(i), conv(i, mid, sliced=True), bn(mid), act(mid),
+                depthwise(mid, 3, sliced=True), bn(mid), conv(mid, mid, sliced=True), bn(mid), act(mid),
+                depthwise(mid, 3, sliced=True), bn(mid), conv(mid, o), bn(o), act(o)]
+
+
+def main_in(spec) -> int:
+    """Channels entering a ShuffleNet main branch: all of them in a stage's first layer, else half."""
+    return spec.in_channels if spec.first else spec.in_channels // 2
+
+
+def split_channels(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The official channel shuffle + split: even channels pass through, odd ones go to the main branch."""
+    return x[:, 0::2], x[:, 1::2]
+
+
+@register_block("mbconv")
+class MBConv(Block):
+    """MobileNetV2 inverted residual: 1x1 expand (ratio e) -> k x k depthwise (stride) -> 1x1
+    project, BN after each conv, the stage's activation after the first two, optional SE on the
+    expanded width, and a residual add when stride is 1 and widths match. The width choice
+    scales the expanded width (``in_channels * e * scale``), which the supernet slices."""
+
+    options = {"e": "expand", "k": "kernel"}
+
+    def __init__(self, expand: float = 6, kernel: int = 3) -> None:
+        if expand <= 0 or kernel < 1 or kernel % 2 == 0:
+            raise ValueError(f"expand {expand} must be positive and kernel {kernel} odd")
+        self.expand, self.kernel = expand, kernel
+        self.name = f"mbconv-e{expand:g}-k{kernel}"
+        self.entangle_key = ("mbconv",)
+
+    def mid_channels(self, spec, scale: float) -> int:
+        return max(1, int(round(spec.in_channels * self.expand * scale)))
+
+    def branches(self, spec, mid: int) -> Plan:
+        i, o = spec.in_channels, spec.out_channels
+        ops = [conv(i, mid, sliced=True), bn(mid), act(mid),
+               depthwise(mid, self.kernel, spec.stride, sliced=True), bn(mid), act(mid)]
+        if spec.se:
+            ops.append(se(mid))
+        return {"layers": ops + [conv(mid, o), bn(o)]}
+
+
+@register_block("identity")
+class Identity(Block):
+    """Skip the layer (how a space searches depth). Where the stride or width changes, a 1x1 conv
+    + BN projection makes the shapes meet."""
+
+    options = {}
+    name = "identity"
+    rule = "skip"
+
+    def branches(self, spec, mid: int) -> Plan:
+        if residual(spec):
+            return {}
+        return {"proj": [conv(spec.in_channels, spec.out_channels, 1, spec.stride), bn(spec.out_channels)]}
+
+
+# ----------------------------------------------------------------------------------------------
+# Static modules
 
 
 def make_activation(name: str) -> nn.Module:
@@ -37,79 +349,81 @@ class SqueezeExcite(nn.Module):
         return x * gate
 
 
-def split_channels(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The official channel shuffle + split: even channels pass through, odd ones go to the main branch."""
-    return x[:, 0::2], x[:, 1::2]
-
-
-def main_branch_plan(spec: LayerSpec, block: int, mid: int) -> list[tuple]:
-    """The main branch as a list of ops: ("conv", in, out, kernel, stride, groups, out_is_mid) /
-    ("bn", C) / ("act",) / ("se", C). ``out_is_mid`` marks the convs whose output width is the
-    channel choice, which the supernet slices.
-
-    One description serves the static block, the sliced supernet block and the FLOPs table,
-    so the three cannot drift apart.
-    """
-    i, o, s = spec.main_in, spec.main_out, spec.stride
-    if block == XCEPTION:
-        plan = [("conv", i, i, 3, s, i, False), ("bn", i),
-                ("conv", i, mid, 1, 1, 1, True), ("bn", mid), ("act",),
-                ("conv", mid, mid, 3, 1, mid, True), ("bn", mid),
-                ("conv", mid, mid, 1, 1, 1, True), ("bn", mid), ("act",),
-                ("conv", mid, mid, 3, 1, mid, True), ("bn", mid),
-                ("conv", mid, o, 1, 1, 1, False), ("bn", o), ("act",)]
-    else:
-        k = BLOCK_KERNELS[block]
-        plan = [("conv", i, mid, 1, 1, 1, True), ("bn", mid), ("act",),
-                ("conv", mid, mid, k, s, mid, True), ("bn", mid),
-                ("conv", mid, o, 1, 1, 1, False), ("bn", o), ("act",)]
-    if spec.se:
-        plan.append(("se", o))
-    return plan
-
-
-def proj_branch_plan(spec: LayerSpec, block: int) -> list[tuple]:
-    """The projection branch of a stage's first layer (depthwise k x k then pointwise)."""
-    if not spec.first:
-        return []
-    p, k = spec.main_in, BLOCK_KERNELS[block]
-    return [("conv", p, p, k, spec.stride, p, False), ("bn", p), ("conv", p, p, 1, 1, 1, False), ("bn", p), ("act",)]
-
-
-def build_static(plan: list[tuple], activation: str, affine: bool = True) -> nn.Sequential:
+def build_static(plan: list[Op], activation: str, affine: bool = True) -> nn.Sequential:
     layers = []
     for op in plan:
-        if op[0] == "conv":
-            _, cin, cout, k, s, g, _ = op
-            layers.append(nn.Conv2d(cin, cout, k, s, k // 2, groups=g, bias=False))
-        elif op[0] == "bn":
-            layers.append(nn.BatchNorm2d(op[1], affine=affine))
-        elif op[0] == "act":
+        if op.kind == "conv":
+            layers.append(nn.Conv2d(op.in_channels, op.out_channels, op.kernel, op.stride, op.kernel // 2,
+                                    groups=op.groups, bias=False))
+        elif op.kind == "bn":
+            layers.append(nn.BatchNorm2d(op.out_channels, affine=affine))
+        elif op.kind == "act":
             layers.append(make_activation(activation))
         else:
-            layers.append(SqueezeExcite(op[1]))
+            layers.append(SqueezeExcite(op.out_channels))
     return nn.Sequential(*layers)
 
 
-class ShuffleNetBlock(nn.Module):
-    """One choice layer with a fixed block and width: ShuffleNetV2 3x3/5x5/7x7 or Xception-like.
+def op_plan(spec, op_name: str, mid: int) -> Plan:
+    """The branches of op ``op_name`` at layer ``spec`` and width ``mid``, checked against its rule."""
+    block = make_block(op_name)
+    plan = block.branches(spec, mid)
+    required, optional = RULES[block.rule]
+    if not required <= set(plan) <= required | optional:
+        raise UserError(f"op {op_name!r} at layer {spec.index}: rule {block.rule!r} needs branches "
+                        f"{sorted(required)} (optional {sorted(optional)}), the block gave {sorted(plan)}")
+    return plan
 
-    A stage's first layer feeds its whole input to both a projection branch and the main
-    branch; the others split the input and transform one half. Output channels are always
-    ``spec.out_channels``; the channel choice only sets the main branch's mid width.
-    """
 
-    def __init__(self, spec: LayerSpec, block: int, mid: int, affine: bool = True) -> None:
+class _StaticBranches(nn.Module):
+    """The branches of one op's plan as ``nn.Sequential`` children named as in the plan."""
+
+    def __init__(self, spec, op_name: str, mid: int, affine: bool, optional: tuple[str, ...] = ()) -> None:
         super().__init__()
-        self.first = spec.first
-        self.branch_main = build_static(main_branch_plan(spec, block, mid), spec.activation, affine)
-        self.branch_proj = build_static(proj_branch_plan(spec, block), spec.activation, affine) if spec.first else None
+        plan = op_plan(spec, op_name, mid)
+        for name, branch in plan.items():
+            self.add_module(name, build_static(branch, spec.activation, affine))
+        for name in set(optional) - set(plan):
+            setattr(self, name, None)  # TorchScript-able "this layer has no such branch"
+
+
+class SequentialUnit(_StaticBranches):
+    def __init__(self, spec, op_name: str, mid: int, affine: bool = True) -> None:
+        super().__init__(spec, op_name, mid, affine)
+        self.residual = residual(spec)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.layers(x)
+        return y + x if self.residual else y
+
+
+class ShuffleUnit(_StaticBranches):
+    def __init__(self, spec, op_name: str, mid: int, affine: bool = True) -> None:
+        super().__init__(spec, op_name, mid, affine, optional=("branch_proj",))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.branch_proj is not None:
             return torch.cat((self.branch_proj(x), self.branch_main(x)), 1)
         x_proj, x_main = split_channels(x)
         return torch.cat((x_proj, self.branch_main(x_main)), 1)
+
+
+class SkipUnit(_StaticBranches):
+    def __init__(self, spec, op_name: str, mid: int, affine: bool = True) -> None:
+        super().__init__(spec, op_name, mid, affine, optional=("proj",))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.proj is not None:
+            return self.proj(x)
+        return x
+
+
+_STATIC_UNITS = {"sequential": SequentialUnit, "shuffle": ShuffleUnit, "skip": SkipUnit}
+
+
+def static_block(spec, op_name: str, mid: int, affine: bool = True) -> nn.Module:
+    """One choice layer with a fixed op and width, as plain static modules (one per branch)."""
+    return _STATIC_UNITS[make_block(op_name).rule](spec, op_name, mid, affine)
 
 
 def init_weights(model: nn.Module) -> None:

@@ -33,6 +33,7 @@ class DemoSettings:
     """What the demo runs. ``budget`` scales every epoch and generation count (tests use a small one)."""
 
     data: str = "digits"
+    space: str | None = None  # a preset or space file; None: the supernet config's (oneshot)
     data_root: str | None = None
     download: bool = False
     supernet_config: str = "digits-supernet"
@@ -74,13 +75,17 @@ PRESETS: dict[str, DemoSettings] = {
 
 
 def demo_settings(data: str = "digits", *, data_root: str | None = None, download: bool = False,
-                  budget: float = 1.0, seed: int = 0, progress: bool = True) -> DemoSettings:
+                  budget: float = 1.0, seed: int = 0, progress: bool = True, space: str | None = None) -> DemoSettings:
     if data not in PRESETS:
         raise UserError(f"the demo runs on {', '.join(PRESETS)}; got {data!r} (for ImageNet use the commands "
                         "in the README)")
     if data in ("mnist", "cifar10", "cifar100") and not data_root:
         raise UserError(f"--data {data} needs --data-root (the folder holding the dataset)")
-    return replace(PRESETS[data], data_root=data_root, download=download, seed=seed,
+    if space is not None:
+        from spos.space import load_space
+
+        load_space(space)  # an unknown name or a bad file stops here, before anything runs
+    return replace(PRESETS[data], data_root=data_root, download=download, seed=seed, space=space,
                    progress=progress).scaled(budget)
 
 
@@ -102,6 +107,8 @@ def _config(name: str, settings: DemoSettings, epochs: int, extra: list[str] | N
     overrides = [f"train.epochs={epochs}", f"train.seed={settings.seed}", f"data.name={settings.data}"]
     if settings.data_root:
         overrides.append(f"data.root={settings.data_root}")
+    if settings.space:
+        overrides.append(f"space.name={settings.space}")
     return load_config(name, overrides + (extra or []))
 
 

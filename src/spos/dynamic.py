@@ -1,35 +1,37 @@
-"""Sliced twins of the static ops in `spos.blocks`, for the weight-sharing supernet.
+"""Sliced twins of the static modules in `spos.blocks`, for the weight-sharing supernet.
 
-One set of weights per block choice is allocated at the widest channel choice. A sampled
-width takes the leading slice of every weight it touches (the convolutions, the BN statistics),
+One set of weights per candidate op is allocated at the widest width choice. A sampled width
+takes the leading slice of every weight it touches (the convolutions, the BN statistics, SE),
 so a path costs what its subnet costs, and channels past the slice cannot reach the output.
-Read beside `spos.blocks`: the module layout and names are the same, which is what lets
-`SuperNet.extract` copy weights by name.
+Every module of a sliced branch is called as ``layer(x, mid)``; only the convs marked
+``sliced`` in the op plan use ``mid``, the rest follow their input's width.
+
+`inherit` copies a supernet path's weights into the static modules built from the same plan,
+pairing modules in the order the plan built them (not by name), so a mismatch fails loudly.
 """
 
 from __future__ import annotations
+
+from itertools import zip_longest
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from spos.blocks import SqueezeExcite, main_branch_plan, make_activation, proj_branch_plan, split_channels
-from spos.space import LayerSpec
+from spos.blocks import (Op, SqueezeExcite, make_activation, make_block, op_plan, residual, se_mid_channels,
+                         split_channels, static_block)
 
 
 class DynamicConv2d(nn.Conv2d):
-    """A conv whose input width follows the input and whose output width may be sliced.
+    """A conv whose input width follows the input and whose output width may be sliced to ``mid``."""
 
-    ``sliced_output`` marks the convs that produce the mid width; depthwise convs follow their
-    input; the rest keep their full output width.
-    """
+    def __init__(self, op: Op) -> None:
+        super().__init__(op.in_channels, op.out_channels, op.kernel, op.stride, op.kernel // 2,
+                         groups=op.groups, bias=False)
+        self.depthwise = op.groups > 1
+        self.sliced_output = op.sliced
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int, groups: int, sliced_output: bool) -> None:
-        super().__init__(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False)
-        self.depthwise = groups > 1
-        self.sliced_output = sliced_output
-
-    def forward(self, x: torch.Tensor, mid: int | None = None) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, mid: int) -> torch.Tensor:  # type: ignore[override]
         cin = x.shape[1]
         kernel = self.kernel()
         if self.depthwise:
@@ -59,7 +61,7 @@ class DynamicBatchNorm2d(nn.BatchNorm2d):
     def __init__(self, channels: int) -> None:
         super().__init__(channels, affine=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mid: int | None = None) -> torch.Tensor:  # type: ignore[override]
         c = x.shape[1]
         factor = 0.0
         if self.training and self.track_running_stats:
@@ -74,25 +76,87 @@ class DynamicBatchNorm2d(nn.BatchNorm2d):
         )
 
 
-def build_dynamic(plan: list[tuple], activation: str) -> nn.ModuleList:
+class DynamicSqueezeExcite(SqueezeExcite):
+    """SE over the input's width: the leading rows and columns of the widest SE's convs."""
+
+    def forward(self, x: torch.Tensor, mid: int | None = None) -> torch.Tensor:  # type: ignore[override]
+        c = x.shape[1]
+        m = se_mid_channels(c)
+        gate = F.conv2d(x.mean((2, 3), keepdim=True), self.squeeze.weight[:m, :c], self.squeeze.bias[:m])
+        gate = F.conv2d(F.relu(gate), self.excite.weight[:c, :m], self.excite.bias[:c])
+        return x * F.hardsigmoid(gate)
+
+
+class DynamicActivation(nn.Module):
+    """The stage's activation, called like the other sliced modules."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.act = make_activation(name)
+
+    def forward(self, x: torch.Tensor, mid: int | None = None) -> torch.Tensor:
+        return self.act(x)
+
+
+def build_dynamic(plan: list[Op], activation: str) -> nn.ModuleList:
     layers = nn.ModuleList()
     for op in plan:
-        if op[0] == "conv":
-            _, cin, cout, k, s, g, out_is_mid = op
-            layers.append(DynamicConv2d(cin, cout, k, s, g, sliced_output=out_is_mid))
-        elif op[0] == "bn":
-            layers.append(DynamicBatchNorm2d(op[1]))
-        elif op[0] == "act":
-            layers.append(make_activation(activation))
+        if op.kind == "conv":
+            layers.append(DynamicConv2d(op))
+        elif op.kind == "bn":
+            layers.append(DynamicBatchNorm2d(op.out_channels))
+        elif op.kind == "act":
+            layers.append(DynamicActivation(activation))
         else:
-            layers.append(SqueezeExcite(op[1]))
+            layers.append(DynamicSqueezeExcite(op.out_channels))
     return layers
 
 
 def run_sliced(layers: nn.ModuleList, x: torch.Tensor, mid: int) -> torch.Tensor:
     for layer in layers:
-        x = layer(x, mid) if isinstance(layer, DynamicConv2d) else layer(x)
+        x = layer(x, mid)
     return x
+
+
+class DynamicBlock(nn.Module):
+    """`blocks.static_block` at the widest mid width of its op, run at any narrower one."""
+
+    def __init__(self, spec, op_name: str, max_mid: int) -> None:
+        super().__init__()
+        self.spec, self.op_name, self.block = spec, op_name, make_block(op_name)
+        self.max_mid = max_mid
+        for name, plan in op_plan(spec, op_name, max_mid).items():
+            self.add_module(name, build_dynamic(plan, spec.activation))
+
+    def forward(self, x: torch.Tensor, mid: int) -> torch.Tensor:
+        """The block's rule (`spos.blocks.RULES`), as the static units run it, on sliced branches."""
+        rule = self.block.rule
+        if rule == "shuffle":
+            if self.spec.first:
+                return torch.cat((run_sliced(self.branch_proj, x, mid), run_sliced(self.branch_main, x, mid)), 1)
+            x_proj, x_main = split_channels(x)
+            return torch.cat((x_proj, run_sliced(self.branch_main, x_main, mid)), 1)
+        if rule == "skip":
+            return run_sliced(self.proj, x, mid) if hasattr(self, "proj") else x
+        y = run_sliced(self.layers, x, mid)
+        return y + x if residual(self.spec) else y
+
+    def entangle(self, source: "DynamicBlock") -> None:
+        """Use ``source``'s conv weights (an op of the same layout with a kernel and a mid width at
+        least as large): every conv takes the leading channels and the centre of its kernel."""
+        for name, branch in self.named_children():
+            for mine, theirs in zip(branch, getattr(source, name)):
+                if isinstance(mine, DynamicConv2d):
+                    mine.weight = theirs.weight
+
+    @torch.no_grad()
+    def static(self, mid: int, affine: bool = True) -> nn.Module:
+        """The static twin of this op at width ``mid``, holding this op's weights and statistics."""
+        return inherit(static_block(self.spec, self.op_name, mid, affine), self)
+
+
+# ----------------------------------------------------------------------------------------------
+# Weight inheritance
 
 
 def centre_slice(source: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -104,32 +168,51 @@ def centre_slice(source: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return source[tuple(index)]
 
 
-def share_convs(target: nn.ModuleList, source: nn.ModuleList) -> None:
-    """Make every conv of ``target`` use the weight of the conv at the same position in ``source``
-    (a larger kernel is cropped at its centre by `DynamicConv2d.kernel`)."""
-    for mine, theirs in zip(target, source):
-        if isinstance(mine, DynamicConv2d):
-            mine.weight = theirs.weight
+def _stateful(module: nn.Module) -> list[nn.Module]:
+    """The modules holding weights or statistics, in the order they were built."""
+    return [m for m in module.modules()
+            if next(m.parameters(recurse=False), None) is not None or next(m.buffers(recurse=False), None) is not None]
 
 
-class DynamicShuffleNetBlock(nn.Module):
-    """`blocks.ShuffleNetBlock` at the widest mid width, run at any narrower one."""
+def _copy(target: torch.Tensor, source: torch.Tensor, where: str) -> None:
+    if len(target.shape) != len(source.shape) or any(t > s for t, s in zip(target.shape, source.shape)):
+        raise RuntimeError(f"weight inheritance: {where} needs {tuple(target.shape)} but the source holds "
+                           f"{tuple(source.shape)}")
+    target.copy_(centre_slice(source, target.shape))
 
-    def __init__(self, spec: LayerSpec, block: int, max_mid: int) -> None:
-        super().__init__()
-        self.first = spec.first
-        self.branch_main = build_dynamic(main_branch_plan(spec, block, max_mid), spec.activation)
-        self.branch_proj = (build_dynamic(proj_branch_plan(spec, block), spec.activation)
-                            if spec.first else None)
 
-    def forward(self, x: torch.Tensor, mid: int) -> torch.Tensor:
-        if self.branch_proj is not None:
-            return torch.cat((run_sliced(self.branch_proj, x, mid), run_sliced(self.branch_main, x, mid)), 1)
-        x_proj, x_main = split_channels(x)
-        return torch.cat((x_proj, run_sliced(self.branch_main, x_main, mid)), 1)
+def _inherit_module(target: nn.Module, source: nn.Module) -> None:
+    where = f"{type(target).__name__} <- {type(source).__name__}"
+    if isinstance(target, nn.BatchNorm2d) and isinstance(source, nn.BatchNorm2d):
+        _copy(target.running_mean, source.running_mean, where)
+        _copy(target.running_var, source.running_var, where)
+        target.num_batches_tracked.copy_(source.num_batches_tracked)
+        if target.affine and source.affine:
+            _copy(target.weight, source.weight, where)
+            _copy(target.bias, source.bias, where)
+        elif target.affine:
+            # The one expected gap: the supernet's BN is non-affine (as in the official supernet),
+            # so the static twin's scale and shift start at the identity, 1 and 0.
+            target.weight.fill_(1.0)
+            target.bias.fill_(0.0)
+        return
+    if any(isinstance(target, kind) and isinstance(source, kind) for kind in (nn.Conv2d, nn.Linear)):
+        weight = source.kernel() if isinstance(source, DynamicConv2d) else source.weight
+        _copy(target.weight, weight, where)
+        if (target.bias is None) != (source.bias is None):
+            raise RuntimeError(f"weight inheritance: {where}: one has a bias, the other not")
+        if target.bias is not None:
+            _copy(target.bias, source.bias, where)
+        return
+    raise RuntimeError(f"weight inheritance: cannot copy {where}; the two were not built from one plan")
 
-    def entangle(self, source: "DynamicShuffleNetBlock") -> None:
-        """Share ``source``'s conv weights (a ShuffleNet block with a larger kernel, same layout)."""
-        share_convs(self.branch_main, source.branch_main)
-        if self.branch_proj is not None:
-            share_convs(self.branch_proj, source.branch_proj)
+
+@torch.no_grad()
+def inherit(target: nn.Module, source: nn.Module) -> nn.Module:
+    """Copy ``source``'s weights (possibly wider, larger kernels) into ``target``, module by module."""
+    for mine, theirs in zip_longest(_stateful(target), _stateful(source)):
+        if mine is None or theirs is None:
+            raise RuntimeError(f"weight inheritance: {type(target).__name__} and {type(source).__name__} hold "
+                               "different numbers of weighted modules")
+        _inherit_module(mine, theirs)
+    return target

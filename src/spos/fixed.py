@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spos.blocks import ShuffleNetBlock, init_weights, make_activation
+from spos.blocks import init_weights, make_activation, static_block
 from spos.space import Architecture, SearchSpace
 
 
@@ -67,7 +67,7 @@ class FixedNet(nn.Module):
         self.space, self.arch = space, arch
         self.first_conv = build_stem(space, affine)
         self.features = nn.Sequential(*(
-            ShuffleNetBlock(spec, block, spec.mid_channels(space.channel_scales[channel]), affine)
+            static_block(spec, spec.ops[block], spec.mid_channels(space.channel_scales[channel], block), affine)
             for spec, block, channel in zip(space.layers(), arch.blocks, arch.channels)
         ))
         self.head = Head(space, affine)

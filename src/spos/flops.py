@@ -2,8 +2,9 @@
 
 Counted: convolutions, linear layers and squeeze-excitation (their multiply-adds); not BN,
 activations, pooling or the SE gate's product, as `torch.utils.flop_counter` does. Parameters
-are the FixedNet's (affine BN included). A per-layer table makes one architecture a sum of 20
-look-ups, fast enough to filter hundreds of thousands of candidates in a search.
+are the FixedNet's (affine BN included). Costs come from the blocks' op plans (`spos.blocks`),
+the same records the modules are built from. A per-layer table makes one architecture a sum of
+one look-up per layer, fast enough to filter hundreds of thousands of candidates in a search.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from spos.blocks import main_branch_plan, proj_branch_plan, se_mid_channels
+from spos.blocks import Op, op_plan, se_mid_channels
 from spos.space import Architecture, SearchSpace
 
 
@@ -26,23 +27,30 @@ class Cost:
         return Cost(self.macs + other.macs, self.params + other.params)
 
 
-def plan_cost(plan: list[tuple], size: int) -> Cost:
-    """Cost of a list of ops (see `blocks.main_branch_plan`) run on a ``size`` x ``size`` input."""
+def plan_cost(plan: list[Op], size: int) -> Cost:
+    """Cost of one branch (a list of `spos.blocks.Op`) run on a ``size`` x ``size`` input."""
     macs = params = 0
     for op in plan:
-        if op[0] == "conv":
-            _, cin, cout, k, stride, groups, _ = op
-            size = (size - 1) // stride + 1
-            weights = cout * (cin // groups) * k * k
+        if op.kind == "conv":
+            size = (size - 1) // op.stride + 1
+            weights = op.out_channels * (op.in_channels // op.groups) * op.kernel * op.kernel
             macs += size * size * weights
             params += weights
-        elif op[0] == "bn":
-            params += 2 * op[1]
-        elif op[0] == "se":
-            c, mid = op[1], se_mid_channels(op[1])
+        elif op.kind == "bn":
+            params += 2 * op.out_channels
+        elif op.kind == "se":
+            c, mid = op.out_channels, se_mid_channels(op.out_channels)
             macs += 2 * c * mid
             params += 2 * c * mid + mid + c
     return Cost(macs, params)
+
+
+def layer_cost(spec, op: int, scale: float) -> Cost:
+    """Cost of choice layer ``spec`` running candidate ``op`` at width ``scale``."""
+    total = Cost(0, 0)
+    for plan in op_plan(spec, spec.ops[op], spec.mid_channels(scale, op)).values():
+        total = total + plan_cost(plan, spec.in_size)
+    return total
 
 
 def stem_cost(space: SearchSpace) -> Cost:
@@ -61,7 +69,10 @@ def head_cost(space: SearchSpace) -> Cost:
 
 
 class CostTable:
-    """Per-layer costs of every (block, channel) choice plus the fixed stem and head."""
+    """Per-layer costs of every (op, width) choice plus the fixed stem and head.
+
+    Layers with fewer candidate ops than others are padded; `extremes` never picks the padding.
+    """
 
     def __init__(self, space: SearchSpace) -> None:
         self.space = space
@@ -69,13 +80,14 @@ class CostTable:
         shape = (space.num_layers, space.num_blocks, space.num_channels)
         self.layer_macs = np.zeros(shape, dtype=np.int64)
         self.layer_params = np.zeros(shape, dtype=np.int64)
+        self.valid = np.zeros(shape, dtype=bool)
         for spec in space.layers():
-            for block in range(space.num_blocks):
-                proj = plan_cost(proj_branch_plan(spec, block), spec.in_size)
+            for op in range(len(spec.ops)):
                 for channel, scale in enumerate(space.channel_scales):
-                    cost = proj + plan_cost(main_branch_plan(spec, block, spec.mid_channels(scale)), spec.in_size)
-                    self.layer_macs[spec.index, block, channel] = cost.macs
-                    self.layer_params[spec.index, block, channel] = cost.params
+                    cost = layer_cost(spec, op, scale)
+                    self.layer_macs[spec.index, op, channel] = cost.macs
+                    self.layer_params[spec.index, op, channel] = cost.params
+                    self.valid[spec.index, op, channel] = True
         self._macs_rows = self.layer_macs.tolist()
         self._params_rows = self.layer_params.tolist()
 
@@ -100,8 +112,10 @@ class CostTable:
     def extremes(self) -> tuple[Architecture, Architecture]:
         """The widest (most MACs) and narrowest (fewest MACs) paths; layers are independent."""
         flat = self.layer_macs.reshape(self.space.num_layers, -1)
+        valid = self.valid.reshape(self.space.num_layers, -1)
         nc = self.space.num_channels
-        wide, narrow = flat.argmax(1), flat.argmin(1)
+        wide = np.where(valid, flat, -1).argmax(1)
+        narrow = np.where(valid, flat, np.iinfo(np.int64).max).argmin(1)
         return (Architecture(tuple(wide // nc), tuple(wide % nc)),
                 Architecture(tuple(narrow // nc), tuple(narrow % nc)))
 

@@ -145,7 +145,8 @@ def load_latency_table(path) -> LatencyTable:
 
 def _layer_key(spec) -> tuple:
     """Layers with equal shapes cost the same: time each distinct one once."""
-    return (spec.in_channels, spec.out_channels, spec.stride, spec.first, spec.activation, spec.se, spec.in_size)
+    return (spec.in_channels, spec.out_channels, spec.stride, spec.first, spec.activation, spec.se, spec.in_size,
+            spec.ops)
 
 
 @torch.inference_mode()
@@ -157,7 +158,7 @@ def build_latency_table(space, *, batch_size: int = 1, threads: int | None = Non
 
     from tqdm import tqdm
 
-    from spos.blocks import ShuffleNetBlock
+    from spos.blocks import static_block
     from spos.fixed import FixedNet, Head, build_stem
     from spos.space import sample_architecture
 
@@ -167,16 +168,16 @@ def build_latency_table(space, *, batch_size: int = 1, threads: int | None = Non
 
     specs = space.layers()
     distinct = {_layer_key(spec): spec for spec in specs}
-    cells = len(distinct) * space.num_blocks * space.num_channels
+    cells = sum(len(spec.ops) for spec in distinct.values()) * space.num_channels
     bar = tqdm(total=cells, desc="latency table", disable=not progress, leave=False)
     timings: dict = {}
     for key, spec in distinct.items():
         shape = (spec.in_channels, spec.in_size, spec.in_size)
         rows = []
-        for block in range(space.num_blocks):
+        for op, name in enumerate(spec.ops):
             row = []
             for scale in space.channel_scales:
-                row.append(timed(ShuffleNetBlock(spec, block, spec.mid_channels(scale)), shape))
+                row.append(timed(static_block(spec, name, spec.mid_channels(scale, op)), shape))
                 bar.update(1)
             rows.append(row)
         timings[key] = rows

@@ -96,12 +96,12 @@ def load_official(path: str | Path, space: SearchSpace, arch: Architecture | Non
 
 def _official_supernet_shapes(model: SuperNet) -> dict[str, torch.Size]:
     """The shapes of the official layout: every block at channel scale 1.0."""
-    from spos.blocks import ShuffleNetBlock
+    from spos.blocks import static_block
 
     shapes = {}
     for layer, spec in enumerate(model.space.layers()):
         for block in range(len(model.features[layer])):
-            reference = ShuffleNetBlock(spec, block, spec.mid_channels(1.0), affine=False)
+            reference = static_block(spec, spec.ops[block], spec.mid_channels(1.0, block), affine=False)
             shapes.update({f"features.{layer}.{block}.{k}": v.shape for k, v in reference.state_dict().items()})
     return shapes
 

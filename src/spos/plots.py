@@ -13,9 +13,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
-from spos.space import BLOCK_NAMES, Architecture, SearchSpace  # noqa: E402
+from spos.space import Architecture, SearchSpace  # noqa: E402
 
-BLOCK_COLOURS = ("#4e79a7", "#f28e2b", "#e15759", "#59a14f")
+BLOCK_COLOURS = ("#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
+                 "#9c755f", "#bab0ac")
+
+
+def op_colours(space: SearchSpace) -> dict[str, str]:
+    """A colour for every op name of the space, in the order the stages list them."""
+    names = list(dict.fromkeys(op for spec in space.layers() for op in spec.ops))
+    return {name: BLOCK_COLOURS[i % len(BLOCK_COLOURS)] for i, name in enumerate(names)}
 
 
 def plot_architecture(arch: Architecture, space: SearchSpace, path: str | Path, title: str | None = None) -> Path:
@@ -24,10 +31,11 @@ def plot_architecture(arch: Architecture, space: SearchSpace, path: str | Path, 
     specs = space.layers()
     fig, ax = plt.subplots(figsize=(max(8, 0.5 * len(specs) + 2), 3.6))
     top = max(space.channel_scales)
+    colours = op_colours(space)
     for spec, block, channel in zip(specs, arch.blocks, arch.channels):
         scale = space.channel_scales[channel]
-        ax.add_patch(Rectangle((spec.index + 0.1, 0), 0.8, scale, color=BLOCK_COLOURS[block]))
-        ax.text(spec.index + 0.5, scale + 0.04 * top, f"{spec.mid_channels(scale)}", ha="center", fontsize=7)
+        ax.add_patch(Rectangle((spec.index + 0.1, 0), 0.8, scale, color=colours[spec.ops[block]]))
+        ax.text(spec.index + 0.5, scale + 0.04 * top, f"{spec.mid_channels(scale, block)}", ha="center", fontsize=7)
         if spec.first:
             ax.axvline(spec.index, color="grey", lw=0.8, ls=":")
             # 0-based like the layers and the report's layer list ("layer 4 (stage 1, ...)")
@@ -38,7 +46,7 @@ def plot_architecture(arch: Architecture, space: SearchSpace, path: str | Path, 
     ax.set_xticks([i + 0.5 for i in range(len(specs))], [str(i) for i in range(len(specs))], fontsize=7)
     ax.set_xlabel("choice layer (number above a bar: mid channels)")
     ax.set_ylabel("channel scale")
-    ax.legend(handles=[Patch(color=c, label=n) for c, n in zip(BLOCK_COLOURS, BLOCK_NAMES[: space.num_blocks])],
+    ax.legend(handles=[Patch(color=c, label=n) for n, c in colours.items()],
               loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=4, fontsize=8, frameon=False)
     ax.set_title(title or f"{arch}", fontsize=9)
     for side in ("top", "right"):

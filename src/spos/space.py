@@ -1,12 +1,16 @@
-"""The one-shot search space and architectures in it: plain data, no torch.
+"""Search spaces and architectures in them: plain data, no torch.
 
-A `SearchSpace` says what the network around the choice layers looks like (stem, stage widths
-and repeats, head) and which choices each layer offers. An `Architecture` is one block choice
-and one channel choice per choice layer. Everything else in spos is a function of those two.
+A `SearchSpace` says what the network around the choice layers looks like (stem, stages of
+layers with their widths and strides, head), which candidate ops each layer offers (by name,
+from the block registry in `spos.blocks`) and which width choices every layer has. An
+`Architecture` is one op choice and one width choice per choice layer (stored as ``blocks`` and
+``channels``, the names of the paper's ShuffleNet space). Everything else is a function of both.
 
-Block choices (the paper's four): 0 ShuffleNetV2 block 3x3, 1 5x5, 2 7x7, 3 Xception-like
-(three depthwise 3x3 + pointwise). A channel choice indexes ``channel_scales``: the block's mid
-width is ``int(out_channels // 2 * scale)``, as in the official code.
+Spaces are declared in YAML (see `load_space_file` and the presets in ``spos/spaces/``) or built
+in Python from the same structure with `space_from_spec`. The ShuffleNet presets keep the
+paper's choices: 0 ShuffleNetV2 3x3, 1 5x5, 2 7x7, 3 Xception-like; a width choice indexes
+``channel_scales``, the block's mid width being ``int(out_channels // 2 * scale)`` as in the
+official code.
 """
 
 from __future__ import annotations
@@ -15,27 +19,30 @@ import dataclasses
 import json
 import random
 from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import resources
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
+
+import yaml
 
 from spos.errors import UserError
 from spos.files import write_text_atomic
 
-BLOCK_NAMES = ("shufflenet-3x3", "shufflenet-5x5", "shufflenet-7x7", "xception-3x3")
-BLOCK_KERNELS = (3, 5, 7, 3)
-XCEPTION = 3
+SHUFFLENET_OPS = ("shufflenet-3x3", "shufflenet-5x5", "shufflenet-7x7", "xception-3x3")
 CHANNEL_SCALES = (0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
 ACTIVATIONS = ("relu", "hswish")
 HEADS = ("conv-pool", "pool-conv")
+#: How the ShuffleNet presets adapt to small inputs: (smallest input side, stem stride, stage
+#: strides), first match wins. 224 (ImageNet) downsamples 32x as in the paper; 32 (CIFAR) 8x;
+#: 8 (digits) 4x; the choice layers stay the same 20, so a small-input run exercises the code
+#: ImageNet uses.
+SHUFFLENET_INPUT_STRIDES = ((128, 2, (2, 2, 2, 2)), (32, 1, (1, 2, 2, 2)), (0, 1, (1, 1, 2, 2)))
 
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """The fixed facts of one choice layer; its block and channel choice come from the architecture.
-
-    The first layer of a stage takes the whole input into both branches (main and projection);
-    every other layer splits its input in two halves and only transforms one.
-    """
+    """The fixed facts of one choice layer; its op and width choice come from the architecture."""
 
     index: int
     stage: int
@@ -46,26 +53,31 @@ class LayerSpec:
     activation: str
     se: bool
     in_size: int
-
-    @property
-    def main_in(self) -> int:
-        return self.in_channels if self.first else self.in_channels // 2
-
-    @property
-    def main_out(self) -> int:
-        return self.out_channels - self.main_in
+    ops: tuple[str, ...] = SHUFFLENET_OPS
 
     @property
     def out_size(self) -> int:
         return (self.in_size - 1) // self.stride + 1
 
-    def mid_channels(self, scale: float) -> int:
-        return max(1, int(self.out_channels // 2 * scale))
+    def block(self, op: int):
+        """The `spos.blocks.Block` of candidate ``op``."""
+        from spos.blocks import make_block  # blocks import torch; the space stays plain data
+
+        return make_block(self.ops[op])
+
+    def mid_channels(self, scale: float, op: int = 0) -> int:
+        return self.block(op).mid_channels(self, scale)
 
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """A ShuffleNetV2-based one-shot space. Presets come from `get_space`."""
+    """A one-shot space. Presets come from `get_space`; your own from a YAML file (`load_space`).
+
+    ``stage_ops`` lists each stage's candidate ops (default: the first ``num_blocks`` ShuffleNet
+    choices everywhere); ``stage_first_ops`` optionally gives a stage's first layer other
+    candidates (empty: the same); ``input_strides`` says how `adapt` sets the strides for another
+    input size (empty: strides stay as declared).
+    """
 
     name: str = "oneshot"
     input_size: int = 224
@@ -86,28 +98,62 @@ class SearchSpace:
     head_activation: str = "relu"
     dropout: float = 0.1
     classifier_bias: bool = False
+    stage_ops: tuple[tuple[str, ...], ...] | None = None
+    stage_first_ops: tuple[tuple[str, ...], ...] | None = None
+    input_strides: tuple | None = None
 
     def __post_init__(self) -> None:
         for name in ("stage_repeats", "stage_widths", "stage_strides", "stage_activations", "stage_se",
                      "channel_scales"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        self._normalise_ops()
         stages = len(self.stage_repeats)
-        for name in ("stage_widths", "stage_strides", "stage_activations", "stage_se"):
+        for name in ("stage_widths", "stage_strides", "stage_activations", "stage_se", "stage_ops",
+                     "stage_first_ops"):
             if len(getattr(self, name)) != stages:
                 raise UserError(f"space {self.name!r}: {name} has {len(getattr(self, name))} entries but "
                                 f"stage_repeats has {stages}; give one per stage")
-        for width in (self.stem_width, *self.stage_widths):
-            if width < 4 or width % 4:
-                raise UserError(f"space {self.name!r}: width {width} must be a multiple of 4 (channel split)")
+        self._check_values()
+        for spec in self.layers():
+            for op in range(len(spec.ops)):
+                spec.block(op).check(spec)
+
+    def _normalise_ops(self) -> None:
+        """Fill the defaults (what a space written before op lists existed means) and make tuples."""
+        stages = len(self.stage_repeats)
+        if self.stage_ops is None:
+            if not 1 <= self.num_blocks <= len(SHUFFLENET_OPS):
+                raise UserError(f"space {self.name!r}: num_blocks must be 1..{len(SHUFFLENET_OPS)}")
+            object.__setattr__(self, "stage_ops", (SHUFFLENET_OPS[:self.num_blocks],) * stages)
+        ops = tuple(tuple(str(op) for op in stage) for stage in self.stage_ops)
+        first = tuple(tuple(str(op) for op in stage) for stage in (self.stage_first_ops or ((),) * stages))
+        object.__setattr__(self, "stage_ops", ops)
+        object.__setattr__(self, "stage_first_ops", first)
+        if any(not stage for stage in ops):
+            raise UserError(f"space {self.name!r}: every stage needs at least one candidate op")
+        object.__setattr__(self, "num_blocks", max(len(s) for s in ops + first))
+        if self.input_strides is None:
+            legacy = stages == len(SHUFFLENET_INPUT_STRIDES[0][2])
+            object.__setattr__(self, "input_strides", SHUFFLENET_INPUT_STRIDES if legacy else ())
+        object.__setattr__(self, "input_strides", tuple(
+            (int(size), int(stem), tuple(int(s) for s in strides)) for size, stem, strides in self.input_strides))
+
+    def _check_values(self) -> None:
+        for width in (self.stem_width, *self.stage_widths, self.last_conv_width):
+            if width < 1:
+                raise UserError(f"space {self.name!r}: width {width} must be positive")
         for act in (*self.stage_activations, self.stem_activation, self.head_activation):
             if act not in ACTIVATIONS:
                 raise UserError(f"space {self.name!r}: unknown activation {act!r}; use one of {ACTIVATIONS}")
         if self.head not in HEADS:
             raise UserError(f"space {self.name!r}: unknown head {self.head!r}; use one of {HEADS}")
-        if not 1 <= self.num_blocks <= len(BLOCK_NAMES):
-            raise UserError(f"space {self.name!r}: num_blocks must be 1..{len(BLOCK_NAMES)}")
         if self.input_size < 1 or self.num_classes < 1 or self.in_channels < 1:
             raise UserError(f"space {self.name!r}: input_size, num_classes and in_channels must be positive")
+        if not self.channel_scales or min(self.channel_scales) <= 0:
+            raise UserError(f"space {self.name!r}: give at least one positive width choice")
+        for _, _, strides in self.input_strides:
+            if len(strides) != len(self.stage_repeats):
+                raise UserError(f"space {self.name!r}: every small-input entry needs one stride per stage")
 
     @property
     def num_layers(self) -> int:
@@ -119,7 +165,7 @@ class SearchSpace:
 
     @property
     def default_channel(self) -> int:
-        """The channel choice of scale 1.0 (the paper's block-search setting), else the widest."""
+        """The width choice of scale 1.0 (the paper's block-search setting), else the widest."""
         scales = self.channel_scales
         return scales.index(1.0) if 1.0 in scales else len(scales) - 1
 
@@ -127,17 +173,23 @@ class SearchSpace:
     def stem_size(self) -> int:
         return (self.input_size - 1) // self.stem_stride + 1
 
+    @cached_property
+    def op_counts(self) -> tuple[int, ...]:
+        """Candidate ops of every choice layer."""
+        return tuple(len(spec.ops) for spec in self.layers())
+
     def choice_counts(self) -> list[int]:
-        """Genes of an architecture: block choices of every layer, then channel choices."""
-        return [self.num_blocks] * self.num_layers + [self.num_channels] * self.num_layers
+        """Genes of an architecture: op choices of every layer, then width choices."""
+        return list(self.op_counts) + [self.num_channels] * self.num_layers
 
     def layers(self) -> list[LayerSpec]:
         specs, in_channels, size = [], self.stem_width, self.stem_size
         for stage, (repeats, width) in enumerate(zip(self.stage_repeats, self.stage_widths)):
             for i in range(repeats):
                 stride = self.stage_strides[stage] if i == 0 else 1
+                ops = self.stage_first_ops[stage] if i == 0 and self.stage_first_ops[stage] else self.stage_ops[stage]
                 spec = LayerSpec(len(specs), stage, in_channels, width, stride, i == 0,
-                                 self.stage_activations[stage], self.stage_se[stage], size)
+                                 self.stage_activations[stage], self.stage_se[stage], size, ops)
                 specs.append(spec)
                 in_channels, size = width, spec.out_size
         return specs
@@ -152,6 +204,37 @@ class SearchSpace:
         except TypeError as error:
             raise UserError(f"space {self.name!r}: {error}; fields are {[f.name for f in dataclasses.fields(self)]}") from None
 
+    def adapt(self, *, input_size: int | None = None, num_classes: int | None = None,
+              in_channels: int | None = None, width_mult: float = 1.0, **overrides) -> "SearchSpace":
+        """This space for other data (input size, classes, image channels), optionally narrowed.
+
+        The one place a space meets a dataset. A new input size takes the strides of the space's
+        ``input_strides`` rule; ``width_mult`` scales every width (to multiples of 4): the tests
+        and the demo use narrow spaces with the same choice layers.
+        """
+        fields = {}
+        if input_size is not None and input_size != self.input_size:
+            fields["input_size"] = input_size
+            fields.update(self._strides_for(input_size))
+        if num_classes is not None:
+            fields["num_classes"] = num_classes
+        if in_channels is not None:
+            fields["in_channels"] = in_channels
+        if width_mult <= 0:
+            raise UserError(f"width_mult must be positive, got {width_mult}")
+        if width_mult != 1.0:
+            fields["stem_width"] = _round4(self.stem_width * width_mult)
+            fields["stage_widths"] = tuple(_round4(w * width_mult) for w in self.stage_widths)
+            fields["last_conv_width"] = _round4(self.last_conv_width * width_mult)
+        fields.update(overrides)
+        return self.replace(**fields) if fields else self
+
+    def _strides_for(self, input_size: int) -> dict:
+        for smallest, stem, stages in self.input_strides:
+            if input_size >= smallest:
+                return {"stem_stride": stem, "stage_strides": stages}
+        return {}
+
     def to_dict(self) -> dict:
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
@@ -165,73 +248,134 @@ class SearchSpace:
 
 
 def _jsonable(value):
-    return list(value) if isinstance(value, tuple) else value
-
-
-def strides_for_input(input_size: int) -> tuple[int, tuple[int, ...]]:
-    """Stem and stage strides that keep a final feature map of at least 2x2.
-
-    224 (ImageNet) downsamples 32x as in the paper; 32 (CIFAR) 8x; 8 (digits) 4x. The choice
-    layers stay the same 20, so a small-input run exercises exactly the code ImageNet uses.
-    """
-    if input_size >= 128:
-        return 2, (2, 2, 2, 2)
-    if input_size >= 32:
-        return 1, (1, 2, 2, 2)
-    return 1, (1, 1, 2, 2)
-
-
-_PRESETS = {
-    "oneshot": dict(),
-    "oneshot+": dict(
-        stem_activation="hswish",
-        stage_activations=("relu", "hswish", "hswish", "hswish"),
-        stage_se=(False, False, True, True),
-        head="pool-conv",
-        head_activation="hswish",
-        dropout=0.2,
-        classifier_bias=True,
-    ),
-}
-_PRESETS["shufflenetv2+"] = dict(_PRESETS["oneshot+"], stage_widths=(48, 128, 256, 512))
-
-PRESETS = tuple(_PRESETS)
+    return [_jsonable(v) for v in value] if isinstance(value, tuple) else value
 
 
 def _round4(x: float) -> int:
     return max(4, int(round(x / 4)) * 4)
 
 
-def get_space(name: str = "oneshot", *, input_size: int | None = None, num_classes: int | None = None,
-              in_channels: int | None = None, width_mult: float = 1.0, **overrides) -> SearchSpace:
-    """A preset space, adapted to the data (input size, classes, channels) and optionally narrowed.
+# ----------------------------------------------------------------------------------------------
+# Space files: the YAML a user writes, and the presets shipped in spos/spaces/
 
-    ``width_mult`` scales every width (to multiples of 4): the tests and the demo use narrow
-    spaces with the same 20 choice layers.
-    """
-    if name not in _PRESETS:
-        raise UserError(f"unknown search space {name!r}; choose one of {', '.join(PRESETS)}")
-    fields = dict(_PRESETS[name], name=name)
-    if input_size is not None:
-        fields["input_size"] = input_size
-        fields["stem_stride"], fields["stage_strides"] = strides_for_input(input_size)
-    if num_classes is not None:
-        fields["num_classes"] = num_classes
-    if in_channels is not None:
-        fields["in_channels"] = in_channels
-    if width_mult <= 0:
-        raise UserError(f"width_mult must be positive, got {width_mult}")
-    if width_mult != 1.0:
-        def base(key):
-            return fields.get(key, getattr(SearchSpace, key))
-        fields["stem_width"] = _round4(base("stem_width") * width_mult)
-        fields["stage_widths"] = tuple(_round4(w * width_mult) for w in base("stage_widths"))
-        fields["last_conv_width"] = _round4(base("last_conv_width") * width_mult)
-    fields.update(overrides)
+_TOP_KEYS = {"name", "input_size", "in_channels", "num_classes", "stem", "stages", "widths", "head", "small_inputs"}
+_STAGE_KEYS = {"layers", "width", "stride", "ops", "first_ops", "activation", "se"}
+_STEM_KEYS = {"width", "stride", "activation"}
+_HEAD_KEYS = {"kind", "width", "activation", "dropout", "bias"}
+_SMALL_KEYS = {"min_size", "stem", "stages"}
+
+
+def _check_keys(data, known: set, where: str, required: set = frozenset()) -> dict:
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: expected a mapping with keys {sorted(known)}")
+    unknown, missing = sorted(set(data) - known), sorted(required - set(data))
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
+    if missing:
+        raise UserError(f"{where}: missing key(s) {missing}")
+    return data
+
+
+def space_from_spec(spec: dict, where: str = "space") -> SearchSpace:
+    """A space from its declaration (the structure of a space YAML file, as a dict)."""
+    _check_keys(spec, _TOP_KEYS, where, {"name", "stages", "head"})
+    stages = spec["stages"]
+    if not isinstance(stages, list) or not stages:
+        raise UserError(f"{where}: 'stages' must be a non-empty list")
+    stages = [_check_keys(s, _STAGE_KEYS, f"{where}: stage {i}", {"layers", "width", "ops"})
+              for i, s in enumerate(stages)]
+    stem = _check_keys(spec.get("stem", {}), _STEM_KEYS, f"{where}: stem")
+    head = _check_keys(spec["head"], _HEAD_KEYS, f"{where}: head", {"width"})
+    small = [_check_keys(s, _SMALL_KEYS, f"{where}: small_inputs entry", _SMALL_KEYS)
+             for s in spec.get("small_inputs", [])]
+    fields = dict(
+        name=str(spec["name"]), input_size=spec.get("input_size", 224), in_channels=spec.get("in_channels", 3),
+        num_classes=spec.get("num_classes", 1000), stem_width=stem.get("width", 16),
+        stem_stride=stem.get("stride", 2), stem_activation=stem.get("activation", "relu"),
+        stage_repeats=[s["layers"] for s in stages], stage_widths=[s["width"] for s in stages],
+        stage_strides=[s.get("stride", 1) for s in stages],
+        stage_activations=[s.get("activation", "relu") for s in stages],
+        stage_se=[bool(s.get("se", False)) for s in stages],
+        stage_ops=[_op_list(s["ops"], where) for s in stages],
+        stage_first_ops=[_op_list(s.get("first_ops", []), where) for s in stages],
+        channel_scales=spec.get("widths", [1.0]), last_conv_width=head["width"],
+        head=head.get("kind", "conv-pool"), head_activation=head.get("activation", "relu"),
+        dropout=float(head.get("dropout", 0.0)), classifier_bias=bool(head.get("bias", True)),
+        input_strides=[(s["min_size"], s["stem"], s["stages"]) for s in small],
+    )
     try:
         return SearchSpace(**fields)
-    except TypeError as error:
-        raise UserError(f"space {name!r}: {error}") from None
+    except (TypeError, ValueError) as error:
+        raise UserError(f"{where}: {error}") from None
+
+
+def _op_list(ops, where: str) -> list[str]:
+    if isinstance(ops, str):
+        ops = [ops]
+    if not isinstance(ops, list) or not all(isinstance(op, str) for op in ops):
+        raise UserError(f"{where}: a stage's ops must be a list of op names, e.g. [identity, mbconv-e3-k3]")
+    return ops
+
+
+def space_to_spec(space: SearchSpace) -> dict:
+    """The declaration of ``space``: what `space_from_spec` reads back to an equal space."""
+    stages = []
+    for i, layers in enumerate(space.stage_repeats):
+        stage = dict(layers=layers, width=space.stage_widths[i], stride=space.stage_strides[i],
+                     ops=list(space.stage_ops[i]), activation=space.stage_activations[i], se=space.stage_se[i])
+        if space.stage_first_ops[i]:
+            stage["first_ops"] = list(space.stage_first_ops[i])
+        stages.append(stage)
+    return dict(
+        name=space.name, input_size=space.input_size, in_channels=space.in_channels, num_classes=space.num_classes,
+        stem=dict(width=space.stem_width, stride=space.stem_stride, activation=space.stem_activation),
+        stages=stages, widths=list(space.channel_scales),
+        head=dict(kind=space.head, width=space.last_conv_width, activation=space.head_activation,
+                  dropout=space.dropout, bias=space.classifier_bias),
+        small_inputs=[dict(min_size=size, stem=stem, stages=list(strides))
+                      for size, stem, strides in space.input_strides],
+    )
+
+
+def read_document(path: str | Path, what: str, language: str = "YAML"):
+    """The parsed contents of a user's YAML or JSON file, or a one-line error naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} {path} does not exist")
+    try:
+        return yaml.safe_load(path.read_text()) if language == "YAML" else json.loads(path.read_text())
+    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{what} {path} is not valid {language}: {str(error).splitlines()[0]}") from None
+
+
+def load_space_file(path: str | Path) -> SearchSpace:
+    return space_from_spec(read_document(path, "space file"), where=f"space file {path}")
+
+
+def _preset_files() -> dict[str, object]:
+    folder = resources.files("spos") / "spaces"
+    return {item.name[:-5]: item for item in folder.iterdir() if item.name.endswith(".yaml")}
+
+
+PRESETS = ("oneshot", "oneshot+", "shufflenetv2+", "mbv2-macro-cifar", "proxyless-mobile")
+
+
+def load_space(name_or_path: str) -> SearchSpace:
+    """A preset by name, or a space YAML file by path, as declared (not yet adapted to data)."""
+    presets = _preset_files()
+    if name_or_path in presets:
+        return space_from_spec(yaml.safe_load(presets[name_or_path].read_text()), where=f"preset {name_or_path}")
+    if str(name_or_path).endswith((".yaml", ".yml")) or Path(name_or_path).is_file():
+        return load_space_file(name_or_path)
+    raise UserError(f"unknown search space {name_or_path!r}; choose one of {', '.join(sorted(presets))} "
+                    "or give a space YAML file")
+
+
+def get_space(name: str = "oneshot", *, input_size: int | None = None, num_classes: int | None = None,
+              in_channels: int | None = None, width_mult: float = 1.0, **overrides) -> SearchSpace:
+    """A preset (or space file), adapted to the data and optionally narrowed (see `SearchSpace.adapt`)."""
+    return load_space(name).adapt(input_size=input_size, num_classes=num_classes, in_channels=in_channels,
+                                  width_mult=width_mult, **overrides)
 
 
 @dataclass(frozen=True)
@@ -270,9 +414,9 @@ class Architecture:
         if len(self) != space.num_layers:
             raise UserError(f"architecture has {len(self)} layers but space {space.name!r} has "
                             f"{space.num_layers} choice layers")
-        for kind, values, count in (("block", self.blocks, space.num_blocks),
-                                    ("channel", self.channels, space.num_channels)):
-            for layer, value in enumerate(values):
+        for kind, values, counts in (("block", self.blocks, space.op_counts),
+                                     ("channel", self.channels, (space.num_channels,) * len(self))):
+            for layer, (value, count) in enumerate(zip(values, counts)):
                 if not 0 <= value < count:
                     raise UserError(f"architecture: {kind} choice {value} at layer {layer} is out of range "
                                     f"0..{count - 1}")
@@ -311,37 +455,39 @@ class Architecture:
     def to_dict(self) -> dict:
         return {"blocks": list(self.blocks), "channels": list(self.channels)}
 
+    def op_names(self, space: SearchSpace) -> list[str]:
+        """The op every layer runs, e.g. ['shufflenet-3x3', 'xception-3x3', ...]."""
+        return [spec.ops[block] for spec, block in zip(space.layers(), self.blocks)]
+
     def describe(self, space: SearchSpace) -> list[str]:
         """One line per layer in words, e.g. 'layer 3 (stage 1, stride 1): xception-3x3, mid 48 (x1.2)'."""
         lines = []
         for spec, block, channel in zip(space.layers(), self.blocks, self.channels):
             scale = space.channel_scales[channel]
+            mid = spec.mid_channels(scale, block)
+            width = f", mid {mid} (x{scale:g})" if mid else ""
             lines.append(f"layer {spec.index:2d} (stage {spec.stage}, {spec.in_channels}->{spec.out_channels}, "
-                         f"stride {spec.stride}): {BLOCK_NAMES[block]}, mid {spec.mid_channels(scale)} (x{scale:g})")
+                         f"stride {spec.stride}): {spec.ops[block]}{width}")
         return lines
 
 
 def save_architecture(path: str | Path, arch: Architecture, space: SearchSpace, **extra) -> Path:
-    """Write an architecture file: the choices and the whole space, so any command can rebuild it."""
+    """Write an architecture file: the choices, the op of every layer by name (readable without
+    the code) and the whole space, so any command can rebuild it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {**arch.to_dict(), "text": str(arch), "space": space.to_dict(), **extra}
+    data = {**arch.to_dict(), "text": str(arch), "space_name": space.name, "ops": arch.op_names(space),
+            "space": space.to_dict(), **extra}
     return write_text_atomic(json.dumps(data, indent=2) + "\n", path)
 
 
 def load_architecture(path: str | Path) -> tuple[Architecture, SearchSpace | None]:
     """Read an architecture file; the space is None when the file names none."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"architecture file {path} does not exist")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"architecture file {path} is not valid JSON: {error}") from None
+    data = read_document(path, "architecture file", "JSON")
     arch = Architecture.from_dict(data)
     space = data.get("space")
     if isinstance(space, str):
-        space = get_space(space)
+        space = load_space(space)
     elif isinstance(space, dict):
         space = SearchSpace.from_dict(space)
     if space is not None:
@@ -352,47 +498,36 @@ def load_architecture(path: str | Path) -> tuple[Architecture, SearchSpace | Non
 # ----------------------------------------------------------------------------------------------
 # Sampling, mutation and crossover: what the supernet training and the search draw from.
 
-SEARCH_MODES = ("both", "block", "channel")
+SEARCH_MODES = ("both", "block", "channel", "op", "width")
+_MODE_ALIASES = {"op": "block", "width": "channel"}
+
+
+def canonical_mode(mode: str) -> str:
+    """'op' and 'width' (any space) are the paper's 'block' and 'channel' (its ShuffleNet space)."""
+    if mode not in SEARCH_MODES:
+        raise UserError(f"unknown search mode {mode!r}; use one of {SEARCH_MODES}")
+    return _MODE_ALIASES.get(mode, mode)
 
 
 def sample_architecture(space: SearchSpace, rng: random.Random, *, mode: str = "both",
                         min_channel: int = 0, fixed: Architecture | None = None) -> Architecture:
     """A uniformly random path.
 
-    ``mode`` 'block' keeps channels at ``fixed`` (default: scale 1.0 everywhere, the paper's
-    block search); 'channel' keeps blocks at ``fixed`` (default: all 3x3). ``min_channel`` is the
-    lowest channel choice allowed (the channel-search warm-up narrows from wide to all).
+    ``mode`` 'block' (or 'op') keeps widths at ``fixed`` (default: scale 1.0 everywhere, the
+    paper's block search); 'channel' (or 'width') keeps ops at ``fixed`` (default: each layer's
+    first op). ``min_channel`` is the lowest width choice allowed (the channel-search warm-up
+    narrows from wide to all).
     """
-    if mode not in SEARCH_MODES:
-        raise UserError(f"unknown search mode {mode!r}; use one of {SEARCH_MODES}")
+    mode = canonical_mode(mode)
     if not 0 <= min_channel < space.num_channels:
         raise UserError(f"min_channel {min_channel} out of range 0..{space.num_channels - 1}")
     fixed = fixed or Architecture((0,) * space.num_layers, (space.default_channel,) * space.num_layers)
-    layers = range(space.num_layers)
-    blocks = (fixed.blocks if mode == "channel"
-              else tuple(rng.randrange(space.num_blocks) for _ in layers))
+    blocks = (fixed.blocks if mode == "channel" else tuple(rng.randrange(n) for n in space.op_counts))
     channels = (fixed.channels if mode == "block"
-                else tuple(rng.randrange(min_channel, space.num_channels) for _ in layers))
+                else tuple(rng.randrange(min_channel, space.num_channels) for _ in range(space.num_layers)))
     return Architecture(blocks, channels)
-
-
-def mutate(arch: Architecture, space: SearchSpace, rng: random.Random, prob: float = 0.1) -> Architecture:
-    """Redraw each gene with probability ``prob`` (the official search uses 0.1)."""
-    counts = space.choice_counts()
-    genes = [rng.randrange(n) if rng.random() < prob else g for g, n in zip(arch.genes, counts)]
-    return Architecture.from_genes(genes)
-
-
-def crossover(a: Architecture, b: Architecture, rng: random.Random) -> Architecture:
-    """Each gene from one parent or the other, with equal probability."""
-    return Architecture.from_genes([x if rng.random() < 0.5 else y for x, y in zip(a.genes, b.genes)])
 
 
 def uniform_architecture(space: SearchSpace, block: int, channel: int) -> Architecture:
     return Architecture((block,) * space.num_layers, (channel,) * space.num_layers)
 
-
-def iter_all_layer_choices(space: SearchSpace) -> Iterable[tuple[int, int]]:
-    for block in range(space.num_blocks):
-        for channel in range(space.num_channels):
-            yield block, channel

@@ -1,15 +1,14 @@
-"""`SuperNet`: one set of weights per block choice per layer, shared by all channel choices.
+"""`SuperNet`: one set of weights per candidate op per layer, shared by all width choices.
 
 ``forward(x, arch)`` runs one path; channel selection slices the shared weights (see
 `spos.dynamic`), so a training step on a narrow path costs what the narrow subnet costs.
 BN is non-affine as in the official supernet, so its statistics can be recalibrated per path.
 Parameter names follow the official block-search supernet: ``features.LAYER.BLOCK.*``.
 
-``entangled_kernels=True`` makes the ShuffleNet 3x3/5x5/7x7 choices of a layer share one 7x7
-depthwise kernel (each uses its centre, as Once-for-All's elastic kernel) and their pointwise
-convs, so the choices stay aligned and every step trains the weights all of them use. BN
-statistics stay per choice. The default keeps the official independent weights (and so loads
-official checkpoints).
+``entangled_kernels=True`` makes the ops of a layer that share a layout share weights (see
+`entangle_layer`): the ShuffleNet 3x3/5x5/7x7 choices use one 7x7 depthwise kernel and one set
+of pointwise convs. The default keeps the official independent weights (and so loads official
+checkpoints).
 """
 
 from __future__ import annotations
@@ -20,10 +19,9 @@ import torch
 from torch import nn
 
 from spos.blocks import init_weights
-from spos.dynamic import DynamicShuffleNetBlock
+from spos.dynamic import DynamicBlock, inherit
 from spos.fixed import FixedNet, Head, build_stem
-from spos.dynamic import centre_slice
-from spos.space import BLOCK_KERNELS, XCEPTION, Architecture, SearchSpace
+from spos.space import Architecture, SearchSpace
 
 
 class SuperNet(nn.Module):
@@ -32,32 +30,25 @@ class SuperNet(nn.Module):
         self.space = space
         self.entangled_kernels = entangled_kernels
         specs = space.layers()
-        self.mid_widths = [[spec.mid_channels(scale) for scale in space.channel_scales] for spec in specs]
+        #: mid_widths[layer][op][width choice]: the width a path runs each op at.
+        self.mid_widths = [[[spec.mid_channels(scale, op) for scale in space.channel_scales]
+                            for op in range(len(spec.ops))] for spec in specs]
         self.first_conv = build_stem(space, affine=False)
         self.features = nn.ModuleList(
-            nn.ModuleList(DynamicShuffleNetBlock(spec, block, max(widths)) for block in range(space.num_blocks))
+            nn.ModuleList(DynamicBlock(spec, name, max(widths[op])) for op, name in enumerate(spec.ops))
             for spec, widths in zip(specs, self.mid_widths)
         )
         self.head = Head(space, affine=False)
         if entangled_kernels:
-            self._entangle()
+            for layer in self.features:
+                entangle_layer(layer)
         init_weights(self)
-
-    def _entangle(self) -> None:
-        shufflenet = [b for b in range(self.space.num_blocks) if b != XCEPTION]
-        if len(shufflenet) < 2:
-            return
-        widest = max(shufflenet, key=lambda b: BLOCK_KERNELS[b])
-        for layer in self.features:
-            for block in shufflenet:
-                if block != widest:
-                    layer[block].entangle(layer[widest])
 
     def forward(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
         arch.validate(self.space)
         x = self.first_conv(x)
         for layer, widths, block, channel in zip(self.features, self.mid_widths, arch.blocks, arch.channels):
-            x = layer[block](x, widths[channel])
+            x = layer[block](x, widths[block][channel])
         return self.head(x)
 
     def path(self, arch: Architecture) -> "PathView":
@@ -75,29 +66,39 @@ class SuperNet(nn.Module):
         for module in self.path_modules(arch):
             yield from module.parameters()
 
-    @staticmethod
-    def _source_key(key: str, arch: Architecture) -> str:
-        if key.startswith("features."):
-            _, layer, rest = key.split(".", 2)
-            return f"features.{layer}.{arch.blocks[int(layer)]}.{rest}"
-        return key
-
     @torch.no_grad()
     def extract(self, arch: Architecture) -> FixedNet:
-        """A FixedNet of ``arch`` holding this supernet's weights (leading slices) and BN statistics.
+        """A FixedNet of ``arch`` holding this supernet's weights (leading slices, centred kernels)
+        and BN statistics, built module by module from the path (`spos.dynamic.inherit`).
 
         Its eval-mode output equals ``self.eval()(x, arch)``. The supernet's BN has no affine
         parameters, so the FixedNet's start at weight 1 and bias 0.
         """
         net = FixedNet(self.space, arch, affine=True)
-        source = self.state_dict()
-        for key, target in net.state_dict().items():
-            origin = source.get(self._source_key(key, arch))
-            if origin is None:
-                target.fill_(1.0 if key.endswith(".weight") else 0.0)
-            else:
-                target.copy_(centre_slice(origin, target.shape))
+        inherit(net.first_conv, self.first_conv)
+        for fixed, layer, block in zip(net.features, self.features, arch.blocks):
+            inherit(fixed, layer[block])
+        inherit(net.head, self.head)
         return net.train(self.training)
+
+
+def entangle_layer(layer: nn.ModuleList) -> None:
+    """Let the ops of one layer that share a layout (ShuffleNet 3x3/5x5/7x7; MBConv of any kernel
+    and expansion) use the weights of the largest of them: each runs the leading channels and the
+    centre of the kernel (Once-for-All's elastic kernel and width), so the choices stay aligned
+    and every step trains weights all of them use. BN statistics stay per op. A group is left
+    independent when no op is at least as large as all others in both kernel and width."""
+    groups: dict[tuple, list[DynamicBlock]] = {}
+    for op in layer:
+        if op.block.entangle_key is not None:
+            groups.setdefault(op.block.entangle_key, []).append(op)
+    for ops in groups.values():
+        source = max(ops, key=lambda op: (op.block.kernel, op.max_mid))
+        if len(ops) > 1 and all(op.block.kernel <= source.block.kernel and op.max_mid <= source.max_mid
+                                for op in ops):
+            for op in ops:
+                if op is not source:
+                    op.entangle(source)
 
 
 class PathView(nn.Module):

@@ -24,6 +24,7 @@ class ZooEntry:
     blocks: tuple[int, ...] | None = None
     channels: tuple[int, ...] | None = None
     uniform: tuple[int | None, int | None] | None = None
+    extreme: str | None = None  # "widest" or "narrowest": the path with the most / fewest FLOPs
     space_overrides: dict = field(default_factory=dict)
     reported: dict = field(default_factory=dict)
 
@@ -35,11 +36,11 @@ class ZooEntry:
         if self.uniform is not None:
             block, channel = self.uniform
             return uniform_architecture(space, block, space.default_channel if channel is None else channel)
-        if self.blocks is None:
+        if self.extreme is not None:
             from spos.flops import cost_table  # the widest/narrowest paths depend on the space's costs
 
             wide, narrow = cost_table(space).extremes()
-            return wide if self.name == "widest" else narrow
+            return wide if self.extreme == "widest" else narrow
         return Architecture(self.blocks, self.channels).validate(space)
 
 
@@ -67,8 +68,16 @@ def _entries() -> list[ZooEntry]:
     for block, label in enumerate(("3x3", "5x5", "7x7", "xception")):
         entries.append(ZooEntry(f"all-{label}", "oneshot", f"every layer {label}, channel scale 1.0",
                                 uniform=(block, None)))
-    entries.append(ZooEntry("widest", "oneshot", "the path with the most FLOPs (baseline)"))
-    entries.append(ZooEntry("narrowest", "oneshot", "the path with the fewest FLOPs (baseline)"))
+    entries.append(ZooEntry("widest", "oneshot", "the path with the most FLOPs (baseline)", extreme="widest"))
+    entries.append(ZooEntry("narrowest", "oneshot", "the path with the fewest FLOPs (baseline)", extreme="narrowest"))
+    for op, label in enumerate(("skip", "e3k3", "e6k5")):
+        entries.append(ZooEntry(f"mbv2-cifar-all-{label}", "mbv2-macro-cifar",
+                                f"every layer {('identity', 'mbconv-e3-k3', 'mbconv-e6-k5')[op]} (baseline)",
+                                uniform=(op, 0)))
+    for extreme in ("widest", "narrowest"):
+        entries.append(ZooEntry(f"proxyless-{extreme}", "proxyless-mobile",
+                                f"the proxyless-mobile path with the {'most' if extreme == 'widest' else 'fewest'} "
+                                "FLOPs (baseline)", extreme=extreme))
     return entries
 
 

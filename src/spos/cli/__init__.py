@@ -83,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if getattr(args, "plugin", None):
+            from spos.blocks import load_plugin
+
+            for name in args.plugin:
+                load_plugin(name)
         result = args.func(args)
     except UserError as error:
         print(f"spos {args.command}: error: {one_line(error)}", file=sys.stderr)

@@ -6,14 +6,27 @@ import argparse
 
 
 def add_command(subparsers, name: str, *, help: str, description: str, example: str) -> argparse.ArgumentParser:
-    """Add a subcommand whose --help says what it does and shows an example."""
-    return subparsers.add_parser(
+    """Add a subcommand whose --help says what it does and shows an example.
+
+    Every command takes ``--plugin``: a module that registers blocks of your own, imported before
+    the command runs, so a space that uses them works everywhere."""
+    parser = subparsers.add_parser(
         name,
         help=help,
         description=description,
         epilog=f"example:\n  {example}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_plugin_argument(parser)
+    return parser
+
+
+def add_plugin_argument(parser) -> None:
+    """``--plugin MODULE`` (repeatable). Absent unless given, so a nested command's parser cannot
+    reset what its parent parsed."""
+    parser.add_argument("--plugin", action="append", default=argparse.SUPPRESS, metavar="MODULE",
+                        help="import MODULE (a module name or a .py file) first, to register your own blocks "
+                             "(repeatable)")
 
 
 def add_input_argument(parser) -> None:

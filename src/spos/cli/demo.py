@@ -16,13 +16,17 @@ def register(subparsers) -> None:
                     "embedded digits data in about 3.5 minutes (214 s measured on an idle 2-core CPU machine "
                     "without a GPU).",
         example="spos demo                      # digits, needs nothing but the install\n"
-                "  spos demo --data cifar10 --data-root /data/cifar10 --download --output runs/cifar-demo")
+                "  spos demo --data cifar10 --data-root /data/cifar10 --download --output runs/cifar-demo\n"
+                "  spos demo --space mbv2-macro-cifar --data cifar10 --data-root ../shared/data/cifar-10-subset")
     parser.add_argument("--data", default="digits", help="digits (default, embedded), mnist, cifar10, cifar100, "
                                                          "synthetic")
     parser.add_argument("--data-root", default=None, help="dataset folder for mnist / cifar10 / cifar100, e.g. ~/data/mnist "
                                                             "(layouts: the README's Datasets section)")
     parser.add_argument("--download", action="store_true",
                         help="fetch mnist / cifar10 / cifar100 into --data-root first if missing (needs internet)")
+    parser.add_argument("--space", default=None,
+                        help="search space: a preset (e.g. mbv2-macro-cifar) or a space YAML file "
+                             "(default: the config's, oneshot)")
     parser.add_argument("--output", default=None, help="report folder, must be empty or new "
                                                        "(default: runs/demo, runs/demo-2, ...)")
     parser.add_argument("--budget", type=float, default=1.0,
@@ -40,7 +44,7 @@ def run(args) -> int:
     from spos.errors import UserError
 
     settings = demo_settings(args.data, data_root=args.data_root, download=args.download, budget=args.budget,
-                             seed=args.seed, progress=not args.no_progress)
+                             seed=args.seed, progress=not args.no_progress, space=args.space)
     if args.resume and not args.output:
         raise UserError("--resume needs --output: the folder of the demo to continue")
     output = args.output or default_output()

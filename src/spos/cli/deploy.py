@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from spos.cli._common import add_command, add_input_argument
+from spos.cli._common import add_command, add_input_argument, add_plugin_argument
 from spos.cli.models import add_space_arguments, space_adaptation
 from spos.errors import UserError
 from spos.files import check_output_file
@@ -73,6 +73,7 @@ def _register_latency(subparsers) -> None:
                        help="measure N random architectures and report the predictor's error (default 0: no check)")
     add_space_arguments(table, space_default="oneshot")
     for parser in (model, table):
+        add_plugin_argument(parser)
         parser.add_argument("--batch-size", type=int, default=1, help="batch size (default 1)")
         parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's)")
         parser.add_argument("--repeats", type=int, default=30, help="timed runs (default 30)")

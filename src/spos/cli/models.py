@@ -6,6 +6,7 @@ import json
 
 from spos.cli._common import add_command
 from spos.errors import UserError
+from spos.space import PRESETS
 
 ORDER = 10
 
@@ -42,7 +43,8 @@ def add_space_arguments(parser, space_default: str = "the architecture's") -> No
     falls back to a preset, not to "the architecture's".
     """
     parser.add_argument("--space", default=None,
-                        help=f"search space preset: oneshot, oneshot+, shufflenetv2+ (default: {space_default})")
+                        help=f"search space: a preset ({', '.join(PRESETS)}) or a space YAML file "
+                             f"(default: {space_default})")
     parser.add_argument("--input-size", type=int, default=None, help="input side in pixels (default: the space's)")
     parser.add_argument("--num-classes", type=int, default=None, help="classes (default: the space's)")
     parser.add_argument("--in-channels", type=int, default=None, help="image channels, 1 for grey (default 3)")

@@ -6,6 +6,7 @@ from dataclasses import fields
 
 from spos.cli._common import add_command, add_input_argument
 from spos.search.engine import SearchConfig
+from spos.space import SEARCH_MODES
 
 ORDER = 30
 
@@ -49,8 +50,9 @@ def register(subparsers) -> None:
                       help="evolution (the paper's, default evolution), random search (the baseline) or nsga2")
     algo.add_argument("--objectives", default=None,
                       help="multi-objective search, e.g. acc,flops or acc,latency (implies nsga2)")
-    algo.add_argument("--mode", choices=("both", "block", "channel"), default="both",
-                      help="search blocks and channels (default both), blocks only, or channels only")
+    algo.add_argument("--mode", choices=SEARCH_MODES, default="both",
+                      help="search ops and widths (default both), ops only (block), or widths only (channel); "
+                           "op and width are the same as block and channel")
     _add_engine_arguments(algo, SearchConfig())
     algo.add_argument("--seed", type=int, default=SearchConfig.seed,
                       help=f"seed for the search and the hold-out split (default {SearchConfig.seed})")

@@ -74,7 +74,7 @@ def flops_spread_pool(space: SearchSpace, size: int, rng: random.Random) -> list
     for _ in range(size):
         low = rng.randrange(space.num_channels)
         high = rng.randrange(low, space.num_channels)
-        blocks = tuple(rng.randrange(space.num_blocks) for _ in range(space.num_layers))
+        blocks = tuple(rng.randrange(count) for count in space.op_counts)
         channels = tuple(rng.randint(low, high) for _ in range(space.num_layers))
         pool.append(Architecture(blocks, channels))
     return pool

@@ -13,7 +13,7 @@ from spos import checkpoint, files
 from spos.errors import UserError
 from spos.flops import cost_table
 from spos.search.engine import SearchConfig
-from spos.space import Architecture, SearchSpace, save_architecture
+from spos.space import Architecture, SearchSpace, canonical_mode, save_architecture
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +60,10 @@ class GeneMap:
     channel-only search fixes blocks at 3x3, and the engine sees one choice for fixed genes."""
 
     def __init__(self, space: SearchSpace, mode: str) -> None:
-        self.space, self.mode = space, mode
+        self.space, self.mode = space, canonical_mode(mode)
         n = space.num_layers
-        self.counts = ([space.num_blocks if mode != "channel" else 1] * n
-                       + [space.num_channels if mode != "block" else 1] * n)
+        self.counts = (list(space.op_counts) if self.mode != "channel" else [1] * n) + \
+            [space.num_channels if self.mode != "block" else 1] * n
 
     def arch(self, genes) -> Architecture:
         n = self.space.num_layers

@@ -38,7 +38,7 @@ from spos import checkpoint, files
 from spos.data import build_datasets, build_loader, recalibration_batches
 from spos.errors import UserError
 from spos.fixed import FixedNet
-from spos.space import Architecture, get_space, strides_for_input
+from spos.space import Architecture, get_space
 from spos.supernet import SuperNet
 from spos.train import distributed
 from spos.train.bn import recalibrate_bn
@@ -114,12 +114,8 @@ def build_model(config: dict, info) -> nn.Module:
     if not config["arch"]:
         raise UserError("a fixed-network run needs an architecture: --arch NAME_OR_FILE (or arch: in the config)")
     arch, space = resolve_architecture(str(config["arch"]), default_space=config["space"]["name"], **adapt)
-    if (space.input_size, space.num_classes, space.in_channels) != (adapt["input_size"], info.num_classes,
-                                                                     info.in_channels):
-        # An architecture file searched on other data: same choices, adapted to this data.
-        stem, stages = strides_for_input(adapt["input_size"])
-        space = space.replace(input_size=adapt["input_size"], num_classes=info.num_classes,
-                              in_channels=info.in_channels, stem_stride=stem, stage_strides=stages)
+    # An architecture file searched on other data keeps its choices and widths, adapted to this data.
+    space = space.adapt(input_size=adapt["input_size"], num_classes=info.num_classes, in_channels=info.in_channels)
     return FixedNet(with_dropout(space), arch)
 
 

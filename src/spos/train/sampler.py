@@ -16,7 +16,7 @@ import random
 
 from spos.errors import UserError
 from spos.flops import cost_table
-from spos.space import Architecture, SearchSpace, sample_architecture
+from spos.space import Architecture, SearchSpace, canonical_mode, sample_architecture
 
 MAX_TRIES = 10_000
 STRATEGIES = ("uniform", "fair")
@@ -27,10 +27,10 @@ class PathSampler:
                  flops_max: float | None = None, flops_bins: list[float] | None = None,
                  channel_warmup_epochs: int = 0, channel_warmup_step_epochs: int = 1,
                  strategy: str = "uniform") -> None:
-        self.space, self.mode = space, mode
+        self.space, self.mode = space, canonical_mode(mode)
         if strategy not in STRATEGIES:
             raise UserError(f"sampling.strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
-        if strategy == "fair" and (mode == "channel" or flops_min is not None or flops_max is not None
+        if strategy == "fair" and (self.mode == "channel" or flops_min is not None or flops_max is not None
                                    or flops_bins is not None):
             raise UserError("sampling.strategy fair draws every block of every layer once per step: it needs "
                             "sampling.mode both or block and no FLOPs window (flops_min/flops_max/flops_bins null)")
@@ -55,7 +55,7 @@ class PathSampler:
         """Widest choices only until the warm-up ends, then one more choice every ``warmup_step`` epochs."""
         if self.warmup_epochs <= 0:
             return 0
-        widest_two = self.space.num_channels - 2
+        widest_two = max(0, self.space.num_channels - 2)
         if self.epoch < self.warmup_epochs:
             return widest_two
         return max(0, widest_two - 1 - (self.epoch - self.warmup_epochs) // self.warmup_step)
@@ -85,14 +85,20 @@ class PathSampler:
         return self.sample_fair()
 
     def sample_fair(self) -> list[Architecture]:
-        """m paths; at every layer their block choices are a random permutation of 0..m-1."""
-        m, layers = self.space.num_blocks, range(self.space.num_layers)
-        permutations = [self.rng.sample(range(m), m) for _ in layers]
+        """m paths (m: the most ops any layer offers); at every layer each op appears once, in a
+        random order (a layer with fewer ops fills the rest with random repeats)."""
+        m = self.space.num_blocks
+        permutations = [self._fair_column(n, m) for n in self.space.op_counts]
+        layers = range(self.space.num_layers)
         paths = []
         for j in range(m):
             channels = sample_architecture(self.space, self.rng, mode=self.mode, min_channel=self.min_channel).channels
             paths.append(Architecture(tuple(permutations[layer][j] for layer in layers), channels))
         return paths
+
+    def _fair_column(self, n: int, m: int) -> list[int]:
+        column = list(range(n)) + [self.rng.randrange(n) for _ in range(m - n)]
+        return self.rng.sample(column, m)
 
     def state(self) -> dict:
         version, words, gauss = self.rng.getstate()  # lists, not tuples: plain data in the checkpoint
