@@ -9,6 +9,9 @@ training steps only, per-epoch validation excluded). Every
 stage resumes: a second invocation trains nothing that is finished.
 
     python benchmarks/ranking.py [--archs 12] [--seeds 2] [--recipes baseline,linear-lr] [--threads 1]
+                                 [--space mbv2-macro-cifar]
+
+``--space`` ranks in another space (its own cache folder, ``runs/ranking-bench-SPACE``).
 """
 
 from __future__ import annotations
@@ -37,12 +40,34 @@ RECIPES = {
     # 4x the demo's budget: does the supernet start to learn and rank with more steps?
     "entangled-4x": ["optim.lr=0.03125", "space.entangled_kernels=true", "train.epochs=48"],
     "linear-lr-4x": ["optim.lr=0.03125", "train.epochs=48"],   # the control for entangled-4x
+    # the sandwich trains 3 paths per step (widest, narrowest, one random): a third of the epochs keeps the
+    # forward/backward passes near the demo's (the widest path costs more than an average one)
+    "sandwich": ["optim.lr=0.03125", "sampling.strategy=sandwich", "train.epochs=4"],
+    # progressive release: layers freed from the input on over the first half of the 12 epochs
+    "progressive": ["optim.lr=0.03125", "sampling.progressive_epochs=6"],
+    "sandwich+entangled": ["optim.lr=0.03125", "sampling.strategy=sandwich", "train.epochs=4",
+                           "space.entangled_kernels=true"],
+    "progressive+entangled": ["optim.lr=0.03125", "sampling.progressive_epochs=6", "space.entangled_kernels=true"],
+    "sandwich+progressive+entangled": ["optim.lr=0.03125", "sampling.strategy=sandwich", "train.epochs=4",
+                                       "sampling.progressive_epochs=2", "space.entangled_kernels=true"],
+    # the same recipes with another supernet seed (a repeat, and its control without progressive release)
+    "progressive+entangled-seed1": ["optim.lr=0.03125", "sampling.progressive_epochs=6",
+                                    "space.entangled_kernels=true", "train.seed=1"],
+    "entangled-seed1": ["optim.lr=0.03125", "space.entangled_kernels=true", "train.seed=1"],
 }
 
+DEMO_BUDGET_RECIPES = ("baseline", "linear-lr", "fair", "entangled", "fair+entangled", "sandwich", "progressive",
+                       "sandwich+entangled", "progressive+entangled", "sandwich+progressive+entangled")
 
-def standalone_truth(output: Path, archs: int, seeds: int, epochs: int) -> Path:
+
+def digits_space(space_overrides: list[str]):
+    """The space the digits supernet config builds (with ``space.name=...`` when another is ranked)."""
+    return build_model(load_config("digits-supernet", space_overrides), dataset_info("digits")).space
+
+
+def standalone_truth(output: Path, archs: int, seeds: int, epochs: int, space_overrides: list[str]) -> Path:
     """Train every architecture alone (cached) and write ``ground_truth.json`` (mean of the seeds)."""
-    space = build_model(load_config("digits-supernet"), dataset_info("digits")).space
+    space = digits_space(space_overrides)
     chosen = draw_architectures(space, archs, "flops", seed=0)
     job = RankJob(supernet="", output=str(output / "standalone"), standalone="digits-retrain", seeds=seeds,
                   overrides=[f"train.epochs={epochs}"], data="digits", progress=False)
@@ -65,11 +90,12 @@ def standalone_truth(output: Path, archs: int, seeds: int, epochs: int) -> Path:
     return path
 
 
-def train_supernet(output: Path, name: str, overrides: list[str], epochs: int | None) -> Path:
+def train_supernet(output: Path, name: str, overrides: list[str], epochs: int | None,
+                   space_overrides: list[str]) -> Path:
     """Train (or finish) the recipe's supernet; its training seconds are kept in ``done``."""
     folder = output / f"supernet-{name}"
     # one validation path per epoch: the ranking is measured by `spos rank` afterwards, not by the curve
-    config = load_config("digits-supernet", ["validation.paths=1", *overrides,
+    config = load_config("digits-supernet", ["validation.paths=1", *space_overrides, *overrides,
                                              *([f"train.epochs={epochs}"] if epochs else [])])
     started = time.perf_counter()
     if not (folder / "done").is_file():
@@ -78,8 +104,9 @@ def train_supernet(output: Path, name: str, overrides: list[str], epochs: int | 
     return folder
 
 
-def measure_recipe(output: Path, name: str, overrides: list[str], truth: Path, epochs: int | None) -> dict:
-    folder = train_supernet(output, name, overrides, epochs)
+def measure_recipe(output: Path, name: str, overrides: list[str], truth: Path, epochs: int | None,
+                   space_overrides: list[str]) -> dict:
+    folder = train_supernet(output, name, overrides, epochs, space_overrides)
     # time in training steps only (validation excluded), summed over the epochs
     train_seconds = sum(json.loads(line)["train_seconds"] for line in (folder / "metrics.jsonl").open())
     rank_dir = output / f"rank-{name}"
@@ -91,13 +118,13 @@ def measure_recipe(output: Path, name: str, overrides: list[str], truth: Path, e
             "top3": stats["top_k"].get("3", {}).get("value"), "train_seconds": train_seconds}
 
 
-def flops_row(output: Path, truth: Path) -> str:
+def flops_row(output: Path, truth: Path, space_overrides: list[str]) -> str:
     """The same table row for FLOPs as the predictor: what a supernet has to beat to be worth training."""
     from spos import rank
     from spos.flops import cost_table
     from spos.space import Architecture
 
-    space = build_model(load_config("digits-supernet"), dataset_info("digits")).space
+    space = digits_space(space_overrides)
     accuracies = json.loads(truth.read_text())
     flops = [cost_table(space).macs(Architecture.parse(a)) for a in accuracies]
     stats = rank.rank_statistics(flops, list(accuracies.values()))
@@ -108,30 +135,34 @@ def flops_row(output: Path, truth: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", default="runs/ranking-bench", help="cache folder (default runs/ranking-bench)")
+    parser.add_argument("--output", default=None,
+                        help="cache folder (default runs/ranking-bench, runs/ranking-bench-SPACE with --space)")
+    parser.add_argument("--space", default=None, help="rank in this space (default: digits-supernet's, oneshot)")
     parser.add_argument("--archs", type=int, default=12, help="architectures ranked (default 12)")
     parser.add_argument("--seeds", type=int, default=2, help="stand-alone seeds per architecture (default 2)")
     parser.add_argument("--standalone-epochs", type=int, default=4, help="digits-retrain epochs (default 4)")
     parser.add_argument("--supernet-epochs", type=int, default=None, help="override digits-supernet's epochs")
-    parser.add_argument("--recipes", default="baseline,linear-lr,fair,entangled,fair+entangled", help=f"comma-separated, from {', '.join(RECIPES)} (default: all at the demo's budget)")
+    parser.add_argument("--recipes", default=",".join(DEMO_BUDGET_RECIPES),
+                        help=f"comma-separated, from {', '.join(RECIPES)} (default: all at the demo's budget)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
     parser.add_argument("--supernets-only", action="store_true",
                         help="only train the recipes' supernets (e.g. beside a process training the stand-alone runs)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
-    output = Path(args.output)
+    output = Path(args.output or ("runs/ranking-bench" + (f"-{args.space}" if args.space else "")))
+    space_overrides = [f"space.name={args.space}"] if args.space else []
     if args.supernets_only:
         for name in args.recipes.split(","):
-            folder = train_supernet(output, name, RECIPES[name], args.supernet_epochs)
+            folder = train_supernet(output, name, RECIPES[name], args.supernet_epochs, space_overrides)
             print(f"{name}: supernet trained in {float((folder / 'done').read_text()):.0f} s", flush=True)
         return
-    truth = standalone_truth(output, args.archs, args.seeds, args.standalone_epochs)
+    truth = standalone_truth(output, args.archs, args.seeds, args.standalone_epochs, space_overrides)
     print(f"\n| recipe | mean path top-1 | Kendall tau [95% CI] | Spearman | top-3 overlap | supernet time |")
     print("|---|---|---|---|---|---|")
-    print(flops_row(output, truth), flush=True)
+    print(flops_row(output, truth, space_overrides), flush=True)
     for name in args.recipes.split(","):
-        row = measure_recipe(output, name, RECIPES[name], truth, args.supernet_epochs)
+        row = measure_recipe(output, name, RECIPES[name], truth, args.supernet_epochs, space_overrides)
         with open(output / "results.jsonl", "a") as handle:
             handle.write(json.dumps(row) + "\n")
         tau = row["tau"]

@@ -38,7 +38,7 @@ def _missing_help(parser: argparse.ArgumentParser) -> list[str]:
             problems.append(f"{_option_name(action)}: no help text")
             continue
         default = action.default
-        if default is None or default is False or default == [] or action.required:
+        if default is None or default is False or default == [] or default == argparse.SUPPRESS or action.required:
             continue
         if not any(form in text for form in _forms(default)):
             problems.append(f"{_option_name(action)}: help does not name its default {default!r}")

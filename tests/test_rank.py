@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,6 +165,61 @@ def test_rank_trains_each_architecture_alone_and_resumes_without_training_again(
     assert main([*command, "--resume"]) == 0
     assert calls == [(str(out / "standalone" / "3-seed0"), True)]
     assert main([*command[:-len(FAST)], "--seeds", "2", "--resume", *FAST]) == 2  # other settings: refused
+
+
+def _spos_process(args: list[str]):
+    """``python -m spos ARGS`` in a new process, on the sources under test, at one thread."""
+    import os
+    import subprocess
+    import sys
+
+    import spos
+
+    env = {**os.environ, "PYTHONPATH": str(Path(spos.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "spos", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _run_files(folder: Path) -> dict[str, tuple[int, int]]:
+    """(mtime, size) of every file under ``folder``: a training run that ran again rewrites them."""
+    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_rank_killed_in_its_process_then_resumed_trains_nothing_finished_again(supernet_file, tmp_path,
+                                                                               monkeypatch):
+    """The first invocation runs in a process of its own and is SIGKILLed; the resumed one (here)
+    knows only the files it left."""
+    import signal
+    import time
+
+    from spos.train import loop
+
+    out = tmp_path / "rank"
+    command = ["rank", "--supernet", str(supernet_file), "--archs", "3", "--standalone", "digits-retrain",
+               "--set", "train.iterations=2", "--seeds", "1", "--output", str(out), *FAST]
+    first = _spos_process(command)
+    log = out / ranking.STANDALONE_LOG
+    while first.poll() is None and not (log.is_file() and log.read_text().count("\n") >= 1):
+        time.sleep(0.02)
+    first.send_signal(signal.SIGKILL)  # wherever it is now: a later run half trained, or all done
+    output, _ = first.communicate()
+    assert log.is_file(), output
+    finished = {f"{r['index']}-seed{r['seed']}" for r in map(json.loads, log.read_text().splitlines())}
+    before = {name: _run_files(out / "standalone" / name) for name in finished}
+
+    calls = []
+    real = loop.run_training
+    monkeypatch.setattr(loop, "run_training", lambda config, output, **kw: calls.append(Path(output).name)
+                        or real(config, output, **kw))
+    assert main([*command, "--resume"]) == 0
+    assert sorted(calls) == sorted({"0-seed0", "1-seed0", "2-seed0"} - finished)  # only what was not finished
+    for name, files in before.items():
+        assert _run_files(out / "standalone" / name) == files, name  # untouched
+    rows = json.loads((out / "rank.json").read_text())["rows"]
+    assert len(rows) == 3 and all(len(r["standalone_runs"]) == 1 for r in rows)
+    assert len(log.read_text().splitlines()) == 3  # each run logged once
 
 
 def test_rank_refuses_bad_requests(supernet_file, tmp_path, capsys):

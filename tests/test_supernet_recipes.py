@@ -1,4 +1,5 @@
-"""Supernet training recipes: LR by the linear scaling rule, strictly fair sampling, weight-entangled kernels."""
+"""Supernet training recipes: LR by the linear scaling rule, strictly fair sampling, the sandwich rule with
+in-place distillation, weight-entangled kernels."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def test_fair_sampling_refuses_settings_it_cannot_honour(tiny_space):
     from spos.train.sampler import PathSampler
 
     with pytest.raises(UserError, match="strategy"):
-        PathSampler(tiny_space, seed=0, strategy="sandwich")
+        PathSampler(tiny_space, seed=0, strategy="greedy")
     with pytest.raises(UserError, match="fair"):
         PathSampler(tiny_space, seed=0, strategy="fair", flops_max=1e6)
 
@@ -90,6 +91,207 @@ def test_fair_training_step_runs_each_choice_once_then_one_optimizer_step(tmp_pa
         group = forwards[start:start + blocks]
         for layer in range(result.model.space.num_layers):
             assert sorted(arch.blocks[layer] for arch in group) == list(range(blocks))
+
+
+# ----------------------------------------------------------------------------------------------
+# Sandwich rule with in-place distillation (BigNAS)
+
+
+def test_sandwich_step_is_the_widest_path_then_the_narrowest_then_random_ones(tiny_space):
+    from spos.flops import cost_table
+    from spos.train.sampler import PathSampler
+
+    table = cost_table(tiny_space)
+    widest, narrowest = table.extremes()
+    sampler = PathSampler(tiny_space, seed=0, strategy="sandwich", sandwich_paths=3)
+    assert sampler.distills and not PathSampler(tiny_space, seed=0, strategy="fair").distills
+    steps = [sampler.sample_step() for _ in range(5)]
+    for paths in steps:
+        assert len(paths) == 4 and paths[:2] == [widest, narrowest]
+        assert all(table.macs(narrowest) <= table.macs(p) <= table.macs(widest) for p in paths[2:])
+    assert len({p for paths in steps for p in paths[2:]}) > 2  # the others are drawn anew every step
+
+
+@pytest.mark.parametrize("name", ["oneshot", "proxyless-mobile", "mbv2-macro-cifar"])
+def test_sandwich_extremes_are_the_cost_tables_on_every_preset(name):
+    from spos.flops import cost_table
+    from spos.space import get_space
+    from spos.train.sampler import PathSampler
+
+    space = get_space(name, input_size=32, num_classes=10, width_mult=0.25)  # proxyless: uneven op counts
+    sampler = PathSampler(space, seed=0, strategy="sandwich", progressive_epochs=1)
+    sampler.set_epoch(1)  # every layer released
+    assert sampler.extreme_paths() == cost_table(space).extremes()
+    sampler.set_epoch(0)
+    for path in (*sampler.extreme_paths(), *sampler.sample_step()):
+        path.validate(space)
+        assert set(path.blocks[sampler.released_layers:]) == {0}
+
+
+@pytest.mark.parametrize("mode", ["block", "channel"])
+def test_sandwich_extremes_stay_inside_the_sampling_mode(tiny_space, mode):
+    import random
+
+    from spos.flops import cost_table
+    from spos.space import sample_architecture
+    from spos.train.sampler import PathSampler
+
+    table = cost_table(tiny_space)
+    widest, narrowest = PathSampler(tiny_space, seed=0, mode=mode, strategy="sandwich").extreme_paths()
+    rng = random.Random(0)
+    drawn = [sample_architecture(tiny_space, rng, mode=mode) for _ in range(200)]
+    fixed = "channels" if mode == "block" else "blocks"
+    assert getattr(widest, fixed) == getattr(narrowest, fixed) == getattr(drawn[0], fixed)
+    assert table.macs(widest) >= max(map(table.macs, drawn)) and table.macs(narrowest) <= min(map(table.macs, drawn))
+
+
+def test_sandwich_narrowest_path_follows_the_channel_warm_up(tiny_space):
+    from spos.train.sampler import PathSampler
+
+    sampler = PathSampler(tiny_space, seed=0, strategy="sandwich", channel_warmup_epochs=1)
+    assert min(sampler.extreme_paths()[1].channels) == sampler.min_channel > 0
+    sampler.set_epoch(5)
+    assert min(sampler.extreme_paths()[1].channels) == sampler.min_channel
+
+
+def test_sandwich_refuses_a_flops_window(tiny_space):
+    from spos.errors import UserError
+    from spos.train.sampler import PathSampler
+
+    with pytest.raises(UserError, match="sandwich"):
+        PathSampler(tiny_space, seed=0, strategy="sandwich", flops_bins=[1e6, 2e6, 1e5])
+    with pytest.raises(UserError, match="sandwich_paths"):
+        load_config("digits-supernet", ["sampling.sandwich_paths=0"])
+
+
+def test_a_run_saved_before_a_config_key_existed_still_resumes():
+    from spos.train.config import resume_differences
+
+    current = load_config("digits-supernet")
+    saved = load_config("digits-supernet")
+    del saved["sampling"]["sandwich_paths"]  # a config.yaml written before the key existed
+    assert resume_differences(saved, current) == []
+    changed = load_config("digits-supernet", ["sampling.sandwich_paths=3"])
+    assert resume_differences(saved, changed) == ["sampling.sandwich_paths 2 -> 3"]
+
+
+def test_soft_target_loss_is_cross_entropy_against_the_teacher_distribution():
+    import torch
+
+    from spos.train.recipe import soft_target_loss
+
+    logits, teacher = torch.randn(6, 10), torch.randn(6, 10).softmax(1)
+    expected = -(teacher * logits.log_softmax(1)).sum(1).mean()
+    torch.testing.assert_close(soft_target_loss(logits, teacher), expected)
+    kl = torch.nn.functional.kl_div(logits.log_softmax(1), teacher, reduction="batchmean")
+    entropy = -(teacher * teacher.log()).sum(1).mean()
+    torch.testing.assert_close(soft_target_loss(logits, teacher), kl + entropy)  # KL up to a constant
+
+
+def test_sandwich_training_step_distils_the_widest_path_into_the_others(tmp_path, monkeypatch):
+    import torch
+
+    from spos.flops import cost_table
+    from spos.supernet import SuperNet
+    from spos.train import loop
+
+    forwards, label_losses, distil_losses, steps = [], [], [], []
+    original_forward, original_step = SuperNet.forward, loop.Trainer._optimizer_step
+    original_loss = loop.soft_target_loss
+
+    def recording_forward(self, x, arch):
+        logits = original_forward(self, x, arch)
+        if self.training and torch.is_grad_enabled():
+            forwards.append((arch, logits.detach().clone()))
+        return logits
+
+    def recording_distillation(logits, teacher):
+        distil_losses.append((len(forwards), teacher.clone(), teacher.requires_grad))
+        return original_loss(logits, teacher)
+
+    def recording_step(self, archs):
+        steps.append(len(forwards))
+        return original_step(self, archs)
+
+    monkeypatch.setattr(SuperNet, "forward", recording_forward)
+    monkeypatch.setattr(loop, "soft_target_loss", recording_distillation)
+    monkeypatch.setattr(loop.Trainer, "_optimizer_step", recording_step)
+    config = load_config("digits-supernet", [*TINY, "train.iterations=2", "sampling.strategy=sandwich",
+                                             "sampling.sandwich_paths=2"])
+    result = run_training(config, tmp_path / "run", progress=False)
+    assert steps == [3, 6]  # widest + 2 paths, then one optimizer step
+    widest, narrowest = cost_table(result.model.space).extremes()
+    for start in (0, 3):
+        step_paths = [arch for arch, _ in forwards[start:start + 3]]
+        assert step_paths[:2] == [widest, narrowest]
+        teacher_probs = forwards[start][1].softmax(1)
+        students = [entry for entry in distil_losses if start < entry[0] <= start + 3]
+        assert [entry[0] for entry in students] == [start + 2, start + 3]  # not the widest path itself
+        for _, teacher, needs_grad in students:
+            torch.testing.assert_close(teacher, teacher_probs)
+            assert not needs_grad
+
+
+# ----------------------------------------------------------------------------------------------
+# Progressive training: layers released from the input on
+
+
+def test_progressive_release_schedule_frees_a_share_of_layers_per_epoch(tiny_space):
+    from spos.train.sampler import PathSampler
+
+    sampler = PathSampler(tiny_space, seed=0, progressive_epochs=3)
+    pinned = (0, tiny_space.default_channel)
+    released = []
+    for epoch in range(6):
+        sampler.set_epoch(epoch)
+        released.append(sampler.released_layers)
+        paths = [sampler.sample() for _ in range(40)]
+        for layer in range(tiny_space.num_layers):
+            choices = {(p.blocks[layer], p.channels[layer]) for p in paths}
+            if layer < sampler.released_layers:
+                assert len(choices) > 1, (epoch, layer)
+            else:
+                assert choices == {pinned}, (epoch, layer)
+    assert released == [5, 10, 15, 20, 20, 20]  # 20 layers over 3 + 1 stages
+    assert PathSampler(tiny_space, seed=0).released_layers == tiny_space.num_layers  # off by default
+
+
+def test_progressive_release_applies_to_fair_and_sandwich_steps(tiny_space):
+    from spos.train.sampler import PathSampler
+
+    fair = PathSampler(tiny_space, seed=0, strategy="fair", progressive_epochs=1)
+    paths = fair.sample_step()
+    for layer in range(tiny_space.num_layers):
+        blocks = sorted(p.blocks[layer] for p in paths)
+        assert blocks == (list(range(tiny_space.num_blocks)) if layer < 10 else [0] * tiny_space.num_blocks)
+    sandwich = PathSampler(tiny_space, seed=0, strategy="sandwich", progressive_epochs=1)
+    full = PathSampler(tiny_space, seed=0, strategy="sandwich").extreme_paths()
+    for progressive, free in zip(sandwich.extreme_paths(), full):
+        assert progressive.genes[:10] == free.genes[:10]
+        assert set(progressive.blocks[10:]) == {0} and set(progressive.channels[10:]) == {tiny_space.default_channel}
+    sandwich.set_epoch(1)
+    assert sandwich.extreme_paths() == full
+
+
+def test_progressive_training_pins_the_layers_not_yet_released(tmp_path, monkeypatch):
+    import torch
+
+    from spos.supernet import SuperNet
+
+    trained = []
+    original_forward = SuperNet.forward
+
+    def recording_forward(self, x, arch):
+        if self.training and torch.is_grad_enabled():
+            trained.append(arch)
+        return original_forward(self, x, arch)
+
+    monkeypatch.setattr(SuperNet, "forward", recording_forward)
+    config = load_config("digits-supernet", [*TINY, "train.iterations=2", "sampling.progressive_epochs=1"])
+    space = run_training(config, tmp_path / "run", progress=False).model.space
+    assert len(trained) == 2
+    for arch in trained:  # epoch 0 of 2 stages: the last half of the layers at the 3x3 block, scale 1.0
+        assert set(arch.blocks[10:]) == {0} and set(arch.channels[10:]) == {space.default_channel}
 
 
 # ----------------------------------------------------------------------------------------------

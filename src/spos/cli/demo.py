@@ -17,7 +17,7 @@ def register(subparsers) -> None:
                     "without a GPU).",
         example="spos demo                      # digits, needs nothing but the install\n"
                 "  spos demo --data cifar10 --data-root /data/cifar10 --download --output runs/cifar-demo\n"
-                "  spos demo --space mbv2-macro-cifar --data cifar10 --data-root ../shared/data/cifar-10-subset")
+                "  spos demo --space mbv2-macro-cifar --data cifar10 --data-root /data/cifar10 --output runs/mbv2-demo")
     parser.add_argument("--data", default="digits", help="digits (default, embedded), mnist, cifar10, cifar100, "
                                                          "synthetic")
     parser.add_argument("--data-root", default=None, help="dataset folder for mnist / cifar10 / cifar100, e.g. ~/data/mnist "

@@ -29,7 +29,10 @@ DEFAULTS: dict = {
               "seed": 0, "checkpoint_every_steps": None, "log_every": 20, "device": None,
               "deterministic": False},
     "sampling": {"mode": "both", "flops_min": None, "flops_max": None, "flops_bins": None,
-                 "channel_warmup_epochs": 0, "channel_warmup_step_epochs": 1, "strategy": "uniform"},
+                 "channel_warmup_epochs": 0, "channel_warmup_step_epochs": 1,
+                 "strategy": "uniform",     # uniform | fair (FairNAS) | sandwich (BigNAS, in-place distillation)
+                 "sandwich_paths": 2,       # sandwich: paths beside the widest (the narrowest + random ones)
+                 "progressive_epochs": 0},  # >0: layers released from the input on over these epochs
     "validation": {"paths": 3, "bn_batches": 20, "every": 1},
 }
 
@@ -65,6 +68,8 @@ SCHEMA: dict[str, tuple[str, bool, tuple]] = {
     "sampling.flops_max": ("number", True, POSITIVE), "sampling.flops_bins": ("list", True, ANY),
     "sampling.channel_warmup_epochs": ("int", False, NON_NEGATIVE),
     "sampling.channel_warmup_step_epochs": ("int", False, AT_LEAST_ONE),
+    "sampling.sandwich_paths": ("int", False, AT_LEAST_ONE),
+    "sampling.progressive_epochs": ("int", False, NON_NEGATIVE),
     "validation.paths": ("int", False, AT_LEAST_ONE), "validation.bn_batches": ("int", False, AT_LEAST_ONE),
     "validation.every": ("int", False, AT_LEAST_ONE),
 }
@@ -201,8 +206,11 @@ def flatten(config: dict, prefix: str = "") -> dict:
 
 
 def resume_differences(saved: dict, current: dict) -> list[str]:
-    """``key saved -> current`` for every key that defines the run and differs (see RESUMABLE_KEYS)."""
-    old, new = flatten(saved), flatten(current)
+    """``key saved -> current`` for every key that defines the run and differs (see RESUMABLE_KEYS).
+
+    A key the saved config lacks (a run started before the key existed) reads as its default:
+    new keys default to what spos did before them."""
+    old, new = flatten(DEFAULTS) | flatten(saved), flatten(current)
     keys = [k for k in dict.fromkeys([*old, *new]) if k not in RESUMABLE_KEYS]
     return [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
 

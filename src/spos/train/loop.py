@@ -43,7 +43,8 @@ from spos.supernet import SuperNet
 from spos.train import distributed
 from spos.train.bn import recalibrate_bn
 from spos.train.config import dump, resume_differences
-from spos.train.recipe import build_ema, build_loss, build_mixup, build_optimizer, build_scheduler, hot_lr_warning
+from spos.train.recipe import (build_ema, build_loss, build_mixup, build_optimizer, build_scheduler, hot_lr_warning,
+                               soft_target_loss)
 from spos.train.sampler import PathSampler
 from spos.zoo import resolve_architecture
 
@@ -234,7 +235,8 @@ def build_path_sampler(space, config: dict) -> PathSampler:
                        flops_max=sampling["flops_max"], flops_bins=sampling["flops_bins"],
                        channel_warmup_epochs=sampling["channel_warmup_epochs"],
                        channel_warmup_step_epochs=sampling["channel_warmup_step_epochs"],
-                       strategy=sampling["strategy"])
+                       strategy=sampling["strategy"], sandwich_paths=sampling["sandwich_paths"],
+                       progressive_epochs=sampling["progressive_epochs"])
 
 
 class Trainer:
@@ -407,9 +409,12 @@ class Trainer:
             targets = y
             if self.mixup is not None and len(x) % 2 == 0:
                 x, targets = self.mixup(x, y)
-            for arch in archs:  # fair sampling: m paths on the same batch, gradients summed
+            teacher = None  # sandwich: the widest path's soft predictions, the later paths' targets
+            for arch in archs:  # fair / sandwich: several paths on the same batch, gradients summed
                 logits = self._forward(x, arch)
-                loss = self.loss_fn(logits.float(), targets)
+                loss = self._path_loss(logits.float(), targets, teacher)
+                if teacher is None and self.sampler is not None and self.sampler.distills:
+                    teacher = logits.detach().float().softmax(1)
                 self.scaler.scale(loss / self.accumulate).backward()
                 loss_sum += loss.detach() * len(y)
                 correct += (logits.detach().argmax(1) == y).sum()
@@ -430,6 +435,13 @@ class Trainer:
         elapsed = time.perf_counter() - started
         return {"train_loss": loss_sum.item() / max(seen, 1), "train_top1": correct.item() / max(seen, 1),
                 "images_per_s": seen * self.world / max(elapsed, 1e-9), "train_seconds": elapsed}
+
+    def _path_loss(self, logits, targets, teacher):
+        """The labels' loss, or with in-place distillation the cross-entropy against the teacher
+        path's soft predictions (detached: the teacher learns from the labels only)."""
+        if teacher is None:
+            return self.loss_fn(logits, targets)
+        return soft_target_loss(logits, teacher)
 
     def _step_parameters(self, archs: list) -> list | None:
         """The parameters the step's paths reach (each once), or None for a fixed network."""

@@ -98,3 +98,9 @@ def hot_lr_warning(lr: float, batch: int) -> str | None:
     return (f"warning: optim.lr {lr:g} is {lr / scaled:.1f}x the official supernet LR scaled to batch {batch} "
             f"(0.5 x {batch} / 1024 = {scaled:.4g}); supernets trained this hot measured at chance on digits. "
             f"Consider --set optim.lr={scaled:.4g}")
+
+
+def soft_target_loss(logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against a probability distribution per sample (in-place distillation's
+    loss; equal to the KL divergence up to the targets' entropy, which has no gradient)."""
+    return SoftTargetCrossEntropy()(logits, soft_targets)
