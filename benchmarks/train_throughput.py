@@ -46,7 +46,7 @@ def hand_images_per_s(config: dict, epochs: int) -> float:
     model.train()
     seen, elapsed = 0, 0.0
     for epoch in range(epochs):
-        loader.set_epoch(epoch)
+        loader.sampler.set_epoch(epoch)
         if sampler is not None:
             sampler.set_epoch(epoch)
         started = time.perf_counter()

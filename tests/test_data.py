@@ -53,7 +53,7 @@ def test_loader_order_depends_on_seed_and_epoch_only():
 
     def first_labels(seed, epoch):
         loader = build_loader(data, batch_size=32, train=True, seed=seed)
-        loader.set_epoch(epoch)
+        loader.sampler.set_epoch(epoch)
         return next(iter(loader))[1].tolist()
 
     assert first_labels(0, 1) == first_labels(0, 1)
@@ -61,6 +61,18 @@ def test_loader_order_depends_on_seed_and_epoch_only():
     assert first_labels(0, 1) != first_labels(1, 1)
     val = build_loader(build_datasets("digits").val, batch_size=100, train=False)
     assert sum(len(y) for _, y in val) == 360
+
+
+def test_a_dataloader_over_a_plain_dataset_takes_its_epoch_through_the_sampler():
+    data = torch.utils.data.TensorDataset(torch.arange(64).float().view(64, 1), torch.arange(64))
+
+    def order(epoch):
+        loader = build_loader(data, batch_size=16, train=True, seed=0)
+        loader.sampler.set_epoch(epoch)
+        return torch.cat([y for _, y in loader]).tolist()
+
+    assert order(1) == order(1) and order(1) != order(2)
+    assert sorted(order(2)) == list(range(64))
 
 
 def test_recalibration_batches_fixed_by_seed():

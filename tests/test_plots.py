@@ -37,8 +37,8 @@ def drawn(monkeypatch):
         figures.append(fig)
         return path
 
-    monkeypatch.setattr(spos.plots, "_save", keep)
-    monkeypatch.setattr(spos.search.plots, "_save", keep)
+    monkeypatch.setattr(spos.plots, "save_figure", keep)
+    monkeypatch.setattr(spos.search.plots, "save_figure", keep)
     yield figures
     import matplotlib.pyplot as plt
 

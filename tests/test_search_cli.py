@@ -7,6 +7,7 @@ import random
 import statistics
 
 import pytest
+import torch
 
 from spos import checkpoint
 from spos.cli import main
@@ -59,9 +60,9 @@ def test_the_path_scored_is_the_architecture_recorded(supernet_file, space, tmp_
     scored = []
     recalibrate = scoring.recalibrate_bn
 
-    def recording(model, batches, arch=None, **kwargs):
-        scored.append(arch)
-        return recalibrate(model, batches, arch=arch, **kwargs)
+    def recording(path, batches, **kwargs):
+        scored.append(path.arch)
+        return recalibrate(path, batches, **kwargs)
 
     monkeypatch.setattr(scoring, "recalibrate_bn", recording)
     out = tmp_path / "search"
@@ -87,6 +88,21 @@ def test_children_scale_with_the_population_unless_given(supernet_file, tmp_path
                  "--generations", "2", "--bn-batches", "1", "--batch-size", "64", "--no-progress"]) == 0
     assert 8 < len(_history(out)) <= 8 * 2
     assert json.loads((out / "summary.json").read_text())["scored"] <= 16
+
+
+def test_a_job_saved_with_default_children_as_null_still_resumes(supernet_file, tmp_path):
+    """job.json records the children counts that ran; one from before, with null for "half the
+    population", is the same search as the same command today, and a different count is not."""
+    quick = ["--population", "4", "--generations", "1", "--parents", "2", "--bn-batches", "1", "--eval-batches", "1",
+             "--batch-size", "64", "--no-progress"]
+    out = tmp_path / "search"
+    assert main(["search", "--supernet", str(supernet_file), "--output", str(out), *quick]) == 0
+    job = json.loads((out / "job.json").read_text())
+    assert (job["mutations"], job["crossovers"]) == (2, 2)
+    (out / "job.json").write_text(json.dumps({**job, "mutations": None, "crossovers": None}))
+    assert main(["search", "--supernet", str(supernet_file), "--output", str(out), "--resume", *quick]) == 0
+    assert main(["search", "--supernet", str(supernet_file), "--output", str(out), "--resume", *quick,
+                 "--mutations", "3"]) == 2
 
 
 def test_resume_scores_no_candidate_twice(supernet_file, tmp_path):
@@ -133,6 +149,9 @@ def test_foreign_latency_table_is_refused(supernet_file, tmp_path, capsys):
     (["--objectives", "flops"], "start with acc"),
     (["--population", "0"], "at least 1"),
     (["--data", "cifar10", "--data-root", "/no/such/folder"], "does not exist"),
+    (["--data", "synthetic"], "3 channels but the network expects 10 and 1"),
+    pytest.param(["--device", "cuda"], "CUDA is not available",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
 ])
 def test_bad_search_input_is_one_line(supernet_file, tmp_path, capsys, extra, message):
     out = tmp_path / "s"
@@ -184,3 +203,21 @@ def test_two_processes_score_a_generation_between_them_with_the_same_result(supe
     assert [r["score"] for r in one] == pytest.approx([r["score"] for r in two], abs=1e-6)
     best = [json.loads((tmp_path / run / "summary.json").read_text())["best"]["arch"] for run in ("one", "two")]
     assert best[0] == best[1]
+
+
+def test_each_measure_runs_once_per_candidate():
+    from spos.search.run import measure_once
+
+    calls = []
+    measured = measure_once({"flops": lambda genes: calls.append(tuple(genes)) or float(sum(genes))})
+    assert measured([1, 2]) == measured((1, 2)) == {"flops": 3.0}
+    assert calls == [(1, 2)]
+
+
+def test_one_cost_axis_for_the_front_and_the_scatter():
+    from spos.search.run import SearchJob
+
+    assert SearchJob(supernet="s.pt").cost_axis == "flops"
+    assert SearchJob(supernet="s.pt", latency_max=5.0).cost_axis == "latency"
+    assert SearchJob(supernet="s.pt", objectives=["acc", "latency"], algorithm="nsga2").cost_axis == "latency"
+    assert SearchJob(supernet="s.pt", objectives=["acc", "flops"], latency_table="t.json").cost_axis == "flops"

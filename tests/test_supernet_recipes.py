@@ -329,7 +329,7 @@ def test_entangled_supernet_extracts_fixed_nets_equal_to_their_paths(tiny_space)
     rng = random.Random(1)
     for _ in range(4):
         arch = sample_architecture(tiny_space, rng)
-        recalibrate_bn(supernet, [(torch.randn(8, 3, 32, 32), torch.zeros(8, dtype=torch.long))], arch=arch)
+        recalibrate_bn(supernet.path(arch), [(torch.randn(8, 3, 32, 32), torch.zeros(8, dtype=torch.long))])
         supernet.eval()
         with torch.no_grad():
             expected = supernet(x, arch)

@@ -17,7 +17,7 @@ from spos.errors import UserError
 from spos.flops import cost_table
 from spos.space import get_space
 from spos.train import load_config, run_training
-from spos.train.loop import Trainer, load_resume_state
+from spos.train.loop import Trainer, amp_dtype, build_path_sampler, load_resume_state, step_counts
 from spos.train.recipe import build_optimizer, build_scheduler
 from spos.train.sampler import PathSampler
 
@@ -134,6 +134,36 @@ def test_block_only_and_channel_only_sampling(tiny_space):
     assert set(block.channels) == {tiny_space.default_channel}
     channel = PathSampler(tiny_space, 0, mode="channel").sample()
     assert set(channel.blocks) == {0}
+
+
+# -- a run's setup steps, each on its own ----------------------------------------------------------
+
+def test_step_counts_follow_iterations_or_epochs_and_accumulation():
+    by_epochs = step_counts({"accumulate": 2, "iterations": None, "epochs": 3}, batches_per_epoch=9)
+    assert (by_epochs.steps_per_epoch, by_epochs.total_steps, by_epochs.epochs) == (4, 12, 3)
+    by_steps = step_counts({"accumulate": 1, "iterations": 10, "epochs": 99}, batches_per_epoch=4)
+    assert (by_steps.total_steps, by_steps.epochs) == (10, 3)  # the third epoch stops half-way
+    tiny = step_counts({"accumulate": 8, "iterations": None, "epochs": 2}, batches_per_epoch=3)
+    assert (tiny.steps_per_epoch, tiny.total_steps) == (1, 2)  # at least one step an epoch
+
+
+def test_amp_is_full_precision_off_cuda_and_refuses_unknown_dtypes():
+    assert amp_dtype("bf16", torch.device("cpu")) is None
+    assert amp_dtype(None, torch.device("cuda")) is None
+    assert amp_dtype("fp16", torch.device("cuda")) is torch.float16
+    with pytest.raises(UserError, match="bf16, fp16 or null"):
+        amp_dtype("fp8", torch.device("cuda"))
+
+
+def test_the_path_sampler_is_the_one_the_sampling_section_and_seed_describe(tiny_space):
+    def draws(*overrides):
+        sampler = build_path_sampler(tiny_space, tiny_config("digits-supernet", *overrides))
+        return [sampler.sample() for _ in range(4)]
+
+    block = draws("sampling.mode=block")
+    assert all(set(arch.channels) == {tiny_space.default_channel} for arch in block)
+    assert draws("sampling.mode=block") == block
+    assert draws("sampling.mode=block", "train.seed=7") != block
 
 
 # -- runs: resume equality and damaged checkpoints -----------------------------------------------

@@ -38,6 +38,13 @@ class DatasetInfo:
     mean: tuple[float, ...]
     std: tuple[float, ...]
 
+    def check_fits(self, space) -> None:
+        """Refuse data a network cannot read: ``space`` (its `SearchSpace`) must expect these classes and channels."""
+        if (self.num_classes, self.in_channels) != (space.num_classes, space.in_channels):
+            raise UserError(f"{self.name} has {self.num_classes} classes and {self.in_channels} channels but the "
+                            f"network expects {space.num_classes} and {space.in_channels}; use the data it was "
+                            "trained on (--data)")
+
 
 _INFO = {
     "imagefolder": DatasetInfo("imagefolder", 1000, 224, 3, IMAGENET_MEAN, IMAGENET_STD),
@@ -502,9 +509,6 @@ class TensorBatches:
     def __init__(self, data: TensorImages, sampler: EpochShuffle, batch_size: int, drop_last: bool) -> None:
         self.dataset, self.sampler, self.batch_size, self.drop_last = data, sampler, batch_size, drop_last
 
-    def set_epoch(self, epoch: int) -> None:
-        self.sampler.set_epoch(epoch)
-
     def __len__(self) -> int:
         n = len(self.sampler)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
@@ -516,18 +520,14 @@ class TensorBatches:
             yield self.dataset.get_batch(order[start:start + self.batch_size], generator)
 
 
-def _rank_world(distributed: bool) -> tuple[int, int]:
-    if distributed and torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
 def build_loader(dataset: Dataset, *, batch_size: int, train: bool, workers: int = 0, seed: int = 0,
-                 drop_last: bool | None = None, distributed: bool = False, device: str = "cpu"):
-    """An iterable of (images, labels) batches with ``set_epoch(e)``; the order depends on (seed, e) only."""
+                 drop_last: bool | None = None, rank: int = 0, world: int = 1, device: str = "cpu"):
+    """An iterable of (images, labels) batches whose order depends on (seed, epoch) only; set the epoch
+    with ``loader.sampler.set_epoch(e)``, as with torch's DistributedSampler.
+
+    ``rank`` of ``world`` processes (torch.distributed) reads its own share of every epoch."""
     if batch_size < 1:
         raise UserError(f"batch size must be at least 1, got {batch_size}")
-    rank, world = _rank_world(distributed)
     drop_last = train if drop_last is None else drop_last
     if drop_last and len(dataset) < batch_size * world:
         drop_last = False  # a tiny dataset still yields one (short) batch
@@ -538,7 +538,6 @@ def build_loader(dataset: Dataset, *, batch_size: int, train: bool, workers: int
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                         pin_memory=str(device).startswith("cuda"), drop_last=drop_last,
                         persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
-    loader.set_epoch = sampler.set_epoch  # type: ignore[attr-defined]
     return loader
 
 

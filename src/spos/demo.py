@@ -14,6 +14,7 @@ import logging
 import math
 import random
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -187,8 +188,6 @@ def run_demo(settings: DemoSettings, output: str | Path, *, resume: bool = False
 
 def _run_demo(settings: DemoSettings, output: Path, resume: bool) -> dict:
     from spos.data import build_datasets
-    from spos.search.run import SearchJob, run_search
-    from spos.train.loop import run_training
 
     if resume:
         settings = _prepare_output(settings, output, resume=True)
@@ -199,54 +198,31 @@ def _run_demo(settings: DemoSettings, output: Path, resume: bool) -> dict:
         settings = _prepare_output(settings, output, resume=False)
     times = StageTimes()
 
-    def train(config: dict, folder: Path):
-        return run_training(config, folder, resume=bool(files.folder_contents(folder)), progress=settings.progress)
-
     log.info(f"[1/5] training a supernet on {settings.data} for {settings.supernet_epochs} epochs")
-    started = time.perf_counter()
-    supernet_config = _config(settings.supernet_config, settings, settings.supernet_epochs,
-                              [f"validation.bn_batches={settings.bn_batches}"])
-    supernet_run = train(supernet_config, output / "supernet")
-    times.supernet = time.perf_counter() - started
+    with _timing(times, "supernet"):
+        supernet_config = _config(settings.supernet_config, settings, settings.supernet_epochs,
+                                  [f"validation.bn_batches={settings.bn_batches}"])
+        supernet_run = _train(settings, supernet_config, output / "supernet")
     space = supernet_run.model.space
 
     limit = flops_limit(space, settings.flops_quantile, settings.seed)
     log.info(f"[2/5] evolutionary search: population {settings.population}, {settings.generations} generations, "
              f"FLOPs at most {limit / 1e6:.3f}M (the median of random architectures)")
-    started = time.perf_counter()
-    holdout = supernet_config["data"]["holdout"]  # the images the supernet never trained on
-    search_dir = output / "search"
-    if (search_dir / "summary.json").is_file():
-        search = json.loads((search_dir / "summary.json").read_text())
-    else:
-        search = run_search(SearchJob(
-            supernet=str(output / "supernet" / "last.pt"), output=str(search_dir), data=settings.data,
-            data_root=settings.data_root, holdout=holdout, bn_batches=settings.bn_batches,
-            eval_batches=settings.eval_batches, flops_max=limit,
-            population=settings.population, generations=settings.generations,
-            parents=max(2, settings.population // 5), mutations=settings.population // 2,
-            crossovers=settings.population // 2, seed=settings.seed, progress=settings.progress,
-            progress_label="[2/5] search", resume=bool(files.folder_contents(search_dir))))
-    times.search = time.perf_counter() - started
+    with _timing(times, "search"):
+        holdout = supernet_config["data"]["holdout"]  # the images the supernet never trained on
+        search = _search(settings, output, holdout=holdout, flops_max=limit)
 
     best = Architecture.parse(search["best"]["arch"])
     baseline = similar_random_architecture(space, search["best"]["flops"], settings.seed, avoid=best)
     save_architecture(output / "random.json", baseline, space, flops=cost_table(space).macs(baseline))
     log.info(f"[3/5] retraining the best architecture and a random one of similar FLOPs from scratch, "
              f"{settings.retrain_epochs} epochs each")
-    started = time.perf_counter()
-    retrained = {}
-    for number, (name, arch_file) in enumerate((("best", output / "search" / "best.json"),
-                                                ("random", output / "random.json")), 1):
-        log.info(f"[3/5] retraining {number}/2: the {name} architecture")
-        retrained[name] = train(_config(settings.retrain_config, settings, settings.retrain_epochs,
-                                        [f"arch={arch_file}"]), output / f"retrain-{name}")
-    times.retrain = time.perf_counter() - started
+    with _timing(times, "retrain"):
+        retrained = _retrain(settings, output)
 
     log.info("[4/5] exporting the retrained best architecture to ONNX")
-    started = time.perf_counter()
-    exported = export_best(retrained["best"], output / "best.onnx", val)
-    times.export = time.perf_counter() - started
+    with _timing(times, "export"):
+        exported = export_best(retrained["best"], output / "best.onnx", val)
 
     log.info("[5/5] writing the report")
     summary = summarise(settings, output, space, supernet_run, search, limit, best, baseline, retrained, exported,
@@ -255,6 +231,48 @@ def _run_demo(settings: DemoSettings, output: Path, resume: bool) -> dict:
     write_plots(output, space, supernet_run, retrained, best, baseline)
     files.write_text_atomic(render_report(summary), output / "report.md")
     return summary
+
+
+@contextmanager
+def _timing(times: StageTimes, stage: str):
+    """Record the seconds the ``with`` block takes as ``times.<stage>``."""
+    started = time.perf_counter()
+    yield
+    setattr(times, stage, time.perf_counter() - started)
+
+
+def _train(settings: DemoSettings, config: dict, folder: Path):
+    """One training stage; a folder with a run in it (a killed demo) is resumed."""
+    from spos.train.loop import run_training
+
+    return run_training(config, folder, resume=bool(files.folder_contents(folder)), progress=settings.progress)
+
+
+def _search(settings: DemoSettings, output: Path, *, holdout, flops_max: float) -> dict:
+    """The search stage's summary: read back when it finished before, else run (or resumed)."""
+    from spos.search.run import SearchJob, run_search
+
+    search_dir = output / "search"
+    if (search_dir / "summary.json").is_file():
+        return json.loads((search_dir / "summary.json").read_text())
+    return run_search(SearchJob(
+        supernet=str(output / "supernet" / "last.pt"), output=str(search_dir), data=settings.data,
+        data_root=settings.data_root, holdout=holdout, bn_batches=settings.bn_batches,
+        eval_batches=settings.eval_batches, flops_max=flops_max, population=settings.population,
+        generations=settings.generations, parents=max(2, settings.population // 5), seed=settings.seed,
+        progress=settings.progress, progress_label="[2/5] search",
+        resume=bool(files.folder_contents(search_dir))))
+
+
+def _retrain(settings: DemoSettings, output: Path) -> dict:
+    """The searched best and the random baseline, each trained from scratch the same way."""
+    retrained = {}
+    for number, (name, arch_file) in enumerate((("best", output / "search" / "best.json"),
+                                                ("random", output / "random.json")), 1):
+        log.info(f"[3/5] retraining {number}/2: the {name} architecture")
+        retrained[name] = _train(settings, _config(settings.retrain_config, settings, settings.retrain_epochs,
+                                                   [f"arch={arch_file}"]), output / f"retrain-{name}")
+    return retrained
 
 
 def export_best(result, path: Path, val):
@@ -398,10 +416,19 @@ def render_report(summary: dict) -> str:
         "![search scatter with the Pareto front](search/search_scatter.png)", "",
         "![best hold-out accuracy per generation](search/best_per_generation.png)", "",
         "![random baseline](random_architecture.png)", "",
+        *_files_and_commands(summary),
+    ]
+    return "\n".join(lines)
+
+
+def _files_and_commands(summary: dict) -> list[str]:
+    """The report's last sections: where each output is, and the commands that do the same."""
+    s = summary["settings"]
+    return [
         "## Files", "",
         f"- supernet checkpoint: `{summary['supernet']['checkpoint']}`",
         f"- search history, best architecture, front: `{summary['search']['folder']}/`",
-        f"- retrained checkpoints: `{best['checkpoint']}`, `{rand['checkpoint']}`",
+        f"- retrained checkpoints: `{summary['best']['checkpoint']}`, `{summary['random']['checkpoint']}`",
         f"- ONNX model: `{summary['onnx']['path']}`",
         "- every figure above: `summary.json`", "",
         "## The same with the commands", "",
@@ -415,4 +442,3 @@ def render_report(summary: dict) -> str:
         "spos export retrain-best/best.pt --format onnx --output best.onnx",
         "```", "",
     ]
-    return "\n".join(lines)

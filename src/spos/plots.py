@@ -52,7 +52,7 @@ def plot_architecture(arch: Architecture, space: SearchSpace, path: str | Path, 
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_training_curves(histories: dict[str, list[dict]], path: str | Path,
@@ -70,10 +70,11 @@ def plot_training_curves(histories: dict[str, list[dict]], path: str | Path,
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG (making its folder) and close it; every spos plot ends here."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -14,6 +14,12 @@ ORDER = 40
 
 
 def register(subparsers) -> None:
+    _register_export(subparsers)
+    _register_latency(subparsers)
+    _register_convert(subparsers)
+
+
+def _register_export(subparsers) -> None:
     export = add_command(
         subparsers, "export", help="export a network to ONNX or TorchScript, checked against PyTorch",
         description="Export a trained FixedNet (a checkpoint from `spos train`, a supernet checkpoint with --arch, "
@@ -44,6 +50,8 @@ def register(subparsers) -> None:
     add_space_arguments(export)
     export.set_defaults(func=run_export)
 
+
+def _register_latency(subparsers) -> None:
     latency = add_command(
         subparsers, "latency", help="measure latency here, or build a per-layer latency table for the search",
         description="`spos latency model SOURCE` measures a network's latency on this device (warm-up, repeats, "
@@ -74,6 +82,8 @@ def register(subparsers) -> None:
     model.set_defaults(func=run_latency_model)
     table.set_defaults(func=run_latency_table)
 
+
+def _register_convert(subparsers) -> None:
     convert = add_command(
         subparsers, "convert-official", help="import (or export) megvii's official SPOS checkpoints",
         description="Convert an official PyTorch checkpoint (megvii-model SinglePathOneShot / ShuffleNet-Series "
@@ -133,9 +143,7 @@ def data_splits(args, data: dict | None, space, convention=None):
     root = args.data_root or config.get("data", {}).get("root")
     splits = build_datasets(name, root, download=getattr(args, "download", False), input_size=space.input_size,
                             convention=convention)
-    if (splits.info.num_classes, splits.info.in_channels) != (space.num_classes, space.in_channels):
-        raise UserError(f"{name} has {splits.info.num_classes} classes and {splits.info.in_channels} channels but "
-                        f"the network expects {space.num_classes} and {space.in_channels}")
+    splits.info.check_fits(space)
     return splits
 
 

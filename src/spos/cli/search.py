@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 from spos.cli._common import add_command, add_input_argument
+from spos.search.engine import SearchConfig
 from spos.space import SEARCH_MODES
 
 ORDER = 30
@@ -50,23 +53,33 @@ def register(subparsers) -> None:
     algo.add_argument("--mode", choices=SEARCH_MODES, default="both",
                       help="search ops and widths (default both), ops only (block), or widths only (channel); "
                            "op and width are the same as block and channel")
-    algo.add_argument("--population", type=int, default=50, help="candidates per generation (default 50)")
-    algo.add_argument("--generations", type=int, default=20,
-                      help="generations; about population x generations candidates are scored (default 20)")
-    algo.add_argument("--parents", type=int, default=10, help="top-k kept as parents (default 10)")
-    algo.add_argument("--mutations", type=int, default=None,
-                      help="children by mutation per generation (default: population // 2, 25 at population 50)")
-    algo.add_argument("--crossovers", type=int, default=None,
-                      help="children by crossover per generation (default: population // 2, 25 at population 50)")
-    algo.add_argument("--mutation-prob", type=float, default=0.1, help="per-gene mutation probability (default 0.1)")
-    algo.add_argument("--seed", type=int, default=0,
-                      help="seed for the search and the hold-out split (default 0)")
+    _add_engine_arguments(algo, SearchConfig())
+    algo.add_argument("--seed", type=int, default=SearchConfig.seed,
+                      help=f"seed for the search and the hold-out split (default {SearchConfig.seed})")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--output", default="runs/search", help="output folder (default runs/search)")
     parser.add_argument("--resume", action="store_true",
                         help="continue a killed search from OUTPUT/history.jsonl without re-scoring anything")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
+
+
+def _add_engine_arguments(group, defaults) -> None:
+    """The evolution's settings, with the defaults `SearchConfig` states (the official search's)."""
+    group.add_argument("--population", type=int, default=defaults.population,
+                       help=f"candidates per generation (default {defaults.population})")
+    group.add_argument("--generations", type=int, default=defaults.generations,
+                       help="generations; about population x generations candidates are scored "
+                            f"(default {defaults.generations})")
+    group.add_argument("--parents", type=int, default=defaults.parents,
+                       help=f"top-k kept as parents (default {defaults.parents})")
+    half = f"population // 2, {defaults.num_mutations} at population {defaults.population}"
+    group.add_argument("--mutations", type=int, default=defaults.mutations,
+                       help=f"children by mutation per generation (default: {half})")
+    group.add_argument("--crossovers", type=int, default=defaults.crossovers,
+                       help=f"children by crossover per generation (default: {half})")
+    group.add_argument("--mutation-prob", type=float, default=defaults.mutation_prob,
+                       help=f"per-gene mutation probability (default {defaults.mutation_prob})")
 
 
 def run(args) -> int:
@@ -89,9 +102,8 @@ def run(args) -> int:
         workers=args.workers, flops_max=args.flops_max, flops_min=args.flops_min, params_max=args.params_max,
         latency_max=args.latency_max, latency_table=args.latency_table,
         algorithm="nsga2" if objectives else args.algorithm, objectives=objectives, mode=args.mode,
-        population=args.population, generations=args.generations, parents=args.parents,
-        mutations=args.mutations, crossovers=args.crossovers, mutation_prob=args.mutation_prob,
-        seed=args.seed, device=args.device, resume=args.resume, progress=not args.no_progress, input=args.input,
+        device=args.device, resume=args.resume, progress=not args.no_progress, input=args.input,
+        **{f.name: getattr(args, f.name) for f in fields(SearchConfig) if f.name in vars(args)},
     )
     summary = run_search(job)
     if summary:

@@ -129,23 +129,19 @@ def run_eval(args) -> int:
     space = model.space
     splits = build_datasets(name, root, download=args.download, holdout=holdout, seed=config.get("train", {}).get("seed", 0),
                             input_size=space.input_size, convention=checkpoint.convention_of(data, args.input))
-    if (splits.info.num_classes, splits.info.in_channels) != (space.num_classes, space.in_channels):
-        raise UserError(f"{name} has {splits.info.num_classes} classes and {splits.info.in_channels} channels but "
-                        f"the network expects {space.num_classes} and {space.in_channels}")
+    splits.info.check_fits(space)
     device = local_device(args.device)
     model.to(device)
-    arch = None
     if data["kind"] == "supernet":
         if not args.arch:
             raise UserError("a supernet checkpoint needs --arch: the path to evaluate ('B,..,B/C,..,C' or a file)")
         from spos.zoo import resolve_architecture
 
-        arch = resolve_architecture(args.arch, space=space)[0]
+        model = model.path(resolve_architecture(args.arch, space=space)[0])
         recalibrate_bn(model, recalibration_batches(splits.train, batch_size=args.batch_size,
-                                                    num_batches=args.bn_batches, seed=0), arch=arch)
+                                                    num_batches=args.bn_batches, seed=0))
     dataset = {"val": splits.val, "holdout": splits.holdout, "train": splits.train}[args.split]
-    metrics = evaluate(model, build_loader(dataset, batch_size=args.batch_size, train=False), arch=arch,
-                       device=device)
+    metrics = evaluate(model, build_loader(dataset, batch_size=args.batch_size, train=False), device=device)
     if args.json:
         print(json.dumps({"split": args.split, "images": len(dataset), **metrics}))
     else:

@@ -46,16 +46,30 @@ class Constraint:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Defaults are the official SPOS search: 50 x 20, top 10 parents, 25 mutations (p=0.1), 25 crossovers."""
+    """Defaults are the official SPOS search: 50 x 20, top 10 parents, 25 mutations (p=0.1), 25 crossovers.
+
+    The one statement of the search's settings and their defaults: `spos.search.run.SearchJob`
+    extends it and the ``spos search`` options read their defaults from it.
+    """
 
     population: int = 50
     generations: int = 20
     parents: int = 10
-    mutations: int = 25
-    crossovers: int = 25
+    mutations: int | None = None  # children by mutation per generation; None: see `num_mutations`
+    crossovers: int | None = None
     mutation_prob: float = 0.1
     seed: int = 0
     max_tries: int = 10_000
+
+    @property
+    def num_mutations(self) -> int:
+        """As given, else half the population, so a search scores about population x generations
+        candidates (the official 25 at 50)."""
+        return self.population // 2 if self.mutations is None else self.mutations
+
+    @property
+    def num_crossovers(self) -> int:
+        return self.population // 2 if self.crossovers is None else self.crossovers
 
 
 @dataclass
@@ -248,6 +262,14 @@ class GenerationBar:
         self.bar.close()
 
 
+def _start(counts, constraints, config: SearchConfig, score_fn, score_many, history, on_evaluated):
+    """What every search begins with: its limits checked, its seeded stream, its score cache (pre-filled
+    by ``history``) and the set of candidates already drawn."""
+    check_feasible(counts, constraints, config.seed, config.max_tries)
+    seen: set[Genes] = set()
+    return random.Random(config.seed), Evaluator(score_fn, score_many, history, on_evaluated), seen
+
+
 def evolution_search(counts: Sequence[int], score_fn: Callable[[Genes], float],
                      constraints: Sequence[Constraint] = (), config: SearchConfig = SearchConfig(), *,
                      history: Iterable[dict] = (), on_evaluated=None, progress: bool = True,
@@ -255,10 +277,7 @@ def evolution_search(counts: Sequence[int], score_fn: Callable[[Genes], float],
                      label: str = "evolution") -> SearchResult:
     """The official SPOS evolution: parents are the top-k of everything scored so far."""
     started = time.perf_counter()
-    check_feasible(counts, constraints, config.seed, config.max_tries)
-    rng = random.Random(config.seed)
-    evaluator = Evaluator(score_fn, score_many, history, on_evaluated)
-    seen: set[Genes] = set()
+    rng, evaluator, seen = _start(counts, constraints, config, score_fn, score_many, history, on_evaluated)
     population: list[Genes] = []
     _fill_random(population, config.population, counts, rng, constraints, seen, config.max_tries)
     best_per_generation = []
@@ -273,9 +292,9 @@ def evolution_search(counts: Sequence[int], score_fn: Callable[[Genes], float],
         parents = [tuple(r["genes"]) for r in ranked[:config.parents]]
         tries = config.max_tries
         mutated = _children(lambda: mutate(rng.choice(parents), counts, rng, config.mutation_prob),
-                            config.mutations, constraints, seen, tries)
+                            config.num_mutations, constraints, seen, tries)
         crossed = _children(lambda: crossover(rng.choice(parents), rng.choice(parents), rng),
-                            config.crossovers, constraints, seen, tries)
+                            config.num_crossovers, constraints, seen, tries)
         population = mutated + crossed
         _fill_random(population, config.population, counts, rng, constraints, seen, tries)
     bar.close()
@@ -289,10 +308,7 @@ def random_search(counts: Sequence[int], score_fn: Callable[[Genes], float],
                   label: str = "random search") -> SearchResult:
     """The baseline: as many distinct random candidates as evolution scores, in generation-sized chunks."""
     started = time.perf_counter()
-    check_feasible(counts, constraints, config.seed, config.max_tries)
-    rng = random.Random(config.seed)
-    evaluator = Evaluator(score_fn, score_many, history, on_evaluated)
-    seen: set[Genes] = set()
+    rng, evaluator, seen = _start(counts, constraints, config, score_fn, score_many, history, on_evaluated)
     best_per_generation = []
     bar = GenerationBar(config.generations, progress, label)
     for generation in range(config.generations):
@@ -381,11 +397,8 @@ def nsga2_search(counts: Sequence[int], score_fn: Callable[[Genes], float],
                  score_many=None, label: str = "nsga-ii") -> SearchResult:
     """NSGA-II: maximise the score and minimise each cost in ``objectives`` ((name, measure) pairs)."""
     started = time.perf_counter()
-    check_feasible(counts, constraints, config.seed, config.max_tries)
+    rng, evaluator, seen = _start(counts, constraints, config, score_fn, score_many, history, on_evaluated)
     costs = [measure for _, measure in objectives]
-    rng = random.Random(config.seed)
-    evaluator = Evaluator(score_fn, score_many, history, on_evaluated)
-    seen: set[Genes] = set()
     population: list[Genes] = []
     _fill_random(population, config.population, counts, rng, constraints, seen, config.max_tries)
     best_per_generation = []

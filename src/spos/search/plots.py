@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from spos.plots import save_figure  # noqa: E402
+
 UNITS = {"flops": (1e6, "MFLOPs (multiply-adds)"), "params": (1e6, "M parameters"), "latency": (1.0, "latency (ms)")}
 
 
@@ -35,7 +37,7 @@ def plot_search_scatter(records: list[dict], x_key: str, path: str | Path, front
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_best_per_generation(best: list[float], path: str | Path, *, chance: float | None = None,
@@ -56,7 +58,7 @@ def plot_best_per_generation(best: list[float], path: str | Path, *, chance: flo
     if chance is not None or supernet_top1 is not None:
         ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_rank_scatter(rows: list[dict], statistics: dict, path: str | Path) -> Path:
@@ -72,12 +74,4 @@ def plot_rank_scatter(rows: list[dict], statistics: dict, path: str | Path) -> P
     ax.set_ylabel("stand-alone top-1 (%)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    return _save(fig, path)
-
-
-def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

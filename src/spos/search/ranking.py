@@ -326,13 +326,13 @@ def check_job(job: RankJob) -> None:
 
 def run_rank(job: RankJob) -> dict:
     """Run (or continue) one rank job; returns the summary written to OUTPUT/rank.json."""
-    from spos.search.run import _device
+    from spos.train.distributed import local_device
 
     check_job(job)
     started = time.perf_counter()
     saved = checkpoint.load_kind(job.supernet, "supernet")
     job = _data_defaults(job, saved.get("config") or {})
-    device = _device(job.device)
+    device = local_device(job.device)
     supernet = checkpoint.build_model(saved).to(device)
     space = supernet.space
     truth = read_ground_truth(job.ground_truth, space) if job.ground_truth else None

@@ -9,19 +9,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-import torch.distributed as dist
-
 from spos import checkpoint, files
 from spos.errors import UserError
 from spos.flops import cost_table
+from spos.search.engine import SearchConfig
 from spos.space import Architecture, SearchSpace, canonical_mode, save_architecture
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class SearchJob:
+@dataclass(frozen=True, kw_only=True)
+class SearchJob(SearchConfig):
+    """One ``spos search``: the engine's settings (`SearchConfig`, where their defaults are stated)
+    and the supernet, data, limits and outputs around them."""
+
     supernet: str
     output: str = "runs/search"
     data: str = "digits"
@@ -41,18 +42,17 @@ class SearchJob:
     algorithm: str = "evolution"
     objectives: list[str] = field(default_factory=list)
     mode: str = "both"
-    population: int = 50
-    generations: int = 20
-    parents: int = 10
-    mutations: int | None = None  # None: population // 2, so a generation scores about a population
-    crossovers: int | None = None
-    mutation_prob: float = 0.1
-    seed: int = 0
     device: str | None = None
     resume: bool = False
     progress: bool = True
     progress_label: str = "search"  # the bar reads "<label>: generation 3/5, best 17.8%"
     input: str | None = None  # input convention preset; None: the one the supernet checkpoint records
+
+    @property
+    def cost_axis(self) -> str:
+        """The cost accuracy is traded against (the front of evolution and random search, the scatter's
+        x axis): latency when it is limited or an objective, else FLOPs."""
+        return "latency" if self.latency_max is not None or "latency" in self.objectives else "flops"
 
 
 class GeneMap:
@@ -78,24 +78,6 @@ class GeneMap:
         """The engine's ``score_fn`` and ``score_many`` for an architecture scorer, through `arch`."""
         return (lambda genes: scorer(self.arch(genes)),
                 lambda candidates: scorer.score_many([self.arch(genes) for genes in candidates]))
-
-
-def _children_count(given: int | None, population: int) -> int:
-    """Children per generation by mutation (or crossover): as given, else half the population,
-    so a search scores about population x generations candidates (the official 25 at 50)."""
-    return population // 2 if given is None else given
-
-
-def _device(name: str | None) -> torch.device:
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    return torch.device(name)
-
-
-def _is_main() -> bool:
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def build_measures(job: SearchJob, space: SearchSpace, genes_to_arch, device) -> dict:
@@ -132,6 +114,20 @@ def build_measures(job: SearchJob, space: SearchSpace, genes_to_arch, device) ->
     return measures
 
 
+def measure_once(measures: dict):
+    """``measured(genes) -> {name: value}`` of every measure, computed once per candidate: the history,
+    the front files and the plots read the same figures."""
+    cache: dict = {}
+
+    def measured(genes) -> dict:
+        key = tuple(genes)
+        if key not in cache:
+            cache[key] = {name: measure(genes) for name, measure in measures.items()}
+        return cache[key]
+
+    return measured
+
+
 def build_constraints(job: SearchJob, measures: dict) -> list:
     from spos.search.engine import Constraint
 
@@ -154,11 +150,7 @@ def load_scoring_data(job: SearchJob, space: SearchSpace, device, convention=Non
     splits = build_datasets(job.data, job.data_root, download=job.download, holdout=job.holdout,
                             seed=job.seed, input_size=space.input_size, num_classes=space.num_classes,
                             convention=convention)
-    info = splits.info
-    if info.in_channels != space.in_channels or info.num_classes != space.num_classes:
-        raise UserError(f"dataset {job.data!r} has {info.in_channels} channels and {info.num_classes} classes but "
-                        f"the supernet expects {space.in_channels} and {space.num_classes}; train the supernet "
-                        "on this dataset")
+    splits.info.check_fits(space)
     if job.split == "val":
         log.warning("warning: scoring candidates on the val/test split: the search then overfits the set you "
                     "report on; use --split holdout")
@@ -194,12 +186,20 @@ def _sha256(path: str | Path) -> str:
 def job_fingerprint(job: SearchJob) -> dict:
     """The settings and input files (by sha256) that define ``job``'s scores, as JSON data."""
     fingerprint = {name: getattr(job, name) for name in FINGERPRINT_FIELDS}
+    fingerprint.update(mutations=job.num_mutations, crossovers=job.num_crossovers)  # what ran, given or not
     if job.input is not None:  # only when given, so searches saved before --input existed still resume
         fingerprint["input"] = job.input
     fingerprint["supernet_sha256"] = _sha256(job.supernet) if Path(job.supernet).is_file() else None
     if job.latency_table:
         fingerprint["latency_table_sha256"] = _sha256(job.latency_table) if Path(job.latency_table).is_file() else None
     return json.loads(json.dumps(fingerprint))  # tuples as lists, as they read back
+
+
+def _children_counted(saved: dict) -> dict:
+    """A saved fingerprint with its children counts as numbers: a job.json written before they were
+    recorded resolved holds null for "half the population"."""
+    half = saved.get("population", 0) // 2
+    return {**saved, **{key: half for key in ("mutations", "crossovers") if key in saved and saved[key] is None}}
 
 
 def check_resumed_job(output: Path, fingerprint: dict) -> None:
@@ -211,7 +211,7 @@ def check_resumed_job(output: Path, fingerprint: dict) -> None:
                             "that it is the same search; start a new one in another --output")
         return
     try:
-        saved = json.loads(saved_path.read_text())
+        saved = _children_counted(json.loads(saved_path.read_text()))
     except (ValueError, OSError) as error:
         raise UserError(f"--resume: {saved_path} is damaged ({error}); start a new search in another --output") from None
     differing = [f"{key} {saved.get(key)!r} -> {fingerprint.get(key)!r}" for key in dict.fromkeys([*saved, *fingerprint])
@@ -237,8 +237,8 @@ def _run_search(job: SearchJob, output: Path) -> dict:
     from spos.train import distributed
 
     history_path = output / "history.jsonl"
-    _, world = distributed.init_distributed()  # under torchrun: each rank scores a share of every generation
-    device = _device(job.device) if world == 1 or job.device else distributed.local_device(None)
+    distributed.init_distributed()  # under torchrun: each rank scores a share of every generation
+    device = distributed.local_device(job.device)
     state = checkpoint.load_kind(job.supernet, "supernet")
     supernet = checkpoint.build_model(state).to(device)
     supernet_top1 = _mean_path_top1(state)
@@ -254,46 +254,41 @@ def _run_search(job: SearchJob, output: Path) -> dict:
     for name in job.objectives[1:]:
         if name not in measures:
             raise UserError(f"unknown objective {name!r}; use acc with flops, params or latency")
-    engine.check_feasible(genes.counts, constraints, job.seed, engine.SearchConfig().max_tries)  # before writing
+    engine.check_feasible(genes.counts, constraints, job.seed, job.max_tries)  # before writing
     calibration, evaluation = load_scoring_data(job, space, device, convention)
     scorer, score_many = genes.scoring(SupernetScorer(supernet, calibration, evaluation))
 
-    config = engine.SearchConfig(population=job.population, generations=job.generations, parents=job.parents,
-                                 mutations=_children_count(job.mutations, job.population),
-                                 crossovers=_children_count(job.crossovers, job.population),
-                                 mutation_prob=job.mutation_prob, seed=job.seed)
     distributed.barrier()  # every rank has looked at the output folder before rank 0 writes into it
     history = engine.read_history(history_path) if job.resume and history_path.exists() else []
     if history:
         log.info(f"resuming from {history_path}: {len(history)} candidates already scored")
-    if _is_main():
+    if distributed.is_main():
         files.write_text_atomic(json.dumps(fingerprint, indent=2) + "\n", output / JOB_FILE)
-    writer = engine.HistoryWriter(history_path) if _is_main() else None
+    writer = engine.HistoryWriter(history_path) if distributed.is_main() else None
+
+    measured = measure_once(measures)
 
     def on_evaluated(record: dict) -> None:
-        arch = genes.arch(record["genes"])
-        record = {**record, "arch": str(arch),
-                  **{name: measure(record["genes"]) for name, measure in measures.items()}}
         if writer:
-            writer.write(record)
+            writer.write({**record, "arch": str(genes.arch(record["genes"])), **measured(record["genes"])})
 
-    front_cost = measures["latency" if "latency" in measures and job.latency_max is not None else "flops"]
+    front_cost = measures[job.cost_axis]
     started = time.perf_counter()
-    common = dict(history=history, on_evaluated=on_evaluated, progress=job.progress and _is_main(),
+    common = dict(history=history, on_evaluated=on_evaluated, progress=job.progress and distributed.is_main(),
                   score_many=score_many, label=job.progress_label)
     if job.algorithm == "nsga2":
         cost_names = job.objectives[1:] or ["flops"]
         result = engine.nsga2_search(genes.counts, scorer, [(n, measures[n]) for n in cost_names], constraints,
-                                     config, **common)
+                                     job, **common)
     elif job.algorithm == "random":
-        result = engine.random_search(genes.counts, scorer, constraints, config, front_cost=front_cost, **common)
+        result = engine.random_search(genes.counts, scorer, constraints, job, front_cost=front_cost, **common)
     else:
-        result = engine.evolution_search(genes.counts, scorer, constraints, config, front_cost=front_cost, **common)
+        result = engine.evolution_search(genes.counts, scorer, constraints, job, front_cost=front_cost, **common)
     if writer:
         writer.close()
     elapsed = time.perf_counter() - started
-    return write_outputs(job, space, genes, measures, result, elapsed,
-                         supernet_top1=supernet_top1) if _is_main() else {}
+    return write_outputs(job, space, genes, measured, result, elapsed,
+                         supernet_top1=supernet_top1) if distributed.is_main() else {}
 
 
 def _mean_path_top1(state: dict) -> float | None:
@@ -302,27 +297,24 @@ def _mean_path_top1(state: dict) -> float | None:
     return history[-1].get("val_top1") if history else None
 
 
-def write_outputs(job: SearchJob, space, genes: GeneMap, measures: dict, result, elapsed: float, *,
+def write_outputs(job: SearchJob, space, genes: GeneMap, measured, result, elapsed: float, *,
                   supernet_top1: float | None = None) -> dict:
+    """best.json, front/*.json, the plots and summary.json; ``measured`` is `measure_once`'s."""
     from spos.search import plots
 
     output = Path(job.output)
     best = genes.arch(result.best_genes)
-    best_measures = {name: measure(result.best_genes) for name, measure in measures.items()}
+    best_measures = measured(result.best_genes)
     save_architecture(output / "best.json", best, space, accuracy=result.best_score, **best_measures)
-    front_dir = output / "front"
-    front_files = []
-    for i, record in enumerate(result.front):
-        arch = genes.arch(record["genes"])
-        extra = {name: measure(record["genes"]) for name, measure in measures.items()}
-        front_files.append(str(save_architecture(front_dir / f"arch-{i:02d}.json", arch, space,
-                                                 accuracy=record["score"], **extra)))
-    x_key = "latency" if "latency" in job.objectives or job.latency_max is not None else "flops"
-    records = [{**r, **{n: m(r["genes"]) for n, m in measures.items()}} for r in result.records]
-    front = [{**r, **{n: m(r["genes"]) for n, m in measures.items()}} for r in result.front]
+    front_files = [str(save_architecture(output / "front" / f"arch-{i:02d}.json", genes.arch(record["genes"]), space,
+                                         accuracy=record["score"], **measured(record["genes"])))
+                   for i, record in enumerate(result.front)]
+    records = [{**r, **measured(r["genes"])} for r in result.records]
+    front = [{**r, **measured(r["genes"])} for r in result.front]
     best_record = {"score": result.best_score, **best_measures}
-    limit = job.latency_max if x_key == "latency" else job.flops_max
-    scatter = plots.plot_search_scatter(records, x_key, output / "search_scatter.png", front=front,
+    axis = job.cost_axis
+    limit = job.latency_max if axis == "latency" else job.flops_max
+    scatter = plots.plot_search_scatter(records, axis, output / "search_scatter.png", front=front,
                                         best=best_record, limit=limit)
     curve = plots.plot_best_per_generation(result.best_per_generation, output / "best_per_generation.png",
                                            chance=1 / space.num_classes, supernet_top1=supernet_top1)

@@ -13,10 +13,12 @@ from typing import Iterable, Sequence
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from spos.space import Architecture
 from spos.supernet import SuperNet
 from spos.train.bn import recalibrate_bn
+from spos.train.distributed import rank_and_world
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +36,10 @@ def materialize(batches: Iterable[Batch], device: torch.device | str, limit: int
 
 
 @torch.inference_mode()
-def top1(forward, batches: Sequence[Batch]) -> float:
+def top1(model: nn.Module, batches: Sequence[Batch]) -> float:
     correct = total = 0
     for x, y in batches:
-        correct += (forward(x).argmax(1) == y).sum().item()
+        correct += (model(x).argmax(1) == y).sum().item()
         total += y.numel()
     return correct / max(total, 1)
 
@@ -57,15 +59,14 @@ class SupernetScorer:
         self.evaluation = evaluation
 
     def __call__(self, arch: Architecture) -> float:
-        recalibrate_bn(self.supernet, self.calibration, arch=arch)
-        self.supernet.eval()
-        return top1(lambda x: self.supernet(x, arch), self.evaluation)
+        path = recalibrate_bn(self.supernet.path(arch), self.calibration)
+        return top1(path.eval(), self.evaluation)
 
     def score_many(self, candidates: Sequence[Architecture]) -> list[float]:
         """Score a generation; under torch.distributed each rank takes every world-th candidate."""
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        rank, world = rank_and_world()
+        if world == 1:
             return [self(arch) for arch in candidates]
-        rank, world = dist.get_rank(), dist.get_world_size()
         mine = {i: self(candidates[i]) for i in range(rank, len(candidates), world)}
         gathered: list[dict] = [None] * world  # type: ignore[list-item]
         dist.all_gather_object(gathered, mine)

@@ -14,8 +14,8 @@ from torch import nn
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, batches: Iterable, *, arch=None) -> nn.Module:
-    """Reset and re-estimate every BN of ``model`` (a FixedNet, or a SuperNet path when ``arch`` is given)."""
+def recalibrate_bn(model: nn.Module, batches: Iterable) -> nn.Module:
+    """Reset and re-estimate every BN of ``model``: a FixedNet, or a supernet path (``supernet.path(arch)``)."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in norms]
     for m in norms:
@@ -27,7 +27,7 @@ def recalibrate_bn(model: nn.Module, batches: Iterable, *, arch=None) -> nn.Modu
         device = next(model.parameters()).device
         for x, _ in batches:
             x = x.to(device, non_blocking=True)
-            model(x, arch) if arch is not None else model(x)
+            model(x)
     finally:
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum

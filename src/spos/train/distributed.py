@@ -14,6 +14,8 @@ import torch
 import torch.distributed as dist
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
+from spos.errors import UserError
+
 
 def init_distributed() -> tuple[int, int]:
     """Join the process group torchrun describes in the environment; (rank, world size)."""
@@ -23,17 +25,25 @@ def init_distributed() -> tuple[int, int]:
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend)
+    return rank_and_world()
+
+
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the world size of the process group; (0, 1) outside one."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
 
 def is_main() -> bool:
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    return rank_and_world()[0] == 0
 
 
 def local_device(requested: str | None) -> torch.device:
+    """The device asked for, else this process's GPU (``LOCAL_RANK`` under torchrun), else the CPU."""
     if requested:
+        if requested.startswith("cuda") and not torch.cuda.is_available():
+            raise UserError(f"--device {requested}: CUDA is not available on this machine; use --device cpu")
         return torch.device(requested)
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -42,26 +52,28 @@ def local_device(requested: str | None) -> torch.device:
 
 def average_gradients(parameters) -> None:
     """Average the gradients that exist across ranks, in one flattened all-reduce."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    world = rank_and_world()[1]
+    if world == 1:
         return
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
         return
     flat = _flatten_dense_tensors(grads)
     dist.all_reduce(flat)
-    flat /= dist.get_world_size()
+    flat /= world
     for grad, synced in zip(grads, _unflatten_dense_tensors(flat, grads)):
         grad.copy_(synced)
 
 
 def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    world = rank_and_world()[1]
+    if world > 1:
         values = values.clone()
         dist.all_reduce(values)
-        values /= dist.get_world_size()
+        values /= world
     return values
 
 
 def barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
+    if rank_and_world()[1] > 1:
         dist.barrier()

@@ -68,16 +68,15 @@ class RunResult:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, loader, *, arch: Architecture | None = None, device="cpu",
-             channels_last: bool = False) -> dict:
-    """Top-1, top-5 and cross-entropy of ``model`` (a SuperNet path when ``arch`` is given)."""
+def evaluate(model: nn.Module, loader, *, device="cpu", channels_last: bool = False) -> dict:
+    """Top-1, top-5 and cross-entropy of ``model``: a FixedNet, or a supernet path (``supernet.path(arch)``)."""
     model.eval()
     totals = torch.zeros(4, dtype=torch.float64)
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        logits = (model(x, arch) if arch is not None else model(x)).float()
+        logits = model(x).float()
         top = logits.topk(min(5, logits.shape[1]), 1).indices
         totals += torch.tensor([(top[:, 0] == y).sum().item(), (top == y[:, None]).any(1).sum().item(),
                                 nn.functional.cross_entropy(logits, y, reduction="sum").item(), y.numel()],
@@ -201,74 +200,66 @@ def _saved_config(output: Path) -> dict | None:
     return load_config(str(output / "config.yaml")) if (output / "config.yaml").is_file() else None
 
 
+@dataclass(frozen=True)
+class StepCounts:
+    """How long a run is: ``accumulate`` batches make a step; ``total_steps`` is ``train.iterations``,
+    else ``train.epochs`` epochs of ``steps_per_epoch``; ``epochs`` is how many the loop starts."""
+
+    accumulate: int
+    steps_per_epoch: int
+    total_steps: int
+    epochs: int
+
+
+def step_counts(train_cfg: dict, batches_per_epoch: int) -> StepCounts:
+    accumulate = int(train_cfg["accumulate"])
+    per_epoch = max(batches_per_epoch // accumulate, 1)
+    iterations = train_cfg["iterations"]
+    total = int(iterations) if iterations else int(train_cfg["epochs"]) * per_epoch
+    return StepCounts(accumulate, per_epoch, total, math.ceil(total / per_epoch))
+
+
+def amp_dtype(amp: str | None, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``train.amp``: None (full precision) off CUDA or when not asked."""
+    if not amp or device.type != "cuda":
+        return None
+    if amp not in ("bf16", "fp16"):
+        raise UserError(f"train.amp {amp!r}: use bf16, fp16 or null")
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def build_path_sampler(space, config: dict) -> PathSampler:
+    """The supernet's training path sampler, as the ``sampling`` section describes it."""
+    sampling = config["sampling"]
+    return PathSampler(space, config["train"]["seed"], mode=sampling["mode"], flops_min=sampling["flops_min"],
+                       flops_max=sampling["flops_max"], flops_bins=sampling["flops_bins"],
+                       channel_warmup_epochs=sampling["channel_warmup_epochs"],
+                       channel_warmup_step_epochs=sampling["channel_warmup_step_epochs"],
+                       strategy=sampling["strategy"], sandwich_paths=sampling["sandwich_paths"],
+                       progressive_epochs=sampling["progressive_epochs"])
+
+
 class Trainer:
+    """One run: built in the named steps of ``__init__``, then `run` trains, validates and checkpoints."""
+
     def __init__(self, config: dict, output: str | Path, *, resume: bool = False, progress: bool = True) -> None:
+        """``config`` as `spos.train.config.load_config` returns it (checked there: counts at least 1...)."""
         self.config, self.output, self.progress = config, Path(output), progress
-        train_cfg, data_cfg = config["train"], config["data"]
-        for key in ("batch_size", "val_batch_size"):
-            if int(data_cfg[key]) < 1:
-                raise UserError(f"data.{key} must be at least 1")
-        if int(train_cfg["accumulate"]) < 1:
-            raise UserError("train.accumulate must be at least 1")
-        files.check_output_folder(self.output, kind="training", resume=resume,
-                                  markers=RUN_MARKERS)
+        files.check_output_folder(self.output, kind="training", resume=resume, markers=RUN_MARKERS)
         resume_state = read_resume_state(self.output, config) if resume else None
         self.rank, self.world = distributed.init_distributed()
-        self.device = distributed.local_device(train_cfg["device"])
-        _seed_everything(train_cfg["seed"], train_cfg["deterministic"])
-
+        self.device = distributed.local_device(config["train"]["device"])
+        _seed_everything(config["train"]["seed"], config["train"]["deterministic"])
         # a new run trains on spos's input convention; a resumed one goes on in the one its checkpoint records
         self.convention = checkpoint.convention_of(resume_state)
-        splits = build_datasets(data_cfg["name"], data_cfg["root"], download=data_cfg["download"],
-                                holdout=data_cfg["holdout"], seed=train_cfg["seed"],
-                                input_size=config["space"]["input_size"], convention=self.convention)
-        self.info = splits.info
-        self.model = build_model(config, splits.info).to(self.device)
-        self.space = self.model.space
-        self.supernet = isinstance(self.model, SuperNet)
-        self.channels_last = bool(train_cfg["channels_last"])
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.train_loader = build_loader(splits.train, batch_size=data_cfg["batch_size"], train=True,
-                                         workers=data_cfg["workers"], seed=train_cfg["seed"],
-                                         distributed=self.world > 1, device=str(self.device))
-        val_set = splits.holdout if (self.supernet and splits.holdout is not None) else splits.val
-        self.val_split = "holdout" if val_set is splits.holdout else "val"
-        self.val_loader = build_loader(val_set, batch_size=data_cfg["val_batch_size"], train=False,
-                                       workers=data_cfg["workers"], distributed=self.world > 1,
-                                       device=str(self.device))
-        self.accumulate = int(train_cfg["accumulate"])
-        self.steps_per_epoch = max(len(self.train_loader) // self.accumulate, 1)
-        iterations = train_cfg["iterations"]
-        self.total_steps = int(iterations) if iterations else int(train_cfg["epochs"]) * self.steps_per_epoch
-        self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
-
-        self.optimizer = build_optimizer(self.model, config["optim"])
-        self.scheduler = build_scheduler(self.optimizer, config["schedule"], self.total_steps, self.steps_per_epoch)
-        self.mixup = build_mixup(train_cfg, self.space.num_classes)
-        self.loss_fn = build_loss(train_cfg, self.mixup)
-        self.ema = build_ema(self.model, train_cfg["ema"]) if not self.supernet else None
-        self.amp_dtype = self._amp_dtype(train_cfg["amp"])
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.ddp = None
-        if self.world > 1 and not self.supernet:
-            self.ddp = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        sampling = config["sampling"]
-        self.sampler = PathSampler(self.space, train_cfg["seed"], mode=sampling["mode"],
-                                   flops_min=sampling["flops_min"], flops_max=sampling["flops_max"],
-                                   flops_bins=sampling["flops_bins"],
-                                   channel_warmup_epochs=sampling["channel_warmup_epochs"],
-                                   channel_warmup_step_epochs=sampling["channel_warmup_step_epochs"],
-                                   strategy=sampling["strategy"],
-                                   sandwich_paths=sampling["sandwich_paths"],
-                                   progressive_epochs=sampling["progressive_epochs"]) if self.supernet else None
-        if self.supernet:
-            validation = config["validation"]
-            self.val_paths = validation_paths(self.space, int(validation["paths"]), train_cfg["seed"], sampling)
-            self.calibration = recalibration_batches(splits.train, batch_size=data_cfg["batch_size"],
-                                                     num_batches=int(validation["bn_batches"]),
-                                                     seed=train_cfg["seed"])
+        splits = self._load_data()
+        self._build_model(splits.info)
+        self._build_loaders(splits)
+        counts = step_counts(config["train"], len(self.train_loader))
+        self.accumulate, self.steps_per_epoch = counts.accumulate, counts.steps_per_epoch
+        self.total_steps, self.epochs = counts.total_steps, counts.epochs
+        self._build_optimization()
+        self._build_path_sampling(splits.train)
         self.epoch, self.step, self.batches_done, self.best_top1 = 0, 0, 0, -1.0
         self.history: list[dict] = []
         if resume_state is not None:
@@ -277,14 +268,59 @@ class Trainer:
             files.write_text_atomic(dump(config), self.output / "config.yaml")
         self.tensorboard = self._tensorboard()
 
-    # -- setup helpers -------------------------------------------------------------------------
+    # -- setup steps ---------------------------------------------------------------------------
 
-    def _amp_dtype(self, amp):
-        if not amp or self.device.type != "cuda":
-            return None
-        if amp not in ("bf16", "fp16"):
-            raise UserError(f"train.amp {amp!r}: use bf16, fp16 or null")
-        return torch.bfloat16 if amp == "bf16" else torch.float16
+    def _load_data(self):
+        data_cfg = self.config["data"]
+        return build_datasets(data_cfg["name"], data_cfg["root"], download=data_cfg["download"],
+                              holdout=data_cfg["holdout"], seed=self.config["train"]["seed"],
+                              input_size=self.config["space"]["input_size"], convention=self.convention)
+
+    def _build_model(self, info) -> None:
+        self.info = info
+        self.model = build_model(self.config, info).to(self.device)
+        self.space = self.model.space
+        self.supernet = isinstance(self.model, SuperNet)
+        self.channels_last = bool(self.config["train"]["channels_last"])
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    def _build_loaders(self, splits) -> None:
+        """Training batches, and validation on the hold-out split for a supernet that has one (else val)."""
+        data_cfg = self.config["data"]
+        shared = dict(workers=data_cfg["workers"], rank=self.rank, world=self.world, device=str(self.device))
+        self.train_loader = build_loader(splits.train, batch_size=data_cfg["batch_size"], train=True,
+                                         seed=self.config["train"]["seed"], **shared)
+        val_set = splits.holdout if (self.supernet and splits.holdout is not None) else splits.val
+        self.val_split = "holdout" if val_set is splits.holdout else "val"
+        self.val_loader = build_loader(val_set, batch_size=data_cfg["val_batch_size"], train=False, **shared)
+
+    def _build_optimization(self) -> None:
+        """Optimizer, LR schedule, mixup and loss, EMA (fixed nets), AMP and, under torchrun, DDP for a
+        fixed net (the supernet averages its path's gradients itself: `spos.train.distributed`)."""
+        config, train_cfg = self.config, self.config["train"]
+        self.optimizer = build_optimizer(self.model, config["optim"])
+        self.scheduler = build_scheduler(self.optimizer, config["schedule"], self.total_steps, self.steps_per_epoch)
+        self.mixup = build_mixup(train_cfg, self.space.num_classes)
+        self.loss_fn = build_loss(train_cfg, self.mixup)
+        self.ema = build_ema(self.model, train_cfg["ema"]) if not self.supernet else None
+        self.amp_dtype = amp_dtype(train_cfg["amp"], self.device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.ddp = None
+        if self.world > 1 and not self.supernet:
+            self.ddp = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def _build_path_sampling(self, train_set) -> None:
+        """For a supernet: the training path sampler, the fixed validation paths and BN calibration batches."""
+        self.sampler = None
+        if not self.supernet:
+            return
+        config, seed = self.config, self.config["train"]["seed"]
+        self.sampler = build_path_sampler(self.space, config)
+        self.val_paths = validation_paths(self.space, int(config["validation"]["paths"]), seed, config["sampling"])
+        self.calibration = recalibration_batches(train_set, batch_size=config["data"]["batch_size"],
+                                                 num_batches=int(config["validation"]["bn_batches"]), seed=seed)
 
     def _tensorboard(self):
         if not distributed.is_main():
@@ -334,14 +370,21 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
 
+    def _network(self, arch: Architecture | None) -> nn.Module:
+        """The module a step runs as ``network(x)``: the sampled path of the supernet, or (``arch`` None)
+        the fixed network, through its DDP wrapper under torchrun. The one place that asks which."""
+        if arch is None:
+            return self.ddp or self.model
+        return self.model.path(arch)
+
     def _forward(self, x, arch):
-        net = self.ddp or self.model
+        network = self._network(arch)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            return net(x, arch) if arch is not None else net(x)
+            return network(x)
 
     def train_epoch(self) -> dict:
         self.model.train()
-        self.train_loader.set_epoch(self.epoch)
+        self.train_loader.sampler.set_epoch(self.epoch)
         if self.sampler is not None:
             self.sampler.set_epoch(self.epoch)
         main = distributed.is_main()
@@ -434,9 +477,8 @@ class Trainer:
             return result
         scores = []
         for arch in self.val_paths:
-            recalibrate_bn(self.model, self.calibration, arch=arch)
-            scores.append(evaluate(self.model, self.val_loader, arch=arch, device=self.device,
-                                   channels_last=self.channels_last))
+            path = recalibrate_bn(self._network(arch), self.calibration)
+            scores.append(evaluate(path, self.val_loader, device=self.device, channels_last=self.channels_last))
         return {f"val_{k}": sum(s[k] for s in scores) / len(scores) for k in ("top1", "top5", "loss")} | {
             "val_paths_top1": [s["top1"] for s in scores]}
 
