@@ -72,7 +72,7 @@ def resolve_from_args(args):
 
 
 def run_zoo(args) -> int:
-    from spos.report import zoo_rows, zoo_table
+    from spos.zoo_table import zoo_rows, zoo_table
 
     rows = zoo_rows()
     if args.json:
