@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from spos.blocks import (Op, SqueezeExcite, make_activation, make_block, op_plan, residual, se_mid_channels,
-                         split_channels, static_block)
+                         split_channels)
 
 
 class DynamicConv2d(nn.Conv2d):
@@ -123,7 +123,7 @@ class DynamicBlock(nn.Module):
 
     def __init__(self, spec, op_name: str, max_mid: int) -> None:
         super().__init__()
-        self.spec, self.op_name, self.block = spec, op_name, make_block(op_name)
+        self.spec, self.block = spec, make_block(op_name)
         self.max_mid = max_mid
         for name, plan in op_plan(spec, op_name, max_mid).items():
             self.add_module(name, build_dynamic(plan, spec.activation))
@@ -148,11 +148,6 @@ class DynamicBlock(nn.Module):
             for mine, theirs in zip(branch, getattr(source, name)):
                 if isinstance(mine, DynamicConv2d):
                     mine.weight = theirs.weight
-
-    @torch.no_grad()
-    def static(self, mid: int, affine: bool = True) -> nn.Module:
-        """The static twin of this op at width ``mid``, holding this op's weights and statistics."""
-        return inherit(static_block(self.spec, self.op_name, mid, affine), self)
 
 
 # ----------------------------------------------------------------------------------------------
