@@ -9,9 +9,14 @@ training steps only, per-epoch validation excluded). Every
 stage resumes: a second invocation trains nothing that is finished.
 
     python benchmarks/ranking.py [--archs 12] [--seeds 2] [--recipes baseline,linear-lr] [--threads 1]
-                                 [--space mbv2-macro-cifar]
+                                 [--space mbv2-macro-cifar] [--data cifar10 --data-root DIR]
 
 ``--space`` ranks in another space (its own cache folder, ``runs/ranking-bench-SPACE``).
+``--data cifar10`` ranks on CIFAR-10 (the shared subset through ``--data-root``) with
+`cifar10-supernet` / `cifar10-retrain` and the ``cifar-*`` recipes. ``--standalone-only``
+trains the stand-alone runs and writes ``ground_truth.json``; under torchrun the runs are
+shared out over the ranks (several may share one GPU), so a GPU machine can measure the
+reference while this CPU trains the supernets, which then read that file.
 """
 
 from __future__ import annotations
@@ -61,24 +66,43 @@ for _overrides in RECIPES.values():
     if "space.entangled_kernels=true" not in _overrides:
         _overrides.append("space.entangled_kernels=false")
 
+# CIFAR-10 (`cifar10-supernet`: batch 128, lr 0.0625 by the linear rule); epochs from --supernet-epochs
+RECIPES.update({
+    "cifar-independent": ["space.entangled_kernels=false"],
+    "cifar-entangled": ["space.entangled_kernels=true"],
+    "cifar-entangled-seed1": ["space.entangled_kernels=true", "train.seed=1"],
+    "cifar-progressive+entangled": ["space.entangled_kernels=true", "sampling.progressive_epochs=10"],
+})
+CONFIGS = {"digits": ("digits-supernet", "digits-retrain"), "cifar10": ("cifar10-supernet", "cifar10-retrain")}
+
 DEMO_BUDGET_RECIPES = ("baseline", "linear-lr", "fair", "entangled", "fair+entangled", "sandwich", "progressive",
                        "sandwich+entangled", "progressive+entangled", "sandwich+progressive+entangled")
 
 
-def digits_space(space_overrides: list[str]):
-    """The space the digits supernet config builds (with ``space.name=...`` when another is ranked)."""
-    return build_model(load_config("digits-supernet", space_overrides), dataset_info("digits")).space
+def data_overrides(data: str, root: str | None) -> list[str]:
+    return [f"data.name={data}", *([f"data.root={root}"] if root else [])]
 
 
-def standalone_truth(output: Path, archs: int, seeds: int, epochs: int, space_overrides: list[str]) -> Path:
-    """Train every architecture alone (cached) and write ``ground_truth.json`` (mean of the seeds)."""
-    space = digits_space(space_overrides)
+def bench_space(data: str, space_overrides: list[str]):
+    """The space the data's supernet config builds (with ``space.name=...`` when another is ranked)."""
+    return build_model(load_config(CONFIGS[data][0], [f"data.name={data}", *space_overrides]),
+                       dataset_info(data)).space
+
+
+def standalone_truth(output: Path, archs: int, seeds: int, epochs: int, space_overrides: list[str],
+                     data: str = "digits", root: str | None = None) -> Path | None:
+    """Train every architecture alone (cached) and write ``ground_truth.json`` (mean of the seeds).
+
+    Under torchrun every rank trains its share; only rank 0 writes the file (None elsewhere)."""
+    space = bench_space(data, space_overrides)
     chosen = draw_architectures(space, archs, "flops", seed=0)
-    job = RankJob(supernet="", output=str(output / "standalone"), standalone="digits-retrain", seeds=seeds,
-                  overrides=[f"train.epochs={epochs}"], data="digits", progress=False)
+    job = RankJob(supernet="", output=str(output / "standalone"), standalone=CONFIGS[data][1], seeds=seeds,
+                  overrides=[f"train.epochs={epochs}"], data=data, data_root=root, progress=False)
     (output / "standalone").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     accuracies = standalone_accuracies(job, space, chosen)
+    if accuracies is None:  # another rank's share is done; rank 0 writes the results
+        return None
     truth = {arch: sum(values) / len(values) for arch, values in accuracies.items()}
     if seeds >= 2:  # the noise ceiling: how well one seed ranks the architectures like another
         from spos import rank
@@ -89,18 +113,19 @@ def standalone_truth(output: Path, archs: int, seeds: int, epochs: int, space_ov
               f"[{agreement['low']:.2f}, {agreement['high']:.2f}] (a supernet cannot rank better than this)")
     path = output / "ground_truth.json"
     path.write_text(json.dumps(truth, indent=2) + "\n")
-    print(f"stand-alone: {archs} architectures x {seeds} seeds, {epochs} epochs of digits-retrain "
+    print(f"stand-alone: {archs} architectures x {seeds} seeds, {epochs} epochs of {CONFIGS[data][1]} "
           f"({time.perf_counter() - started:.0f} s this invocation); top-1 from {min(truth.values()):.4f} "
           f"to {max(truth.values()):.4f}")
     return path
 
 
 def train_supernet(output: Path, name: str, overrides: list[str], epochs: int | None,
-                   space_overrides: list[str]) -> Path:
+                   space_overrides: list[str], data: str = "digits", root: str | None = None) -> Path:
     """Train (or finish) the recipe's supernet; its training seconds are kept in ``done``."""
     folder = output / f"supernet-{name}"
     # one validation path per epoch: the ranking is measured by `spos rank` afterwards, not by the curve
-    config = load_config("digits-supernet", ["validation.paths=1", *space_overrides, *overrides,
+    config = load_config(CONFIGS[data][0], ["validation.paths=1", *data_overrides(data, root), *space_overrides,
+                                            *overrides,
                                              *([f"train.epochs={epochs}"] if epochs else [])])
     started = time.perf_counter()
     if not (folder / "done").is_file():
@@ -110,8 +135,8 @@ def train_supernet(output: Path, name: str, overrides: list[str], epochs: int | 
 
 
 def measure_recipe(output: Path, name: str, overrides: list[str], truth: Path, epochs: int | None,
-                   space_overrides: list[str]) -> dict:
-    folder = train_supernet(output, name, overrides, epochs, space_overrides)
+                   space_overrides: list[str], data: str = "digits", root: str | None = None) -> dict:
+    folder = train_supernet(output, name, overrides, epochs, space_overrides, data, root)
     # time in training steps only (validation excluded), summed over the epochs
     train_seconds = sum(json.loads(line)["train_seconds"] for line in (folder / "metrics.jsonl").open())
     rank_dir = output / f"rank-{name}"
@@ -123,13 +148,13 @@ def measure_recipe(output: Path, name: str, overrides: list[str], truth: Path, e
             "top3": stats["top_k"].get("3", {}).get("value"), "train_seconds": train_seconds}
 
 
-def flops_row(output: Path, truth: Path, space_overrides: list[str]) -> str:
+def flops_row(output: Path, truth: Path, space_overrides: list[str], data: str = "digits") -> str:
     """The same table row for FLOPs as the predictor: what a supernet has to beat to be worth training."""
     from spos import rank
     from spos.flops import cost_table
     from spos.space import Architecture
 
-    space = digits_space(space_overrides)
+    space = bench_space(data, space_overrides)
     accuracies = json.loads(truth.read_text())
     flops = [cost_table(space).macs(Architecture.parse(a)) for a in accuracies]
     stats = rank.rank_statistics(flops, list(accuracies.values()))
@@ -142,32 +167,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default=None,
                         help="cache folder (default runs/ranking-bench, runs/ranking-bench-SPACE with --space)")
-    parser.add_argument("--space", default=None, help="rank in this space (default: digits-supernet's, oneshot)")
+    parser.add_argument("--space", default=None, help="rank in this space (default: the supernet config's)")
+    parser.add_argument("--data", choices=sorted(CONFIGS), default="digits", help="dataset (default digits)")
+    parser.add_argument("--data-root", default=None, help="dataset folder (CIFAR-10: the shared subset's)")
     parser.add_argument("--archs", type=int, default=12, help="architectures ranked (default 12)")
     parser.add_argument("--seeds", type=int, default=2, help="stand-alone seeds per architecture (default 2)")
-    parser.add_argument("--standalone-epochs", type=int, default=4, help="digits-retrain epochs (default 4)")
-    parser.add_argument("--supernet-epochs", type=int, default=None, help="override digits-supernet's epochs")
+    parser.add_argument("--standalone-epochs", type=int, default=4, help="retraining epochs (default 4)")
+    parser.add_argument("--supernet-epochs", type=int, default=None, help="override the supernet config's epochs")
     parser.add_argument("--recipes", default=",".join(DEMO_BUDGET_RECIPES),
                         help=f"comma-separated, from {', '.join(RECIPES)} (default: all at the demo's budget)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
     parser.add_argument("--supernets-only", action="store_true",
                         help="only train the recipes' supernets (e.g. beside a process training the stand-alone runs)")
+    parser.add_argument("--standalone-only", action="store_true",
+                        help="only train the stand-alone runs and write ground_truth.json (torchrun shares them out)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
-    output = Path(args.output or ("runs/ranking-bench" + (f"-{args.space}" if args.space else "")))
+    suffix = "".join(f"-{part}" for part in (args.space, None if args.data == "digits" else args.data) if part)
+    output = Path(args.output or f"runs/ranking-bench{suffix}")
     space_overrides = [f"space.name={args.space}"] if args.space else []
+    data = (args.data, args.data_root)
     if args.supernets_only:
         for name in args.recipes.split(","):
-            folder = train_supernet(output, name, RECIPES[name], args.supernet_epochs, space_overrides)
+            folder = train_supernet(output, name, RECIPES[name], args.supernet_epochs, space_overrides, *data)
             print(f"{name}: supernet trained in {float((folder / 'done').read_text()):.0f} s", flush=True)
         return
-    truth = standalone_truth(output, args.archs, args.seeds, args.standalone_epochs, space_overrides)
+    truth = standalone_truth(output, args.archs, args.seeds, args.standalone_epochs, space_overrides, *data)
+    if truth is None or args.standalone_only:
+        return
     print(f"\n| recipe | mean path top-1 | Kendall tau [95% CI] | Spearman | top-3 overlap | supernet time |")
     print("|---|---|---|---|---|---|")
-    print(flops_row(output, truth, space_overrides), flush=True)
+    print(flops_row(output, truth, space_overrides, args.data), flush=True)
     for name in args.recipes.split(","):
-        row = measure_recipe(output, name, RECIPES[name], truth, args.supernet_epochs, space_overrides)
+        row = measure_recipe(output, name, RECIPES[name], truth, args.supernet_epochs, space_overrides, *data)
         with open(output / "results.jsonl", "a") as handle:
             handle.write(json.dumps(row) + "\n")
         tau = row["tau"]

@@ -6,6 +6,9 @@ machine's speed hits both. Prints the median ratio supernet / fixed (target <= 1
 reference the ratio a masking supernet would pay: the widest path's step against the sampled one.
 
     python benchmarks/supernet_step.py [--archs 20] [--repeats 3] [--space NAME [--input-size N]]
+                                       [--device cuda] [--batch-size B]
+
+On a GPU every timed step ends with a device synchronisation.
 
 Also prints the analytic counter's speed (architectures per second, one at a time) for the space.
 """
@@ -28,12 +31,17 @@ from spos.supernet import SuperNet
 def step_timer(model, forward, batch, labels):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=4e-5)
     loss_fn = torch.nn.CrossEntropyLoss()
+    cuda = batch.device.type == "cuda"
 
     def step() -> float:
+        if cuda:
+            torch.cuda.synchronize()
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         loss_fn(forward(batch), labels).backward()
         optimizer.step()
+        if cuda:
+            torch.cuda.synchronize()
         return time.perf_counter() - start
 
     return step
@@ -44,16 +52,17 @@ def median_step(step, repeats: int) -> float:
     return statistics.median(step() for _ in range(repeats))
 
 
-def run(input_size: int, batch_size: int, archs: int, repeats: int, seed: int = 0, space_name: str = "oneshot") -> dict:
+def run(input_size: int, batch_size: int, archs: int, repeats: int, seed: int = 0, space_name: str = "oneshot",
+        device: str = "cpu") -> dict:
     space = get_space(space_name, input_size=input_size, num_classes=10 if input_size < 224 else 1000)
-    supernet = SuperNet(space).train()
+    supernet = SuperNet(space).train().to(device)
     rng = random.Random(seed)
-    x = torch.randn(batch_size, 3, input_size, input_size)
-    y = torch.randint(0, space.num_classes, (batch_size,))
+    x = torch.randn(batch_size, 3, input_size, input_size, device=device)
+    y = torch.randint(0, space.num_classes, (batch_size,), device=device)
     ratios = []
     for _ in range(archs):
         arch = sample_architecture(space, rng)
-        fixed = supernet.extract(arch).train()
+        fixed = supernet.extract(arch).train().to(device)
         super_step = step_timer(supernet, lambda b, a=arch: supernet(b, a), x, y)
         fixed_step = step_timer(fixed, fixed, x, y)
         times_super, times_fixed = [], []
@@ -62,11 +71,11 @@ def run(input_size: int, batch_size: int, archs: int, repeats: int, seed: int = 
             times_super.append(super_step())
             times_fixed.append(fixed_step())
         ratios.append(statistics.median(times_super) / statistics.median(times_fixed))
-    wide = FixedNet(space, cost_table(space).extremes()[0]).train()
+    wide = FixedNet(space, cost_table(space).extremes()[0]).train().to(device)
     wide_time = median_step(step_timer(wide, wide, x, y), repeats)
     typical = statistics.median(
         median_step(step_timer(f, f, x, y), repeats)
-        for f in (FixedNet(space, sample_architecture(space, rng)).train() for _ in range(3)))
+        for f in (FixedNet(space, sample_architecture(space, rng)).train().to(device) for _ in range(3)))
     return {"input": f"{batch_size}x3x{input_size}x{input_size}", "archs": archs,
             "median_ratio": statistics.median(ratios), "max_ratio": max(ratios),
             "widest_over_typical": wide_time / typical}
@@ -89,14 +98,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--space", default="oneshot", help="a preset or space file (default oneshot)")
     parser.add_argument("--input-size", type=int, default=None, help="one input size (default: 32 and 224)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default 64 at 32x32, 16 at 224x224")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, space {args.space}")
+    where = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__}, {where}, space {args.space}")
     print(f"analytic counter: {counter_speed(get_space(args.space)):,.0f} architectures/s (target >= 10,000)")
     sizes = ((32, 64), (224, 16)) if args.input_size is None else ((args.input_size, 64 if args.input_size < 224 else 16),)
     for input_size, batch_size in sizes:
-        r = run(input_size, batch_size, args.archs, args.repeats, space_name=args.space)
+        r = run(input_size, args.batch_size or batch_size, args.archs, args.repeats, space_name=args.space,
+                device=args.device)
         print(f"{r['input']:>16}: supernet/fixed step time median {r['median_ratio']:.3f} "
               f"(max {r['max_ratio']:.3f}) over {r['archs']} archs; target <= 1.15")
         print(f"{'':>16}  widest path / typical sampled path {r['widest_over_typical']:.2f}x "

@@ -253,3 +253,37 @@ def test_rank_scores_paths_in_the_input_convention_the_supernet_records(digits_s
     assert main(["rank", "--supernet", str(path), "--ground-truth", str(truth), "--output", str(tmp_path / "r"),
                  *FAST]) == 0
     assert [c.name for c in seen] == ["official"]
+
+
+def test_rank_shares_its_standalone_runs_over_torchrun_ranks(supernet_file, tmp_path, monkeypatch):
+    """Rank 1 runs in a process of its own (as torchrun starts it), rank 0 here: each trains its share,
+    alone (no process group), and rank 0 waits for rank 1's result before it writes rank.json."""
+    import os
+
+    import torch.distributed as dist
+
+    from spos.train import loop
+
+    out = tmp_path / "rank"
+    command = ["rank", "--supernet", str(supernet_file), "--archs", "3", "--standalone", "digits-retrain",
+               "--set", "train.iterations=2", "--seeds", "1", "--output", str(out), *FAST]
+    launch = {"WORLD_SIZE": "2", "LOCAL_RANK": "1", "RANK": "1"}
+    monkeypatch.setattr(os, "environ", {**os.environ, **launch})
+    other = _spos_process(command)
+    monkeypatch.setattr(os, "environ", {**os.environ, "RANK": "0", "LOCAL_RANK": "0"})
+    calls = []
+    real = loop.run_training
+
+    def counting(config, output, **kw):
+        calls.append((Path(output).name, os.environ["RANK"], os.environ["WORLD_SIZE"]))
+        return real(config, output, **kw)
+
+    monkeypatch.setattr(loop, "run_training", counting)
+    assert main(command) == 0
+    output, _ = other.communicate(timeout=120)
+    assert other.returncode == 0, output
+    assert calls == [("0-seed0", "0", "1"), ("2-seed0", "0", "1")]  # its share, each run a world of one
+    assert os.environ["WORLD_SIZE"] == "2" and not dist.is_initialized()
+    assert [json.loads(line)["index"] for line in (out / "standalone.rank1.jsonl").read_text().splitlines()] == [1]
+    rows = json.loads((out / "rank.json").read_text())["rows"]
+    assert len(rows) == 3 and all(len(r["standalone_runs"]) == 1 for r in rows)

@@ -221,3 +221,17 @@ def test_one_cost_axis_for_the_front_and_the_scatter():
     assert SearchJob(supernet="s.pt", latency_max=5.0).cost_axis == "latency"
     assert SearchJob(supernet="s.pt", objectives=["acc", "latency"], algorithm="nsga2").cost_axis == "latency"
     assert SearchJob(supernet="s.pt", objectives=["acc", "flops"], latency_table="t.json").cost_axis == "flops"
+
+
+def test_search_scores_on_the_supernets_own_data_and_holdout_split():
+    """Without --data/--holdout a search scores on the images its supernet held out (its data, hold-out
+    fraction and training seed); other data asked for gets the plain defaults."""
+    from spos.search.run import SearchJob, with_supernet_data
+
+    saved = {"data": {"name": "cifar10", "root": "/d/cifar", "holdout": 0.1}, "train": {"seed": 3}}
+    job = with_supernet_data(SearchJob(supernet="s.pt"), saved)
+    assert (job.data, job.data_root, job.holdout, job.split_seed, job.seed) == ("cifar10", "/d/cifar", 0.1, 3, 0)
+    other = with_supernet_data(SearchJob(supernet="s.pt", data="mnist"), saved)
+    assert (other.data, other.data_root, other.holdout, other.split_seed) == ("mnist", None, 0.2, None)
+    told = with_supernet_data(SearchJob(supernet="s.pt", holdout=500), {})
+    assert (told.data, told.holdout, told.split_seed) == ("digits", 500, None)

@@ -16,7 +16,9 @@ def register(subparsers) -> None:
                     "trained alone with a retraining config and K seeds (or with accuracies from a ground-truth "
                     "file). Writes rank.json (one row per architecture; Kendall tau, Spearman rho and top-k "
                     "overlap with bootstrap 95% intervals) and rank_scatter.png. Every stand-alone run is kept "
-                    "in OUTPUT/standalone/; --resume trains none of the finished ones again.",
+                    "in OUTPUT/standalone/; --resume trains none of the finished ones again. Under torchrun the "
+                    "stand-alone runs are shared out over the ranks (several ranks may share a GPU) and rank 0 "
+                    "reports.",
         example="spos rank --supernet runs/supernet/last.pt --archs 12 --standalone digits-retrain --seeds 2 "
                 "--output runs/rank")
     parser.add_argument("--supernet", required=True, metavar="CKPT", help="a supernet checkpoint")
@@ -75,6 +77,8 @@ def run(args) -> int:
         device=args.device, resume=args.resume, progress=not args.no_progress,
     )
     summary = run_rank(job)
+    if not summary:  # a torchrun rank other than 0: its share is trained, rank 0 reports
+        return 0
     stats = summary["statistics"]
 
     def interval(estimate: dict) -> str:

@@ -24,13 +24,16 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--supernet", required=True, metavar="CKPT", help="a supernet checkpoint")
     data = parser.add_argument_group("data")
-    data.add_argument("--data", default="digits", help="dataset: imagefolder, cifar10, cifar100, mnist, digits, "
-                                                      "synthetic (default digits)")
-    data.add_argument("--data-root", default=None, help="dataset folder (or .npz file for the CIFAR-10 subset)")
+    data.add_argument("--data", default=None, help="dataset: imagefolder, cifar10, cifar100, mnist, digits, "
+                                                   "synthetic (default: the one the supernet was trained on)")
+    data.add_argument("--data-root", default=None, help="dataset folder, or .npz file for the CIFAR-10 subset "
+                                                        "(default: the supernet's, with its data)")
     data.add_argument("--download", action="store_true",
                       help="download the dataset if missing (CIFAR-10/100, MNIST; needs internet)")
-    data.add_argument("--holdout", default="0.2", help="hold-out images carved from train: a count or a fraction "
-                                                       "(default 0.2; the paper holds out 50000 ImageNet images)")
+    data.add_argument("--holdout", default=None,
+                      help="hold-out images carved from train: a count or a fraction (default: the supernet's "
+                           "hold-out, split by its seed, so no candidate is scored on images it trained on; "
+                           "else 0.2; the paper holds out 50000 ImageNet images)")
     data.add_argument("--split", choices=("holdout", "val"), default="holdout",
                       help="split the candidates are scored on (default holdout; val is the test set: avoid)")
     data.add_argument("--batch-size", type=int, default=128, help="batch size for scoring (default 128)")
@@ -97,7 +100,7 @@ def run(args) -> int:
             raise UserError(f"--{name.replace('_', '-')} {value}: must be at least 1")
     job = SearchJob(
         supernet=args.supernet, output=args.output, data=args.data, data_root=args.data_root,
-        download=args.download, holdout=parse_holdout(args.holdout), split=args.split,
+        download=args.download, holdout=None if args.holdout is None else parse_holdout(args.holdout), split=args.split,
         batch_size=args.batch_size, bn_batches=args.bn_batches, eval_batches=args.eval_batches,
         workers=args.workers, flops_max=args.flops_max, flops_min=args.flops_min, params_max=args.params_max,
         latency_max=args.latency_max, latency_table=args.latency_table,

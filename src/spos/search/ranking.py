@@ -204,10 +204,17 @@ def _settings(job: RankJob, archs: list[Architecture]) -> dict:
 
 
 def prepare_output(job: RankJob, archs: list[Architecture]) -> list[Architecture]:
-    """A new folder gets the settings; ``--resume`` continues only the job that made the folder."""
+    """A new folder gets the settings; ``--resume`` continues only the job that made the folder.
+
+    Under torchrun only rank 0 checks and writes; the other ranks wait for its settings file."""
+    from spos.train.distributed import launcher_rank_and_world
+
     output = Path(job.output)
     saved = output / SETTINGS
     settings = _settings(job, archs)
+    if launcher_rank_and_world()[0] != 0:
+        _wait_until(saved.is_file, f"waiting for rank 0 to write {saved}", poll=0.5)
+        return [Architecture.parse(text) for text in json.loads(saved.read_text())["architectures"]]
     if job.resume:
         if not saved.is_file():
             raise UserError(f"--resume: {output} holds no rank job ({SETTINGS} is missing)")
@@ -242,7 +249,7 @@ def supernet_scores(job: RankJob, supernet, archs: list[Architecture], device, c
         return scores
     scoring = SearchJob(supernet=job.supernet, data=job.data, data_root=job.data_root, holdout=job.holdout,
                         batch_size=job.batch_size, bn_batches=job.bn_batches, eval_batches=job.eval_batches,
-                        seed=job.seed if job.split_seed is None else job.split_seed)
+                        seed=job.seed, split_seed=job.split_seed)
     calibration, evaluation = load_scoring_data(scoring, supernet.space, device, convention)
     scorer = SupernetScorer(supernet, calibration, evaluation)
     for arch in todo:
@@ -253,6 +260,7 @@ def supernet_scores(job: RankJob, supernet, archs: list[Architecture], device, c
 
 def standalone_config(job: RankJob, arch_file: Path, seed_offset: int) -> dict:
     from spos.train.config import load_config
+    from spos.train.distributed import shared_device
 
     config = load_config(job.standalone, job.overrides)
     if config["kind"] != "fixed":
@@ -260,52 +268,67 @@ def standalone_config(job: RankJob, arch_file: Path, seed_offset: int) -> dict:
                         "config such as digits-retrain")
     data = {"name": job.data, **({"root": job.data_root} if job.data_root else {})}
     return load_config(job.standalone, job.overrides, arch=str(arch_file), data=data,
-                       train={"seed": int(config["train"]["seed"]) + seed_offset})
+                       train={"seed": int(config["train"]["seed"]) + seed_offset,
+                              "device": str(shared_device(job.device or config["train"]["device"]))})
 
 
-def standalone_accuracies(job: RankJob, space: SearchSpace, archs: list[Architecture]) -> dict[str, list[float]]:
-    """Final val top-1 of every (architecture, seed) run; finished runs are read back, cut ones resumed."""
+def _standalone_logs(output: Path) -> dict[tuple[int, int], dict]:
+    """Every finished stand-alone run, from rank 0's log and the other ranks' (``standalone.rankR.jsonl``)."""
+    rows = [row for path in sorted(output.glob("standalone*.jsonl")) for row in _read_jsonl(path)]
+    return {(row["index"], row["seed"]): row for row in rows}
+
+
+def _wait_until(condition, message: str, poll: float = 5.0) -> None:
+    """Poll until ``condition()``: torchrun ends every rank when one fails, so this cannot wait forever on a
+    dead rank."""
+    if not condition():
+        log.info(message)
+    while not condition():
+        time.sleep(poll)
+
+
+def standalone_accuracies(job: RankJob, space: SearchSpace, archs: list[Architecture]
+                          ) -> dict[str, list[float]] | None:
+    """Final val top-1 of every (architecture, seed) run; finished runs are read back, cut ones resumed.
+
+    Under torchrun the runs are shared out over the ranks (run k to rank k mod world size), each trained
+    alone, as one process; every rank but 0 returns None once its share is done, rank 0 waits for all."""
+    from spos.train import distributed
     from spos.train.loop import RUN_MARKERS, run_training
 
+    rank, world = distributed.launcher_rank_and_world()
     output = Path(job.output)
-    log_path = output / STANDALONE_LOG
-    done = {(row["index"], row["seed"]): row for row in _read_jsonl(log_path)}
-    for index, arch in enumerate(archs):
+    log_path = output / (STANDALONE_LOG if rank == 0 else f"standalone.rank{rank}.jsonl")
+    runs = [(index, seed) for index in range(len(archs)) for seed in range(job.seeds)]
+    done = _standalone_logs(output)
+    for index, seed in runs[rank::world]:
+        if (index, seed) in done:
+            continue
         arch_file = output / "archs" / f"{index}.json"
         if not arch_file.is_file():
-            save_architecture(arch_file, arch, space)
-        for seed in range(job.seeds):
-            if (index, seed) in done:
-                continue
-            folder = output / "standalone" / f"{index}-seed{seed}"
-            cut = any((folder / marker).exists() for marker in RUN_MARKERS)
-            log.info(f"stand-alone run {index + 1}/{len(archs)}, seed {seed + 1}/{job.seeds}: {arch}"
-                     f"{' (resuming)' if cut else ''}")
-            result = run_training(standalone_config(job, arch_file, seed), folder, resume=cut, progress=job.progress)
-            row = {"index": index, "seed": seed, "arch": str(arch), "top1": result.last["val_top1"],
-                   "best_top1": result.best_top1, "steps": result.last["step"]}
-            _append_jsonl(log_path, row)
-            done[(index, seed)] = row
+            save_architecture(arch_file, archs[index], space)
+        folder = output / "standalone" / f"{index}-seed{seed}"
+        cut = any((folder / marker).exists() for marker in RUN_MARKERS)
+        log.info(f"stand-alone run {index + 1}/{len(archs)}, seed {seed + 1}/{job.seeds}: {archs[index]}"
+                 f"{' (resuming)' if cut else ''}{f' on rank {rank}' if world > 1 else ''}")
+        with distributed.alone():
+            result = run_training(standalone_config(job, arch_file, seed), folder, resume=cut,
+                                  progress=job.progress and rank == 0)
+        _append_jsonl(log_path, {"index": index, "seed": seed, "arch": str(archs[index]),
+                                 "top1": result.last["val_top1"], "best_top1": result.best_top1,
+                                 "steps": result.last["step"]})
+    if rank != 0:
+        return None
+    _wait_until(lambda: set(runs) <= set(_standalone_logs(output)), "waiting for the other ranks' stand-alone runs")
+    done = _standalone_logs(output)
     accuracies: dict[str, list[float]] = {}
-    for (index, seed), row in sorted(done.items()):
-        if index < len(archs) and seed < job.seeds:
-            accuracies.setdefault(str(archs[index]), []).append(row["top1"])
+    for index, seed in runs:
+        accuracies.setdefault(str(archs[index]), []).append(done[(index, seed)]["top1"])
     return accuracies
 
 
 # ----------------------------------------------------------------------------------------------
 # The job
-
-
-def _data_defaults(job: RankJob, saved_config: dict) -> RankJob:
-    """Score on the supernet's own data and hold-out split unless told otherwise."""
-    from dataclasses import replace
-
-    data = saved_config.get("data", {})
-    holdout = job.holdout if job.holdout is not None else (data.get("holdout") or 0.2)
-    return replace(job, data=job.data or data.get("name") or "digits",
-                   data_root=job.data_root or data.get("root"), holdout=holdout,
-                   split_seed=saved_config.get("train", {}).get("seed"))
 
 
 def check_job(job: RankJob) -> None:
@@ -325,20 +348,28 @@ def check_job(job: RankJob) -> None:
 
 
 def run_rank(job: RankJob) -> dict:
-    """Run (or continue) one rank job; returns the summary written to OUTPUT/rank.json."""
-    from spos.train.distributed import local_device
+    """Run (or continue) one rank job; returns the summary written to OUTPUT/rank.json.
+
+    Under torchrun every rank trains a share of the stand-alone runs; rank 0 also scores the paths,
+    waits for the others and writes the results (the other ranks return an empty dict)."""
+    from spos.search.run import with_supernet_data
+    from spos.train.distributed import launcher_rank_and_world, shared_device
 
     check_job(job)
     started = time.perf_counter()
     saved = checkpoint.load_kind(job.supernet, "supernet")
-    job = _data_defaults(job, saved.get("config") or {})
-    device = local_device(job.device)
+    job = with_supernet_data(job, saved.get("config") or {})
+    device = shared_device(job.device)
     supernet = checkpoint.build_model(saved).to(device)
     space = supernet.space
     truth = read_ground_truth(job.ground_truth, space) if job.ground_truth else None
     chosen = choose_architectures(job, space, truth)
     if len(chosen) < 3:
         raise UserError(f"rank statistics need at least 3 architectures, got {len(chosen)}")
+    if launcher_rank_and_world()[0] != 0:  # rank 0 checks and locks the folder; this rank trains its share
+        if truth is None:
+            standalone_accuracies(job, space, prepare_output(job, chosen))
+        return {}
     files.check_output_folder(job.output, kind="rank", resume=job.resume, markers=(SETTINGS,))  # before locking
     with files.run_lock(job.output):
         return _measure(job, supernet, space, prepare_output(job, chosen), truth, device, started,

@@ -25,10 +25,11 @@ class SearchJob(SearchConfig):
 
     supernet: str
     output: str = "runs/search"
-    data: str = "digits"
+    data: str | None = None  # None: the supernet's (see `with_supernet_data`)
     data_root: str | None = None
     download: bool = False
-    holdout: float | int = 0.2
+    holdout: float | int | None = None
+    split_seed: int | None = None  # the seed that carved the hold-out split; None: ``seed``
     split: str = "holdout"
     batch_size: int = 128
     bn_batches: int = 20
@@ -143,12 +144,27 @@ def build_constraints(job: SearchJob, measures: dict) -> list:
     return constraints
 
 
+def with_supernet_data(job, saved_config: dict):
+    """``job`` (a search or rank job) scoring on the supernet's own data and hold-out split unless told
+    otherwise: the images the supernet never trained on, carved by its training seed."""
+    from dataclasses import replace
+
+    data = saved_config.get("data") or {}
+    same_data = job.data is None or job.data == data.get("name")
+    holdout = job.holdout if job.holdout is not None else ((data.get("holdout") if same_data else None) or 0.2)
+    return replace(job, data=job.data or data.get("name") or "digits",
+                   data_root=job.data_root or (data.get("root") if same_data else None), holdout=holdout,
+                   split_seed=job.split_seed if job.split_seed is not None else
+                   (saved_config.get("train", {}).get("seed") if same_data else None))
+
+
 def load_scoring_data(job: SearchJob, space: SearchSpace, device, convention=None):
     from spos.data import build_datasets, build_loader, recalibration_batches
     from spos.search.scoring import materialize
 
+    split_seed = job.seed if job.split_seed is None else job.split_seed
     splits = build_datasets(job.data, job.data_root, download=job.download, holdout=job.holdout,
-                            seed=job.seed, input_size=space.input_size, num_classes=space.num_classes,
+                            seed=split_seed, input_size=space.input_size, num_classes=space.num_classes,
                             convention=convention)
     splits.info.check_fits(space)
     if job.split == "val":
@@ -240,6 +256,7 @@ def _run_search(job: SearchJob, output: Path) -> dict:
     distributed.init_distributed()  # under torchrun: each rank scores a share of every generation
     device = distributed.local_device(job.device)
     state = checkpoint.load_kind(job.supernet, "supernet")
+    job = with_supernet_data(job, state.get("config") or {})
     supernet = checkpoint.build_model(state).to(device)
     supernet_top1 = _mean_path_top1(state)
     convention = checkpoint.convention_of(state, job.input)

@@ -9,6 +9,8 @@ the path does not use cost nothing, and no ``find_unused_parameters`` scan runs.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
@@ -48,6 +50,36 @@ def local_device(requested: str | None) -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return torch.device("cpu")
+
+
+def launcher_rank_and_world() -> tuple[int, int]:
+    """(rank, world size) as torchrun set them in the environment, whether or not a process group exists:
+    for jobs whose ranks share out independent work and never communicate."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def shared_device(requested: str | None) -> torch.device:
+    """Like `local_device`, but ranks beyond the GPU count share the GPUs round-robin: independent runs
+    (one per rank) may share a GPU, which DDP training may not."""
+    if requested or not torch.cuda.is_available():
+        return local_device(requested)
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+
+
+@contextmanager
+def alone() -> Iterator[None]:
+    """Inside, this process is a world of one whatever torchrun said: a training run started here joins
+    no process group, syncs nothing and locks its own folder as rank 0 would."""
+    saved = {name: os.environ.get(name) for name in ("RANK", "WORLD_SIZE")}
+    os.environ.update(RANK="0", WORLD_SIZE="1")
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def average_gradients(parameters) -> None:
