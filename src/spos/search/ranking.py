@@ -10,6 +10,7 @@ folder holds:
 - ``archs/<i>.json``: the architecture files the stand-alone runs train;
 - ``standalone/<i>-seed<k>/``: one training run each, resumable (a cut run continues from its
   checkpoint, a finished one is read back from ``standalone.jsonl`` and never trained again);
+  under torchrun rank R trains runs R, R + world, ... and logs them in ``standalone.rankR.jsonl``;
 - ``supernet_scores.jsonl``, ``rank.json`` (one row per architecture and the statistics of
   `spos.rank`) and ``rank_scatter.png``.
 """
