@@ -72,6 +72,9 @@ RECIPES.update({
     "cifar-entangled": ["space.entangled_kernels=true"],
     "cifar-entangled-seed1": ["space.entangled_kernels=true", "train.seed=1"],
     "cifar-progressive+entangled": ["space.entangled_kernels=true", "sampling.progressive_epochs=10"],
+    # the demo's supernet budget on CIFAR-10 (30 epochs at --budget 1): run without --supernet-epochs
+    "cifar-entangled-30ep": ["space.entangled_kernels=true", "train.epochs=30"],
+    "cifar-independent-30ep": ["space.entangled_kernels=false", "train.epochs=30"],
 })
 CONFIGS = {"digits": ("digits-supernet", "digits-retrain"), "cifar10": ("cifar10-supernet", "cifar10-retrain")}
 
