@@ -137,3 +137,11 @@ def test_demo_runs_on_another_space(tmp_path, capsys):
     assert len(best["ops"]) == 8 and set(best["ops"]) <= {"identity", "mbconv-e3-k3", "mbconv-e6-k5"}
     assert main(["demo", "--space", "nope", "--output", str(tmp_path / "other")]) == 2
     assert "unknown search space 'nope'" in capsys.readouterr().err
+
+
+def test_demo_cites_the_ranking_measured_for_its_data_and_space():
+    from spos.demo import measured_ranking
+
+    assert "0.64" in measured_ranking("cifar10", "mbv2-macro-cifar")
+    assert "CIFAR-10 subset" in measured_ranking("cifar10", "mbv2-macro-cifar")
+    assert "has not been measured" in measured_ranking("mnist", "oneshot")

@@ -342,6 +342,9 @@ MEASURED_RANKING = {
                            "from chance in this space",
     ("digits", "mbv2-macro-cifar"): "Kendall tau 0.55 [0.18, 0.85] and 0.52 [-0.02, 0.90] for two supernet seeds, "
                                     "though FLOPs alone ranks the same architectures at 0.58",
+    ("cifar10", "mbv2-macro-cifar"): "on the real CIFAR-10 subset, Kendall tau 0.64 [0.18, 0.93] with the 30 "
+                                     "supernet epochs of --budget 1 (0.68 [0.24, 0.96] with 80) against 40-epoch "
+                                     "stand-alone runs of 12 architectures, though FLOPs alone ranks them at 0.82",
 }
 
 
