@@ -75,6 +75,7 @@ RECIPES.update({
     # the demo's supernet budget on CIFAR-10 (30 epochs at --budget 1): run without --supernet-epochs
     "cifar-entangled-30ep": ["space.entangled_kernels=true", "train.epochs=30"],
     "cifar-independent-30ep": ["space.entangled_kernels=false", "train.epochs=30"],
+    "cifar-independent-30ep-seed1": ["space.entangled_kernels=false", "train.epochs=30", "train.seed=1"],
 })
 CONFIGS = {"digits": ("digits-supernet", "digits-retrain"), "cifar10": ("cifar10-supernet", "cifar10-retrain")}
 
