@@ -89,7 +89,7 @@ def data_overrides(data: str, root: str | None) -> list[str]:
 
 def bench_space(data: str, space_overrides: list[str]):
     """The space the data's supernet config builds (with ``space.name=...`` when another is ranked)."""
-    return build_model(load_config(CONFIGS[data][0], [f"data.name={data}", *space_overrides]),
+    return build_model(load_config(CONFIGS[data][0], [*data_overrides(data, None), *space_overrides]),
                        dataset_info(data)).space
 
 
