@@ -59,6 +59,13 @@ RECIPES = {
     "progressive+entangled-seed1": ["optim.lr=0.03125", "sampling.progressive_epochs=6",
                                     "space.entangled_kernels=true", "train.seed=1"],
     "entangled-seed1": ["optim.lr=0.03125", "space.entangled_kernels=true", "train.seed=1"],
+    "entangled-seed2": ["optim.lr=0.03125", "space.entangled_kernels=true", "train.seed=2"],
+    # aligned choices: the Xception choice tied to the ShuffleNet ones, every choice starting alike
+    "aligned": ["optim.lr=0.03125", "space.entangled_kernels=true", "space.aligned_choices=true"],
+    "aligned-seed1": ["optim.lr=0.03125", "space.entangled_kernels=true", "space.aligned_choices=true",
+                      "train.seed=1"],
+    "aligned-seed2": ["optim.lr=0.03125", "space.entangled_kernels=true", "space.aligned_choices=true",
+                      "train.seed=2"],
 }
 # digits-supernet now entangles by default: a recipe that does not ask for it keeps the official
 # independent weights, as it did when it was measured

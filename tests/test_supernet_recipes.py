@@ -348,6 +348,91 @@ def test_entangled_flag_survives_a_checkpoint_and_training(tmp_path):
     assert loaded.features[0][0].branch_main[3].weight is loaded.features[0][2].branch_main[3].weight
 
 
+# ----------------------------------------------------------------------------------------------
+# Aligned choices
+
+
+def _layer_outputs(supernet, layer_index, x):
+    layer = supernet.features[layer_index]
+    mid = supernet.mid_widths[layer_index][0][supernet.space.default_channel]
+    return [op(x, mid) for op in layer]
+
+
+def test_aligned_choices_start_as_the_same_function_and_tie_xception_to_shufflenet(tiny_space):
+    import torch
+
+    from spos.supernet import SuperNet
+
+    supernet = SuperNet(tiny_space, entangled_kernels=True, aligned_choices=True).train()
+    entangled = SuperNet(tiny_space, entangled_kernels=True)
+    assert sum(p.numel() for p in supernet.parameters()) < sum(p.numel() for p in entangled.parameters())
+    layer = supernet.features[0]  # a stage's first layer: a projection branch too
+    shuffle = [m for m in layer[2].branch_main if hasattr(m, "kernel")]
+    xception = [m for m in layer[3].branch_main if hasattr(m, "kernel")]
+    assert xception[1].weight is shuffle[0].weight and xception[4].weight is shuffle[1].weight
+    assert xception[5].weight is shuffle[2].weight
+    assert all(x.weight is s.weight for x, s in zip([m for m in layer[3].branch_proj if hasattr(m, "kernel")],
+                                                    [m for m in layer[2].branch_proj if hasattr(m, "kernel")]))
+    identity = xception[3].weight[:, :, 0, 0]
+    torch.testing.assert_close(identity, torch.eye(*identity.shape))
+    assert (xception[0].weight[:, 0] == torch.tensor([[0., 0, 0], [0, 1, 0], [0, 0, 0]])).all()
+    x = torch.randn(8, tiny_space.layers()[0].in_channels, 16, 16)
+    three, five, seven, xcept = _layer_outputs(supernet, 0, x)
+    torch.testing.assert_close(five, three)  # the 7x7 kernel starts as its 3x3 centre
+    torch.testing.assert_close(seven, three)
+    similarity = torch.nn.functional.cosine_similarity(xcept.flatten(), three.flatten(), 0)
+    plain = _layer_outputs(entangled, 0, x)
+    assert not torch.allclose(plain[2], plain[0])  # merely entangled kernels start apart
+    assert similarity > 0.5 > torch.nn.functional.cosine_similarity(plain[3].flatten(), plain[0].flatten(), 0)
+    from spos.official import to_official
+
+    official, reference = to_official(supernet), to_official(SuperNet(tiny_space))  # the official layout still
+    assert {k: v.shape for k, v in official.items()} == {k: v.shape for k, v in reference.items()}
+
+
+def test_aligned_supernet_extracts_fixed_nets_equal_to_their_paths_after_training(tiny_space):
+    import random
+
+    import torch
+
+    from spos.space import sample_architecture
+    from spos.supernet import SuperNet
+    from spos.train.bn import recalibrate_bn
+
+    supernet = SuperNet(tiny_space, entangled_kernels=True, aligned_choices=True)
+    optimizer = torch.optim.SGD(supernet.parameters(), lr=0.1)
+    rng = random.Random(3)
+    for _ in range(3):  # a few steps move the zeroed taps and the identities off their start
+        loss = supernet(torch.randn(8, 3, 32, 32), sample_architecture(tiny_space, rng)).logsumexp(1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    x = torch.randn(4, 3, 32, 32)
+    for blocks in ((3,) * 20, None):
+        arch = sample_architecture(tiny_space, rng)
+        if blocks:
+            arch = type(arch)(blocks, arch.channels)
+        recalibrate_bn(supernet.path(arch), [(torch.randn(8, 3, 32, 32), torch.zeros(8, dtype=torch.long))])
+        supernet.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(supernet.extract(arch).eval()(x), supernet(x, arch), atol=1e-5, rtol=1e-5)
+
+
+def test_aligned_choices_need_entangled_kernels_and_survive_a_checkpoint(tmp_path):
+    from spos import checkpoint
+    from spos.errors import UserError
+
+    with pytest.raises(UserError, match="aligned_choices needs space.entangled_kernels"):
+        run_training(load_config("digits-supernet", [*TINY, "space.entangled_kernels=false",
+                                                      "space.aligned_choices=true"]), tmp_path / "bad",
+                     progress=False)
+    config = load_config("digits-supernet", [*TINY, "space.aligned_choices=true"])
+    run_training(config, tmp_path / "run", progress=False)
+    loaded = checkpoint.load_model(tmp_path / "run" / "last.pt", kind="supernet")
+    assert loaded.aligned_choices and loaded.entangled_kernels
+    assert loaded.features[0][3].branch_main[10].weight is loaded.features[0][2].branch_main[3].weight
+
+
 def test_entangled_supernet_converts_to_the_official_layout_with_centre_kernels(tiny_space):
     from spos.official import to_official
     from spos.supernet import SuperNet

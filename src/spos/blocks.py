@@ -95,6 +95,12 @@ class Block:
     #: Blocks of one layer with the same key may share weights in an entangled supernet (their
     #: branches must have the same layout, up to kernel size and mid width); None: never shared.
     entangle_key: tuple | None = None
+    #: A block of another layout that an *aligned* entangled supernet (`SuperNet(aligned_choices=True)`)
+    #: still ties to the group of this key: ``align_convs`` gives, per branch, for each of its convs
+    #: in plan order, the position of the group's conv it uses, or None for a conv of its own
+    #: (which starts as an identity, so the block starts computing nearly what the group does).
+    align_key: tuple | None = None
+    align_convs: dict[str, tuple[int | None, ...]] = {}
 
     def mid_channels(self, spec, scale: float) -> int:
         return 0
@@ -255,6 +261,11 @@ class XceptionBlock(ShuffleNetBlock):
     """The paper's Xception-like choice: three (depthwise 3x3 + pointwise) on the main branch."""
 
     options = {}
+    # Aligned with the ShuffleNet choices: its first pointwise conv, its last depthwise (the centre
+    # of theirs) and last pointwise conv, and its projection branch are theirs; the depthwise conv
+    # before and the (depthwise, pointwise) pair between start as identities.
+    align_key = ("shufflenet",)
+    align_convs = {"branch_main": (None, 0, None, None, 1, 2), "branch_proj": (0, 1)}
 
     def __init__(self, kernel: int = 3) -> None:
         if kernel != 3:

@@ -93,6 +93,7 @@ def fixed_payload(model: FixedNet, convention: InputConvention | str | None = No
 
 def supernet_payload(model: SuperNet, convention: InputConvention | str | None = None, **extra) -> dict:
     return {"kind": "supernet", "space": model.space.to_dict(), "entangled_kernels": model.entangled_kernels,
+            "aligned_choices": model.aligned_choices,
             "model": model.state_dict(), "input": input_convention(convention).to_dict(), **extra}
 
 
@@ -113,7 +114,8 @@ def build_model(data: dict, *, prefer_ema: bool = False) -> FixedNet | SuperNet:
     if data["kind"] == "fixed":
         model: FixedNet | SuperNet = FixedNet(space, Architecture.from_dict(data["arch"]))
     else:
-        model = SuperNet(space, entangled_kernels=bool(data.get("entangled_kernels", False)))
+        model = SuperNet(space, entangled_kernels=bool(data.get("entangled_kernels", False)),
+                         aligned_choices=bool(data.get("aligned_choices", False)))
     state = data["ema"] if prefer_ema and data.get("ema") else data["model"]
     try:
         model.load_state_dict(state)

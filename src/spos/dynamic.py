@@ -141,13 +141,25 @@ class DynamicBlock(nn.Module):
         y = run_sliced(self.layers, x, mid)
         return y + x if residual(self.spec) else y
 
-    def entangle(self, source: "DynamicBlock") -> None:
-        """Use ``source``'s conv weights (an op of the same layout with a kernel and a mid width at
-        least as large): every conv takes the leading channels and the centre of its kernel."""
+    def entangle(self, source: "DynamicBlock", convs: dict[str, tuple[int | None, ...]] | None = None
+                 ) -> list[DynamicConv2d]:
+        """Use ``source``'s conv weights (an op with a kernel and a mid width at least as large):
+        every conv takes the leading channels and the centre of its kernel. By default the layouts
+        are the same and convs pair in order; ``convs`` pairs them by branch for another layout (a
+        block's ``align_convs``). Returns the convs left with weights of their own."""
+        own = []
         for name, branch in self.named_children():
-            for mine, theirs in zip(branch, getattr(source, name)):
-                if isinstance(mine, DynamicConv2d):
-                    mine.weight = theirs.weight
+            mine = [m for m in branch if isinstance(m, DynamicConv2d)]
+            theirs = [m for m in getattr(source, name) if isinstance(m, DynamicConv2d)]
+            picks = range(len(mine)) if convs is None else convs[name]
+            if len(picks) != len(mine):
+                raise ValueError(f"{self.block.name}: {len(picks)} conv pairings for {len(mine)} convs in {name}")
+            for conv, pick in zip(mine, picks):
+                if pick is None:
+                    own.append(conv)
+                else:
+                    conv.weight = theirs[pick].weight
+        return own
 
 
 # ----------------------------------------------------------------------------------------------

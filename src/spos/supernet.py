@@ -8,7 +8,9 @@ Parameter names follow the official block-search supernet: ``features.LAYER.BLOC
 ``entangled_kernels=True`` makes the ops of a layer that share a layout share weights (see
 `entangle_layer`): the ShuffleNet 3x3/5x5/7x7 choices use one 7x7 depthwise kernel and one set
 of pointwise convs. The default keeps the official independent weights (and so loads official
-checkpoints).
+checkpoints). ``aligned_choices=True`` (with entangled kernels) also ties the Xception choice to
+the ShuffleNet ones and starts every choice of a layer computing nearly the same function
+(`start_aligned`, `start_as_identity`), so random paths agree from the first step.
 """
 
 from __future__ import annotations
@@ -19,16 +21,20 @@ import torch
 from torch import nn
 
 from spos.blocks import init_weights
-from spos.dynamic import DynamicBlock, inherit
+from spos.dynamic import DynamicBlock, DynamicConv2d, inherit
+from spos.errors import UserError
 from spos.fixed import FixedNet, Head, build_stem
 from spos.space import Architecture, SearchSpace
 
 
 class SuperNet(nn.Module):
-    def __init__(self, space: SearchSpace, *, entangled_kernels: bool = False) -> None:
+    def __init__(self, space: SearchSpace, *, entangled_kernels: bool = False, aligned_choices: bool = False) -> None:
         super().__init__()
+        if aligned_choices and not entangled_kernels:
+            raise UserError("space.aligned_choices needs space.entangled_kernels: true (aligned choices share "
+                            "weights); set both, or neither")
         self.space = space
-        self.entangled_kernels = entangled_kernels
+        self.entangled_kernels, self.aligned_choices = entangled_kernels, aligned_choices
         specs = space.layers()
         #: mid_widths[layer][op][width choice]: the width a path runs each op at.
         self.mid_widths = [[[spec.mid_channels(scale, op) for scale in space.channel_scales]
@@ -39,10 +45,15 @@ class SuperNet(nn.Module):
             for spec, widths in zip(specs, self.mid_widths)
         )
         self.head = Head(space, affine=False)
-        if entangled_kernels:
-            for layer in self.features:
-                entangle_layer(layer)
+        own = [conv for layer in self.features for conv in entangle_layer(layer, aligned=aligned_choices)] \
+            if entangled_kernels else []
         init_weights(self)
+        if aligned_choices:
+            for layer in self.features:
+                start_aligned(layer)
+            with torch.no_grad():
+                for conv in own:
+                    start_as_identity(conv)
 
     def forward(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
         arch.validate(self.space)
@@ -82,23 +93,70 @@ class SuperNet(nn.Module):
         return net.train(self.training)
 
 
-def entangle_layer(layer: nn.ModuleList) -> None:
+def entangle_layer(layer: nn.ModuleList, *, aligned: bool = False) -> list[DynamicConv2d]:
     """Let the ops of one layer that share a layout (ShuffleNet 3x3/5x5/7x7; MBConv of any kernel
     and expansion) use the weights of the largest of them: each runs the leading channels and the
     centre of the kernel (Once-for-All's elastic kernel and width), so the choices stay aligned
     and every step trains weights all of them use. BN statistics stay per op. A group is left
-    independent when no op is at least as large as all others in both kernel and width."""
+    independent when no op is at least as large as all others in both kernel and width.
+
+    ``aligned`` also ties the ops of another layout that name a group in ``align_key`` (the
+    Xception choice to the ShuffleNet ones) through their ``align_convs``; returns their convs
+    of their own, for `start_as_identity`."""
     groups: dict[tuple, list[DynamicBlock]] = {}
     for op in layer:
         if op.block.entangle_key is not None:
             groups.setdefault(op.block.entangle_key, []).append(op)
-    for ops in groups.values():
+    own: list[DynamicConv2d] = []
+    for key, ops in groups.items():
         source = max(ops, key=lambda op: (op.block.kernel, op.max_mid))
-        if len(ops) > 1 and all(op.block.kernel <= source.block.kernel and op.max_mid <= source.max_mid
-                                for op in ops):
-            for op in ops:
-                if op is not source:
-                    op.entangle(source)
+        tied = [op for op in layer if aligned and op.block.align_key == key]
+        if not all(_fits(op, source) for op in ops + tied):
+            continue
+        for op in ops:
+            if op is not source:
+                op.entangle(source)
+        for op in tied:
+            own += op.entangle(source, op.block.align_convs)
+    return own
+
+
+def _fits(op: DynamicBlock, source: DynamicBlock) -> bool:
+    return op.block.kernel <= source.block.kernel and op.max_mid <= source.max_mid
+
+
+@torch.no_grad()
+def start_aligned(layer: nn.ModuleList) -> None:
+    """Zero the taps of every shared kernel outside the centre its smallest user runs, so the
+    kernel-size choices of a layer start as the same function and only grow apart by training.
+
+    Measured on digits (benchmarks/README.md): with independent or merely entangled weights, the
+    oneshot supernet's paths compute unrelated features and stay at chance for the demo's
+    budget; with aligned starts they learn about as fast as one fixed path."""
+    users: dict[int, list[DynamicConv2d]] = {}
+    for conv in layer.modules():
+        if isinstance(conv, DynamicConv2d):
+            users.setdefault(id(conv.weight), []).append(conv)
+    for convs in users.values():
+        keep, weight = min(conv.kernel_size[0] for conv in convs), convs[0].weight
+        start = (weight.shape[-1] - keep) // 2
+        if start > 0:
+            centre = weight[..., start:start + keep, start:start + keep].clone()
+            weight.zero_()
+            weight[..., start:start + keep, start:start + keep] = centre
+
+
+def start_as_identity(conv: DynamicConv2d) -> None:
+    """A conv that passes its first inputs through: 1 at the kernel centre, channel i to i (each
+    channel to itself for a depthwise kernel), 0 elsewhere."""
+    weight = conv.weight
+    centre = weight.shape[-1] // 2
+    weight.zero_()
+    if conv.depthwise:
+        weight[:, 0, centre, centre] = 1
+    else:
+        n = min(weight.shape[0], weight.shape[1])
+        weight[torch.arange(n), torch.arange(n), centre, centre] = 1
 
 
 class PathView(nn.Module):

@@ -19,7 +19,8 @@ DEFAULTS: dict = {
     "kind": "supernet",             # supernet | fixed
     "arch": None,                   # fixed: zoo name, architecture file or 'B,..,B/C,..,C'
     "space": {"name": "oneshot", "width_mult": 1.0, "input_size": None, "dropout": None,
-              "entangled_kernels": False},  # supernet only: ops of one layout share the largest one's weights
+              "entangled_kernels": False,   # supernet only: ops of one layout share the largest one's weights
+              "aligned_choices": False},    # supernet only, entangled: Xception tied in, choices start alike
     "data": {"name": "digits", "root": None, "download": False, "holdout": 0, "batch_size": 64,
              "workers": 0, "val_batch_size": 256},
     "optim": {"lr": 0.5, "momentum": 0.9, "nesterov": True, "weight_decay": 4e-5, "no_wd_bn_bias": True},
@@ -47,7 +48,7 @@ SCHEMA: dict[str, tuple[str, bool, tuple]] = {
     "kind": ("str", False, ANY), "arch": ("str", True, ANY),
     "space.name": ("str", False, ANY), "space.width_mult": ("number", False, POSITIVE),
     "space.input_size": ("int", True, POSITIVE), "space.dropout": ("number", True, FRACTION),
-    "space.entangled_kernels": ("bool", False, ANY),
+    "space.entangled_kernels": ("bool", False, ANY), "space.aligned_choices": ("bool", False, ANY),
     "data.name": ("str", False, ANY), "data.root": ("str", True, ANY), "data.download": ("bool", False, ANY),
     "data.holdout": ("number", False, NON_NEGATIVE), "data.batch_size": ("int", False, POSITIVE),
     "data.workers": ("int", False, NON_NEGATIVE), "data.val_batch_size": ("int", False, POSITIVE),

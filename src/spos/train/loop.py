@@ -111,7 +111,8 @@ def build_model(config: dict, info) -> nn.Module:
 
     if config["kind"] == "supernet":
         return SuperNet(with_dropout(get_space(config["space"]["name"], **adapt)),
-                        entangled_kernels=bool(config["space"]["entangled_kernels"]))
+                        entangled_kernels=bool(config["space"]["entangled_kernels"]),
+                        aligned_choices=bool(config["space"]["aligned_choices"]))
     if not config["arch"]:
         raise UserError("a fixed-network run needs an architecture: --arch NAME_OR_FILE (or arch: in the config)")
     arch, space = resolve_architecture(str(config["arch"]), default_space=config["space"]["name"], **adapt)
