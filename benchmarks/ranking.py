@@ -67,6 +67,13 @@ RECIPES = {
     "aligned-seed2": ["optim.lr=0.03125", "space.entangled_kernels=true", "space.aligned_choices=true",
                       "train.seed=2"],
 }
+# aligned supernets learn at this budget: do the other recipes add to them now? (3 supernet seeds each)
+_ALIGNED = ["optim.lr=0.03125", "space.entangled_kernels=true", "space.aligned_choices=true"]
+for _name, _extra in {"aligned-lr0.1": ["optim.lr=0.1"],
+                      "aligned+fair": ["sampling.strategy=fair", "train.epochs=3"],
+                      "aligned+progressive": ["sampling.progressive_epochs=6"]}.items():
+    for _seed in range(3):
+        RECIPES[_name + (f"-seed{_seed}" if _seed else "")] = [*_ALIGNED, *_extra, *([f"train.seed={_seed}"] if _seed else [])]
 # digits-supernet now entangles by default: a recipe that does not ask for it keeps the official
 # independent weights, as it did when it was measured
 for _overrides in RECIPES.values():
