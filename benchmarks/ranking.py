@@ -90,6 +90,9 @@ RECIPES.update({
     "cifar-entangled-30ep": ["space.entangled_kernels=true", "train.epochs=30"],
     "cifar-independent-30ep": ["space.entangled_kernels=false", "train.epochs=30"],
     "cifar-independent-30ep-seed1": ["space.entangled_kernels=false", "train.epochs=30", "train.seed=1"],
+    "cifar-aligned-30ep": ["space.entangled_kernels=true", "space.aligned_choices=true", "train.epochs=30"],
+    "cifar-aligned-30ep-seed1": ["space.entangled_kernels=true", "space.aligned_choices=true", "train.epochs=30",
+                                 "train.seed=1"],
 })
 CONFIGS = {"digits": ("digits-supernet", "digits-retrain"), "cifar10": ("cifar10-supernet", "cifar10-retrain")}
 

@@ -334,8 +334,8 @@ def _pct(value) -> str:
 
 #: What `benchmarks/ranking.py` measured for this demo's supernet recipe (on digits: 204 steps of
 #: `digits-supernet`, entangled kernels with aligned choices): Kendall tau of supernet path top-1
-#: against stand-alone top-1 over 12 architectures, per supernet seed (benchmarks/README.md). A run cannot
-#: measure its own tau in minutes (that needs every architecture trained alone), so it cites these.
+#: against stand-alone top-1 over 12 architectures, per supernet seed (benchmarks/README.md). A run
+#: cannot measure its own tau in minutes (that needs every architecture trained alone), so it cites these.
 MEASURED_RANKING = {
     ("digits", "oneshot"): "Kendall tau 0.39 [-0.12, 0.82], 0.50 [0.02, 0.89] and 0.45 [-0.07, 0.77] for three "
                            "supernet seeds against 10-epoch stand-alone runs of 12 architectures (3 seeds each, "
@@ -407,11 +407,11 @@ def render_report(summary: dict) -> str:
         "shared weights rank architectures: the paper trains 150,000 ImageNet steps. With the official independent "
         "weights a demo-sized run (a few hundred steps) of the ShuffleNet space leaves most paths near chance; "
         "entangled kernels with aligned choices (`digits-supernet`) let them learn within that budget, but in "
-        "every space measured the supernet ranks 12 architectures no better than counting their FLOPs does. So the search here exercises the machinery "
-        "(sampling, BN recalibration, evolution under a FLOPs limit, retraining, export) more than it finds a better "
-        "network; the residual `mbv2-macro-cifar` space (`spos demo --space mbv2-macro-cifar`) ranks best at this "
-        "budget. Train the supernet on real data with the README's "
-        "commands for a ranking worth acting on.", "",
+        "every space measured the supernet ranks 12 architectures no better than counting their FLOPs does. So "
+        "the search here exercises the machinery (sampling, BN recalibration, evolution under a FLOPs limit, "
+        "retraining, export) more than it finds a better network; the residual `mbv2-macro-cifar` space (`spos "
+        "demo --space mbv2-macro-cifar`) ranks best at this budget. Train the supernet on real data with the "
+        "README's commands for a ranking worth acting on.", "",
         "## The searched architecture", "",
         f"`{best['arch']}` (block choices / channel choices, as every spos command takes it)", "",
         "![searched architecture](best_architecture.png)", "",

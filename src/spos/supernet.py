@@ -132,7 +132,7 @@ def start_aligned(layer: nn.ModuleList) -> None:
 
     Measured on digits (benchmarks/README.md): with independent or merely entangled weights, the
     oneshot supernet's paths compute unrelated features and stay at chance for the demo's
-    budget; with aligned starts they learn about as fast as one fixed path."""
+    budget; with aligned starts random kernel sizes learn about as fast as one fixed path."""
     users: dict[int, list[DynamicConv2d]] = {}
     for conv in layer.modules():
         if isinstance(conv, DynamicConv2d):
