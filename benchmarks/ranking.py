@@ -12,6 +12,9 @@ stage resumes: a second invocation trains nothing that is finished.
                                  [--space mbv2-macro-cifar] [--data cifar10 --data-root DIR]
 
 ``--space`` ranks in another space (its own cache folder, ``runs/ranking-bench-SPACE``).
+``--flops-band MIN MAX`` draws the architectures inside one FLOPs window (give it its own
+``--output``): how well a supernet ranks architectures of about equal cost, which a search under a
+FLOPs limit relies on and a wide FLOPs spread does not test.
 ``--data cifar10`` ranks on CIFAR-10 (the shared subset through ``--data-root``) with
 `cifar10-supernet` / `cifar10-retrain` and the ``cifar-*`` recipes. ``--standalone-only``
 trains the stand-alone runs and writes ``ground_truth.json``; under torchrun the runs are
@@ -111,12 +114,13 @@ def bench_space(data: str, space_overrides: list[str]):
 
 
 def standalone_truth(output: Path, archs: int, seeds: int, epochs: int, space_overrides: list[str],
-                     data: str = "digits", root: str | None = None) -> Path | None:
+                     data: str = "digits", root: str | None = None,
+                     band: tuple[float | None, float | None] = (None, None)) -> Path | None:
     """Train every architecture alone (cached) and write ``ground_truth.json`` (mean of the seeds).
 
     Under torchrun every rank trains its share; only rank 0 writes the file (None elsewhere)."""
     space = bench_space(data, space_overrides)
-    chosen = draw_architectures(space, archs, "flops", seed=0)
+    chosen = draw_architectures(space, archs, "flops", seed=0, flops_min=band[0], flops_max=band[1])
     job = RankJob(supernet="", output=str(output / "standalone"), standalone=CONFIGS[data][1], seeds=seeds,
                   overrides=[f"train.epochs={epochs}"], data=data, data_root=root, progress=False)
     (output / "standalone").mkdir(parents=True, exist_ok=True)
@@ -194,6 +198,8 @@ def main() -> None:
     parser.add_argument("--archs", type=int, default=12, help="architectures ranked (default 12)")
     parser.add_argument("--seeds", type=int, default=2, help="stand-alone seeds per architecture (default 2)")
     parser.add_argument("--standalone-epochs", type=int, default=4, help="retraining epochs (default 4)")
+    parser.add_argument("--flops-band", type=float, nargs=2, default=(None, None), metavar=("MIN", "MAX"),
+                        help="draw the architectures inside this FLOPs window (equal-cost ranking; own --output)")
     parser.add_argument("--supernet-epochs", type=int, default=None, help="override the supernet config's epochs")
     parser.add_argument("--recipes", default=",".join(DEMO_BUDGET_RECIPES),
                         help=f"comma-separated, from {', '.join(RECIPES)} (default: all at the demo's budget)")
@@ -214,7 +220,8 @@ def main() -> None:
             folder = train_supernet(output, name, RECIPES[name], args.supernet_epochs, space_overrides, *data)
             print(f"{name}: supernet trained in {float((folder / 'done').read_text()):.0f} s", flush=True)
         return
-    truth = standalone_truth(output, args.archs, args.seeds, args.standalone_epochs, space_overrides, *data)
+    truth = standalone_truth(output, args.archs, args.seeds, args.standalone_epochs, space_overrides, *data,
+                             band=tuple(args.flops_band))
     if truth is None or args.standalone_only:
         return
     print(f"\n| recipe | mean path top-1 | Kendall tau [95% CI] | Spearman | top-3 overlap | supernet time |")

@@ -111,6 +111,36 @@ def test_drawn_architectures_spread_over_the_flops_range(digits_space):
     assert ranking.draw_architectures(digits_space, 8, "flops", seed=0) == archs  # seeded
 
 
+def test_drawn_architectures_stay_inside_a_flops_window(digits_space):
+    table = cost_table(digits_space)
+    spread = [table.macs(a) for a in ranking.draw_architectures(digits_space, 8, "flops", seed=0)]
+    low, high = spread[3], spread[4]  # a window an eighth of the range wide
+    for stratify in ("flops", "none"):
+        archs = ranking.draw_architectures(digits_space, 6, stratify, seed=0, flops_min=low, flops_max=high)
+        assert len(set(archs)) == 6 and all(low <= table.macs(a) <= high for a in archs)
+    with pytest.raises(UserError, match="distinct architectures with FLOPs in .* widen --flops-min"):
+        ranking.draw_architectures(digits_space, 6, "flops", seed=0, flops_min=low, flops_max=low)
+    with pytest.raises(UserError, match="swap them"):
+        ranking.draw_architectures(digits_space, 6, "flops", seed=0, flops_min=high, flops_max=low)
+
+
+def test_rank_keeps_the_ground_truth_inside_its_flops_window(supernet_file, digits_space, tmp_path, capsys):
+    table = cost_table(digits_space)
+    archs = ranking.draw_architectures(digits_space, 6, "flops", seed=5)
+    truth = tmp_path / "truth.json"
+    truth.write_text(json.dumps({str(a): 0.5 + i / 20 for i, a in enumerate(archs)}))
+    low, high = table.macs(archs[1]), table.macs(archs[4])
+    out = tmp_path / "rank"
+    assert main(["rank", "--supernet", str(supernet_file), "--ground-truth", str(truth), "--output", str(out),
+                 "--flops-min", str(low), "--flops-max", str(high), *FAST]) == 0
+    result = json.loads((out / "rank.json").read_text())
+    assert [r["arch"] for r in result["rows"]] == [str(a) for a in archs[1:5]]
+    assert result["statistics"]["n"] == 4
+    assert main(["rank", "--supernet", str(supernet_file), "--ground-truth", str(truth), "--output",
+                 str(tmp_path / "few"), "--flops-min", str(table.macs(archs[4])), *FAST]) == 2
+    assert "at least 3 architectures, got 2 with FLOPs in" in capsys.readouterr().err
+
+
 def test_rank_with_a_ground_truth_file(supernet_file, digits_space, tmp_path, capsys):
     archs = ranking.draw_architectures(digits_space, 4, "none", seed=5)
     truth = tmp_path / "truth.csv"

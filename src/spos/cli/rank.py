@@ -28,6 +28,12 @@ def register(subparsers) -> None:
     which.add_argument("--stratify", choices=("flops", "none"), default="flops",
                        help="flops (default): spread the drawn architectures evenly over the FLOPs range; "
                             "none: uniformly random paths")
+    which.add_argument("--flops-min", type=float, default=None,
+                       help="only architectures with at least these FLOPs (multiply-adds), e.g. 300e6: drawn, "
+                            "listed or in the ground truth")
+    which.add_argument("--flops-max", type=float, default=None,
+                       help="only architectures with at most these FLOPs; a narrow window measures the ranking a "
+                            "search under a FLOPs limit relies on, among architectures of about equal cost")
     which.add_argument("--arch-file", default=None, metavar="FILE",
                        help="architectures to rank instead of drawing them: a JSON list or one "
                             "'B,..,B/C,..,C' per line")
@@ -70,7 +76,8 @@ def run(args) -> int:
 
     job = RankJob(
         supernet=args.supernet, output=args.output, archs=args.archs, arch_file=args.arch_file,
-        stratify=args.stratify, standalone=args.standalone, seeds=args.seeds, overrides=list(args.overrides),
+        stratify=args.stratify, flops_min=args.flops_min, flops_max=args.flops_max, standalone=args.standalone,
+        seeds=args.seeds, overrides=list(args.overrides),
         ground_truth=args.ground_truth, data=args.data, data_root=args.data_root,
         holdout=parse_holdout(args.holdout) if args.holdout is not None else None, batch_size=args.batch_size,
         bn_batches=args.bn_batches, eval_batches=args.eval_batches, seed=args.seed, bootstrap=args.bootstrap,

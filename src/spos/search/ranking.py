@@ -37,6 +37,7 @@ STANDALONE_LOG = "standalone.jsonl"
 SCORES_LOG = "supernet_scores.jsonl"
 STRATIFY = ("flops", "none")
 POOL_PER_ARCH = 50
+MAX_DRAW_ROUNDS = 200  # pools drawn for a narrow FLOPs window before giving up
 
 
 @dataclass
@@ -46,6 +47,8 @@ class RankJob:
     archs: int | None = None
     arch_file: str | None = None
     stratify: str = "flops"
+    flops_min: float | None = None  # only architectures in this FLOPs window (drawn, listed or in the truth)
+    flops_max: float | None = None
     standalone: str | None = None
     seeds: int = 1
     overrides: list[str] = field(default_factory=list)
@@ -98,14 +101,42 @@ def spread_over_flops(candidates: list[Architecture], count: int, table: CostTab
     return sorted(chosen, key=table.macs)
 
 
-def draw_architectures(space: SearchSpace, count: int, stratify: str, seed: int) -> list[Architecture]:
+def draw_architectures(space: SearchSpace, count: int, stratify: str, seed: int,
+                       flops_min: float | None = None, flops_max: float | None = None) -> list[Architecture]:
+    """``count`` architectures, spread over the FLOPs range (or uniformly random paths), inside
+    [flops_min, flops_max] when given: a narrow window ranks what a constrained search compares."""
     if stratify not in STRATIFY:
         raise UserError(f"--stratify {stratify!r}: use one of {', '.join(STRATIFY)}")
     rng = random.Random(seed)
     table = cost_table(space)
+    inside = flops_window(flops_min, flops_max)
+    wanted = count if stratify == "none" else POOL_PER_ARCH * count
+    found: list[Architecture] = []
+    for _ in range(MAX_DRAW_ROUNDS):  # one round when there is no window
+        batch = ([sample_architecture(space, rng) for _ in range(count)] if stratify == "none"
+                 else flops_spread_pool(space, wanted, rng))
+        found += [arch for arch in batch if inside(table.macs(arch))]
+        if len(found) >= wanted:
+            break
+    found = found[:wanted]
+    if (flops_min is not None or flops_max is not None) and len(set(found)) < count:
+        raise UserError(f"only {len(set(found))} distinct architectures with FLOPs in "
+                        f"{_window_text(flops_min, flops_max)} turned up in {MAX_DRAW_ROUNDS} rounds of draws; "
+                        "widen --flops-min/--flops-max or ask for fewer --archs")
     if stratify == "none":
-        return sorted(dict.fromkeys(sample_architecture(space, rng) for _ in range(count)), key=table.macs)
-    return spread_over_flops(flops_spread_pool(space, POOL_PER_ARCH * count, rng), count, table)
+        return sorted(dict.fromkeys(found), key=table.macs)
+    return spread_over_flops(found, count, table)
+
+
+def flops_window(low: float | None, high: float | None):
+    """A test ``flops -> bool`` for [low, high] (either side open when None)."""
+    if low is not None and high is not None and low > high:
+        raise UserError(f"--flops-min {low:g} is above --flops-max {high:g}; swap them")
+    return lambda flops: (low is None or flops >= low) and (high is None or flops <= high)
+
+
+def _window_text(low: float | None, high: float | None) -> str:
+    return f"[{'-' if low is None else f'{low / 1e6:g}M'}, {'-' if high is None else f'{high / 1e6:g}M'}]"
 
 
 def read_architecture_list(path: str | Path, space: SearchSpace) -> list[Architecture]:
@@ -161,19 +192,21 @@ def read_ground_truth(path: str | Path, space: SearchSpace) -> dict[Architecture
 
 def choose_architectures(job: RankJob, space: SearchSpace, truth: dict[Architecture, float] | None
                          ) -> list[Architecture]:
+    table = cost_table(space)
+    inside = flops_window(job.flops_min, job.flops_max)
     if job.arch_file:
-        archs = list(dict.fromkeys(read_architecture_list(job.arch_file, space)))
+        archs = [a for a in dict.fromkeys(read_architecture_list(job.arch_file, space)) if inside(table.macs(a))]
         missing = [str(a) for a in archs if truth is not None and a not in truth]
         if missing:
             raise UserError(f"{len(missing)} architectures of {job.arch_file} have no accuracy in "
                             f"{job.ground_truth} (first: {missing[0]})")
         return archs
     if truth is not None:
-        archs = list(truth)
+        archs = [a for a in truth if inside(table.macs(a))]
         if job.archs is not None and job.archs < len(archs):
-            return spread_over_flops(archs, job.archs, cost_table(space))
-        return sorted(archs, key=cost_table(space).macs)
-    return draw_architectures(space, job.archs or 12, job.stratify, job.seed)
+            return spread_over_flops(archs, job.archs, table)
+        return sorted(archs, key=table.macs)
+    return draw_architectures(space, job.archs or 12, job.stratify, job.seed, job.flops_min, job.flops_max)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -366,7 +399,9 @@ def run_rank(job: RankJob) -> dict:
     truth = read_ground_truth(job.ground_truth, space) if job.ground_truth else None
     chosen = choose_architectures(job, space, truth)
     if len(chosen) < 3:
-        raise UserError(f"rank statistics need at least 3 architectures, got {len(chosen)}")
+        window = "" if job.flops_min is None and job.flops_max is None else \
+            f" with FLOPs in {_window_text(job.flops_min, job.flops_max)}"
+        raise UserError(f"rank statistics need at least 3 architectures, got {len(chosen)}{window}")
     if launcher_rank_and_world()[0] != 0:  # rank 0 checks and locks the folder; this rank trains its share
         if truth is None:
             standalone_accuracies(job, space, prepare_output(job, chosen))
