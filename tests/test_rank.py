@@ -162,6 +162,36 @@ def test_rank_with_a_ground_truth_file(supernet_file, digits_space, tmp_path, ca
     assert json.loads((tmp_path / "again" / "rank.json").read_text())["rows"] == result["rows"]
 
 
+def test_rank_by_loss_ranks_on_the_hold_out_cross_entropy_already_measured(supernet_file, digits_space, tmp_path,
+                                                                          capsys):
+    archs = ranking.draw_architectures(digits_space, 5, "none", seed=7)
+    truth = tmp_path / "truth.json"
+    truth.write_text(json.dumps({str(a): 0.5 + i / 20 for i, a in enumerate(archs)}))
+    out = tmp_path / "rank"
+    command = ["rank", "--supernet", str(supernet_file), "--ground-truth", str(truth), "--output", str(out), *FAST]
+    assert main(command) == 0
+    by_top1 = json.loads((out / "rank.json").read_text())
+    assert by_top1["score"] == "top1" and all(r["supernet_loss"] > 0 for r in by_top1["rows"])
+    log = out / ranking.SCORES_LOG
+    measured = log.read_text()
+    assert main([*command, "--resume", "--score", "loss"]) == 0  # the statistics again, nothing scored again
+    assert "ranked by the supernet's hold-out cross-entropy" in capsys.readouterr().out
+    assert log.read_text() == measured
+    by_loss = json.loads((out / "rank.json").read_text())
+    assert by_loss["score"] == "loss" and by_loss["rows"] == by_top1["rows"]
+    expected = rank.rank_statistics([-r["supernet_loss"] for r in by_loss["rows"]],
+                                    [r["standalone_top1"] for r in by_loss["rows"]], samples=50)
+    assert by_loss["statistics"] == expected
+    # a log from before the loss was measured: those paths are scored again, once
+    log.write_text("".join(json.dumps({"arch": r["arch"], "supernet_top1": r["supernet_top1"]}) + "\n"
+                           for r in by_top1["rows"]))
+    assert main([*command, "--resume"]) == 0
+    assert json.loads((out / "rank.json").read_text())["rows"] == by_top1["rows"]
+    with pytest.raises(UserError, match="--score accuracy: choose one of top1, loss"):
+        ranking.run_rank(ranking.RankJob(supernet=str(supernet_file), ground_truth=str(truth), output=str(out),
+                                         resume=True, score="accuracy"))
+
+
 def test_rank_trains_each_architecture_alone_and_resumes_without_training_again(supernet_file, tmp_path,
                                                                                 monkeypatch):
     from spos.train import loop
@@ -317,3 +347,21 @@ def test_rank_shares_its_standalone_runs_over_torchrun_ranks(supernet_file, tmp_
     assert [json.loads(line)["index"] for line in (out / "standalone.rank1.jsonl").read_text().splitlines()] == [1]
     rows = json.loads((out / "rank.json").read_text())["rows"]
     assert len(rows) == 3 and all(len(r["standalone_runs"]) == 1 for r in rows)
+
+
+def test_holdout_measure_is_top1_and_mean_cross_entropy_over_every_image():
+    import torch
+    from torch import nn
+
+    from spos.search.scoring import HoldoutMeasure, holdout_measure, score_of
+
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    batches = [(torch.randn(5, 4), torch.randint(0, 3, (5,))), (torch.randn(2, 4), torch.randint(0, 3, (2,)))]
+    x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+    measure = holdout_measure(model, batches)
+    with torch.no_grad():
+        logits = model(x)
+    assert measure.top1 == pytest.approx((logits.argmax(1) == y).float().mean().item())
+    assert measure.loss == pytest.approx(nn.functional.cross_entropy(logits, y).item(), rel=1e-6)
+    assert score_of(HoldoutMeasure(0.9, 0.3), "top1") == 0.9 and score_of(HoldoutMeasure(0.9, 0.3), "loss") == -0.3

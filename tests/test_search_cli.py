@@ -53,6 +53,27 @@ def test_search_writes_history_best_front_and_plots(supernet_file, tmp_path, cap
                  str(tmp_path / "retrain"), "--no-progress", "--set", "train.iterations=2"]) == 0
 
 
+def test_search_by_loss_keeps_the_lowest_cross_entropy_and_reports_its_top1(supernet_file, tmp_path, capsys):
+    out = tmp_path / "search"
+    command = ["search", "--supernet", str(supernet_file), "--flops-max", "1.6e6", "--output", str(out),
+               "--score", "loss", *SMALL]
+    assert main(command) == 0
+    history = _history(out)
+    assert all(r["score"] < 0 for r in history)  # minus the cross-entropy: higher is better
+    best_record = max(history, key=lambda r: r["score"])
+    best = json.loads((out / "best.json").read_text())
+    assert best["text"] == best_record["arch"] and best["score"] == "loss"
+    assert best["holdout_loss"] == pytest.approx(-best_record["score"], rel=1e-5)
+    assert 0 <= best["accuracy"] <= 1
+    assert json.loads((out / "summary.json").read_text())["best"]["accuracy"] == best["accuracy"]
+    assert (out / "best_per_generation.png").stat().st_size > 0
+    capsys.readouterr()
+    # a resume must score the way the search began
+    assert main([*command[:-len(SMALL) - 2], *SMALL, "--resume"]) == 2
+    assert "score 'loss' -> None" in capsys.readouterr().err
+    assert main([*command, "--resume"]) == 0
+
+
 @pytest.mark.parametrize("mode", ["block", "channel"])
 def test_the_path_scored_is_the_architecture_recorded(supernet_file, space, tmp_path, monkeypatch, mode):
     from spos.search import scoring

@@ -146,6 +146,7 @@ def start_aligned(layer: nn.ModuleList) -> None:
             weight[..., start:start + keep, start:start + keep] = centre
 
 
+@torch.no_grad()
 def start_as_identity(conv: DynamicConv2d) -> None:
     """A conv that passes its first inputs through: 1 at the kernel centre, channel i to i (each
     channel to itself for a depthwise kernel), 0 elsewhere."""

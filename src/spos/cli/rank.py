@@ -12,7 +12,7 @@ def register(subparsers) -> None:
         subparsers, "rank",
         help="measure how well a supernet ranks architectures (Kendall tau vs stand-alone accuracy)",
         description="Draw architectures spread over the FLOPs range (or read a list), score each as a supernet "
-                    "path the way the search does (BN recalibrated, hold-out top-1), and compare with each one "
+                    "path the way the search does (BN recalibrated, hold-out top-1 and cross-entropy), and compare with each one "
                     "trained alone with a retraining config and K seeds (or with accuracies from a ground-truth "
                     "file). Writes rank.json (one row per architecture; Kendall tau, Spearman rho and top-k "
                     "overlap with bootstrap 95% intervals) and rank_scatter.png. Every stand-alone run is kept "
@@ -57,6 +57,10 @@ def register(subparsers) -> None:
     data.add_argument("--batch-size", type=int, default=128, help="batch size for scoring (default 128)")
     data.add_argument("--bn-batches", type=int, default=20, help="BN recalibration batches (official: 20)")
     data.add_argument("--eval-batches", type=int, default=None, help="cap on hold-out batches per path")
+    data.add_argument("--score", choices=("top1", "loss"), default="top1",
+                      help="what ranks the paths: hold-out top-1 (default, as the official search) or loss "
+                           "(lower hold-out cross-entropy ranks higher); both are kept in rank.json, and "
+                           "--resume with the other one recomputes the statistics without scoring again")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals "
                                                                     "(default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed for drawing architectures, the hold-out split "
@@ -80,7 +84,8 @@ def run(args) -> int:
         seeds=args.seeds, overrides=list(args.overrides),
         ground_truth=args.ground_truth, data=args.data, data_root=args.data_root,
         holdout=parse_holdout(args.holdout) if args.holdout is not None else None, batch_size=args.batch_size,
-        bn_batches=args.bn_batches, eval_batches=args.eval_batches, seed=args.seed, bootstrap=args.bootstrap,
+        bn_batches=args.bn_batches, eval_batches=args.eval_batches, score=args.score, seed=args.seed,
+        bootstrap=args.bootstrap,
         device=args.device, resume=args.resume, progress=not args.no_progress,
     )
     summary = run_rank(job)
@@ -93,8 +98,10 @@ def run(args) -> int:
             return "undefined (every score tied)"
         return f"{estimate['value']:.3f}  95% CI [{estimate['low']:.3f}, {estimate['high']:.3f}]"
 
-    print(f"{stats['n']} architectures: mean supernet path top-1 {summary['mean_supernet_top1']:.4f}, "
-          f"mean stand-alone top-1 {summary['mean_standalone_top1']:.4f}")
+    print(f"{stats['n']} architectures: mean supernet path top-1 {summary['mean_supernet_top1']:.4f} "
+          f"(cross-entropy {summary['mean_supernet_loss']:.3f}), mean stand-alone top-1 "
+          f"{summary['mean_standalone_top1']:.4f}; ranked by the supernet's hold-out "
+          f"{'cross-entropy' if summary['score'] == 'loss' else 'top-1'}")
     print(f"  Kendall tau   {interval(stats['kendall_tau'])}")
     print(f"  Spearman rho  {interval(stats['spearman_rho'])}")
     for k, estimate in stats["top_k"].items():

@@ -57,6 +57,10 @@ def register(subparsers) -> None:
                       help="search ops and widths (default both), ops only (block), or widths only (channel); "
                            "op and width are the same as block and channel")
     _add_engine_arguments(algo, SearchConfig())
+    algo.add_argument("--score", choices=("top1", "loss"), default="top1",
+                      help="what a candidate is scored by on the hold-out split: top1 (default, as the "
+                           "official search) or loss (lower cross-entropy is better; continuous, so less noisy "
+                           "on a small hold-out split); best.json reports hold-out top-1 either way")
     algo.add_argument("--seed", type=int, default=SearchConfig.seed,
                       help=f"seed for the search and the hold-out split (default {SearchConfig.seed})")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -102,7 +106,8 @@ def run(args) -> int:
         supernet=args.supernet, output=args.output, data=args.data, data_root=args.data_root,
         download=args.download, holdout=None if args.holdout is None else parse_holdout(args.holdout), split=args.split,
         batch_size=args.batch_size, bn_batches=args.bn_batches, eval_batches=args.eval_batches,
-        workers=args.workers, flops_max=args.flops_max, flops_min=args.flops_min, params_max=args.params_max,
+        score=args.score, workers=args.workers, flops_max=args.flops_max, flops_min=args.flops_min,
+        params_max=args.params_max,
         latency_max=args.latency_max, latency_table=args.latency_table,
         algorithm="nsga2" if objectives else args.algorithm, objectives=objectives, mode=args.mode,
         device=args.device, resume=args.resume, progress=not args.no_progress, input=args.input,

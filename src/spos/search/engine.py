@@ -245,17 +245,22 @@ def _fill_random(population: list[Genes], size: int, counts, rng, constraints, s
 # The algorithms
 
 
+def percent(score: float) -> str:
+    return f"{100 * score:.1f}%"
+
+
 class GenerationBar:
     """One step per generation, saying where the search is: ``[2/5] search: generation 3/5, best 17.8%``."""
 
-    def __init__(self, total: int, enabled: bool, label: str) -> None:
-        self.total, self.label, self.done = total, label, 0
+    def __init__(self, total: int, enabled: bool, label: str, score_text: Callable[[float], str] = percent) -> None:
+        self.total, self.label, self.done, self.score_text = total, label, 0, score_text
         self.bar = tqdm(total=total, disable=not enabled, desc=f"{label}: generation 0/{total}",
                         dynamic_ncols=True, leave=False)
 
     def advance(self, best: float) -> None:
         self.done += 1
-        self.bar.set_description_str(f"{self.label}: generation {self.done}/{self.total}, best {100 * best:.1f}%")
+        self.bar.set_description_str(f"{self.label}: generation {self.done}/{self.total}, "
+                                     f"best {self.score_text(best)}")
         self.bar.update(1)
 
     def close(self) -> None:
@@ -274,14 +279,14 @@ def evolution_search(counts: Sequence[int], score_fn: Callable[[Genes], float],
                      constraints: Sequence[Constraint] = (), config: SearchConfig = SearchConfig(), *,
                      history: Iterable[dict] = (), on_evaluated=None, progress: bool = True,
                      score_many=None, front_cost: Callable[[Genes], float] | None = None,
-                     label: str = "evolution") -> SearchResult:
+                     label: str = "evolution", score_text: Callable[[float], str] = percent) -> SearchResult:
     """The official SPOS evolution: parents are the top-k of everything scored so far."""
     started = time.perf_counter()
     rng, evaluator, seen = _start(counts, constraints, config, score_fn, score_many, history, on_evaluated)
     population: list[Genes] = []
     _fill_random(population, config.population, counts, rng, constraints, seen, config.max_tries)
     best_per_generation = []
-    bar = GenerationBar(config.generations, progress, label)
+    bar = GenerationBar(config.generations, progress, label, score_text)
     for generation in range(config.generations):
         evaluator.evaluate(population, generation)
         best_per_generation.append(evaluator.best()[1])
@@ -305,12 +310,12 @@ def random_search(counts: Sequence[int], score_fn: Callable[[Genes], float],
                   constraints: Sequence[Constraint] = (), config: SearchConfig = SearchConfig(), *,
                   history: Iterable[dict] = (), on_evaluated=None, progress: bool = True,
                   score_many=None, front_cost: Callable[[Genes], float] | None = None,
-                  label: str = "random search") -> SearchResult:
+                  label: str = "random search", score_text: Callable[[float], str] = percent) -> SearchResult:
     """The baseline: as many distinct random candidates as evolution scores, in generation-sized chunks."""
     started = time.perf_counter()
     rng, evaluator, seen = _start(counts, constraints, config, score_fn, score_many, history, on_evaluated)
     best_per_generation = []
-    bar = GenerationBar(config.generations, progress, label)
+    bar = GenerationBar(config.generations, progress, label, score_text)
     for generation in range(config.generations):
         chunk: list[Genes] = []
         _fill_random(chunk, config.population, counts, rng, constraints, seen, config.max_tries)
@@ -394,7 +399,8 @@ def nsga2_search(counts: Sequence[int], score_fn: Callable[[Genes], float],
                  objectives: Sequence[tuple[str, Callable[[Genes], float]]],
                  constraints: Sequence[Constraint] = (), config: SearchConfig = SearchConfig(), *,
                  history: Iterable[dict] = (), on_evaluated=None, progress: bool = True,
-                 score_many=None, label: str = "nsga-ii") -> SearchResult:
+                 score_many=None, label: str = "nsga-ii",
+                 score_text: Callable[[float], str] = percent) -> SearchResult:
     """NSGA-II: maximise the score and minimise each cost in ``objectives`` ((name, measure) pairs)."""
     started = time.perf_counter()
     rng, evaluator, seen = _start(counts, constraints, config, score_fn, score_many, history, on_evaluated)
@@ -402,7 +408,7 @@ def nsga2_search(counts: Sequence[int], score_fn: Callable[[Genes], float],
     population: list[Genes] = []
     _fill_random(population, config.population, counts, rng, constraints, seen, config.max_tries)
     best_per_generation = []
-    bar = GenerationBar(config.generations, progress, label)
+    bar = GenerationBar(config.generations, progress, label, score_text)
     for generation in range(config.generations):
         evaluator.evaluate(population, generation)
         points = [_objectives(evaluator.records[g], costs) for g in population]

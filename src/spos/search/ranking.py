@@ -1,8 +1,8 @@
 """The `spos rank` job: does a path's accuracy inside the supernet predict its accuracy trained alone?
 
 Architectures spread over the FLOPs range (or given in a file) are scored as supernet paths,
-exactly as the search scores candidates (BN recalibrated on training batches, top-1 on the
-hold-out split), and compared with their accuracy trained alone: either read from a ground-truth
+exactly as the search scores candidates (BN recalibrated on training batches, top-1 and
+cross-entropy on the hold-out split; ``score`` picks which one ranks), and compared with their accuracy trained alone: either read from a ground-truth
 file, or measured here by training each one with a retraining config and K seeds. The output
 folder holds:
 
@@ -11,7 +11,7 @@ folder holds:
 - ``standalone/<i>-seed<k>/``: one training run each, resumable (a cut run continues from its
   checkpoint, a finished one is read back from ``standalone.jsonl`` and never trained again);
   under torchrun rank R trains runs R, R + world, ... and logs them in ``standalone.rankR.jsonl``;
-- ``supernet_scores.jsonl``, ``rank.json`` (one row per architecture and the statistics of
+- ``supernet_scores.jsonl`` (each path's hold-out top-1 and loss), ``rank.json`` (one row per architecture and the statistics of
   `spos.rank`) and ``rank_scatter.png``.
 """
 
@@ -28,6 +28,7 @@ from pathlib import Path
 from spos import checkpoint, files
 from spos.errors import UserError
 from spos.flops import CostTable, cost_table
+from spos.search.scoring import SCORES
 from spos.space import Architecture, SearchSpace, sample_architecture, save_architecture
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class RankJob:
     seed: int = 0
     bootstrap: int = 1000
     split_seed: int | None = None  # the supernet's training seed, which carved its hold-out split
+    score: str = "top1"  # what ranks the paths: hold-out top-1, or "loss" (minus the cross-entropy)
     device: str | None = None
     resume: bool = False
     progress: bool = True
@@ -233,7 +235,7 @@ def _append_jsonl(path: Path, row: dict) -> None:
 
 def _settings(job: RankJob, archs: list[Architecture]) -> dict:
     asked = {k: v for k, v in asdict(job).items()
-             if k not in ("output", "resume", "progress", "device", "split_seed")}
+             if k not in ("output", "resume", "progress", "device", "split_seed", "score")}  # score: statistics only
     return {"job": asked, "architectures": [str(a) for a in archs]}
 
 
@@ -267,29 +269,28 @@ def prepare_output(job: RankJob, archs: list[Architecture]) -> list[Architecture
 # Measuring
 
 
-def score_path(scorer, arch: Architecture) -> float:
-    """The supernet's hold-out top-1 of ``arch`` (the one place that calls the search's scorer)."""
-    return scorer(arch)
-
-
-def supernet_scores(job: RankJob, supernet, archs: list[Architecture], device, convention=None) -> dict[str, float]:
+def supernet_measures(job: RankJob, supernet, archs: list[Architecture], device, convention=None) -> dict[str, dict]:
+    """Each path's hold-out top-1 and cross-entropy (``{"top1", "loss"}``), logged as measured so a
+    resumed job measures only what is missing (rows from before the loss was logged included)."""
     from spos.search.run import SearchJob, load_scoring_data
     from spos.search.scoring import SupernetScorer
 
     log_path = Path(job.output) / SCORES_LOG
-    scores = {row["arch"]: row["supernet_top1"] for row in _read_jsonl(log_path)}
-    todo = [arch for arch in archs if str(arch) not in scores]
+    measures = {row["arch"]: {"top1": row["supernet_top1"], "loss": row["supernet_loss"]}
+                for row in _read_jsonl(log_path) if "supernet_loss" in row}
+    todo = [arch for arch in archs if str(arch) not in measures]
     if not todo:
-        return scores
+        return measures
     scoring = SearchJob(supernet=job.supernet, data=job.data, data_root=job.data_root, holdout=job.holdout,
                         batch_size=job.batch_size, bn_batches=job.bn_batches, eval_batches=job.eval_batches,
                         seed=job.seed, split_seed=job.split_seed)
     calibration, evaluation = load_scoring_data(scoring, supernet.space, device, convention)
     scorer = SupernetScorer(supernet, calibration, evaluation)
     for arch in todo:
-        scores[str(arch)] = score_path(scorer, arch)
-        _append_jsonl(log_path, {"arch": str(arch), "supernet_top1": scores[str(arch)]})
-    return scores
+        measure = scorer.measure(arch)
+        measures[str(arch)] = {"top1": measure.top1, "loss": measure.loss}
+        _append_jsonl(log_path, {"arch": str(arch), "supernet_top1": measure.top1, "supernet_loss": measure.loss})
+    return measures
 
 
 def standalone_config(job: RankJob, arch_file: Path, seed_offset: int) -> dict:
@@ -379,6 +380,8 @@ def check_job(job: RankJob) -> None:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
     if job.archs is not None and job.archs < 3:
         raise UserError(f"--archs {job.archs}: rank statistics need at least 3 architectures")
+    if job.score not in SCORES:
+        raise UserError(f"--score {job.score}: choose one of {', '.join(SCORES)}")
 
 
 def run_rank(job: RankJob) -> dict:
@@ -415,18 +418,21 @@ def run_rank(job: RankJob) -> dict:
 def _measure(job: RankJob, supernet, space: SearchSpace, archs: list[Architecture],
              truth: dict[Architecture, float] | None, device, started: float, convention=None) -> dict:
     from spos import rank
+    from spos.search.scoring import HoldoutMeasure, score_of
 
-    scores = supernet_scores(job, supernet, archs, device, convention)  # the input the supernet was trained on
+    measures = supernet_measures(job, supernet, archs, device, convention)  # the input the supernet was trained on
     if truth is not None:
         accuracies = {str(arch): [truth[arch]] for arch in archs}
     else:
         accuracies = standalone_accuracies(job, space, archs)
     table = cost_table(space)
     rows = [{"index": i, "arch": str(arch), "flops": table.macs(arch), "params": table.params(arch),
-             "supernet_top1": scores[str(arch)], "standalone_top1": sum(accuracies[str(arch)]) / len(accuracies[str(arch)]),
+             "supernet_top1": measures[str(arch)]["top1"], "supernet_loss": measures[str(arch)]["loss"],
+             "standalone_top1": sum(accuracies[str(arch)]) / len(accuracies[str(arch)]),
              "standalone_runs": accuracies[str(arch)]} for i, arch in enumerate(archs)]
-    statistics = rank.rank_statistics([r["supernet_top1"] for r in rows], [r["standalone_top1"] for r in rows],
-                                      samples=job.bootstrap, seed=job.seed)
+    scores = [score_of(HoldoutMeasure(r["supernet_top1"], r["supernet_loss"]), job.score) for r in rows]
+    statistics = rank.rank_statistics(scores, [r["standalone_top1"] for r in rows], samples=job.bootstrap,
+                                      seed=job.seed)
     return write_outputs(job, rows, statistics, time.perf_counter() - started)
 
 
@@ -434,12 +440,13 @@ def write_outputs(job: RankJob, rows: list[dict], statistics: dict, seconds: flo
     from spos.search import plots
 
     output = Path(job.output)
-    scatter = plots.plot_rank_scatter(rows, statistics, output / "rank_scatter.png")
+    scatter = plots.plot_rank_scatter(rows, statistics, output / "rank_scatter.png", score=job.score)
     summary = {
         "supernet": job.supernet, "data": job.data, "holdout": job.holdout,
         "truth": {"ground_truth": job.ground_truth} if job.ground_truth else
                  {"standalone": job.standalone, "overrides": job.overrides, "seeds": job.seeds},
-        "mean_supernet_top1": sum(r["supernet_top1"] for r in rows) / len(rows),
+        "score": job.score, "mean_supernet_top1": sum(r["supernet_top1"] for r in rows) / len(rows),
+        "mean_supernet_loss": sum(r["supernet_loss"] for r in rows) / len(rows),
         "mean_standalone_top1": sum(r["standalone_top1"] for r in rows) / len(rows),
         "statistics": statistics, "rows": rows, "seconds": seconds,
         "files": {"rank": str(output / "rank.json"), "scatter": str(scatter)},

@@ -34,6 +34,7 @@ class SearchJob(SearchConfig):
     batch_size: int = 128
     bn_batches: int = 20
     eval_batches: int | None = None
+    score: str = "top1"  # what the search maximises: hold-out top-1, or "loss" (minus the cross-entropy)
     workers: int = 0
     flops_max: float | None = None
     flops_min: float | None = None
@@ -205,6 +206,8 @@ def job_fingerprint(job: SearchJob) -> dict:
     fingerprint.update(mutations=job.num_mutations, crossovers=job.num_crossovers)  # what ran, given or not
     if job.input is not None:  # only when given, so searches saved before --input existed still resume
         fingerprint["input"] = job.input
+    if job.score != "top1":  # likewise for searches saved before --score existed
+        fingerprint["score"] = job.score
     fingerprint["supernet_sha256"] = _sha256(job.supernet) if Path(job.supernet).is_file() else None
     if job.latency_table:
         fingerprint["latency_table_sha256"] = _sha256(job.latency_table) if Path(job.latency_table).is_file() else None
@@ -239,8 +242,12 @@ def check_resumed_job(output: Path, fingerprint: dict) -> None:
 
 def run_search(job: SearchJob) -> dict:
     """Run one search, holding OUTPUT/.lock; returns the summary also written to OUTPUT/summary.json."""
+    from spos.search.scoring import SCORES
+
     if job.algorithm not in ("evolution", "random", "nsga2"):
         raise UserError(f"unknown algorithm {job.algorithm!r}; use evolution, random or nsga2")
+    if job.score not in SCORES:
+        raise UserError(f"--score {job.score}: choose one of {', '.join(SCORES)}")
     output = Path(job.output)
     files.check_output_folder(output, kind="search", resume=job.resume, markers=SEARCH_MARKERS)
     with files.run_lock(output):
@@ -249,7 +256,7 @@ def run_search(job: SearchJob) -> dict:
 
 def _run_search(job: SearchJob, output: Path) -> dict:
     from spos.search import engine
-    from spos.search.scoring import SupernetScorer
+    from spos.search.scoring import SupernetScorer, score_text
     from spos.train import distributed
 
     history_path = output / "history.jsonl"
@@ -273,7 +280,8 @@ def _run_search(job: SearchJob, output: Path) -> dict:
             raise UserError(f"unknown objective {name!r}; use acc with flops, params or latency")
     engine.check_feasible(genes.counts, constraints, job.seed, job.max_tries)  # before writing
     calibration, evaluation = load_scoring_data(job, space, device, convention)
-    scorer, score_many = genes.scoring(SupernetScorer(supernet, calibration, evaluation))
+    arch_scorer = SupernetScorer(supernet, calibration, evaluation, job.score)
+    scorer, score_many = genes.scoring(arch_scorer)
 
     distributed.barrier()  # every rank has looked at the output folder before rank 0 writes into it
     history = engine.read_history(history_path) if job.resume and history_path.exists() else []
@@ -292,7 +300,8 @@ def _run_search(job: SearchJob, output: Path) -> dict:
     front_cost = measures[job.cost_axis]
     started = time.perf_counter()
     common = dict(history=history, on_evaluated=on_evaluated, progress=job.progress and distributed.is_main(),
-                  score_many=score_many, label=job.progress_label)
+                  score_many=score_many, label=job.progress_label,
+                  score_text=lambda value: score_text(value, job.score))
     if job.algorithm == "nsga2":
         cost_names = job.objectives[1:] or ["flops"]
         result = engine.nsga2_search(genes.counts, scorer, [(n, measures[n]) for n in cost_names], constraints,
@@ -304,8 +313,8 @@ def _run_search(job: SearchJob, output: Path) -> dict:
     if writer:
         writer.close()
     elapsed = time.perf_counter() - started
-    return write_outputs(job, space, genes, measured, result, elapsed,
-                         supernet_top1=supernet_top1) if distributed.is_main() else {}
+    return write_outputs(job, space, genes, measured, result, elapsed, supernet_top1=supernet_top1,
+                         holdout=arch_scorer.measure) if distributed.is_main() else {}
 
 
 def _mean_path_top1(state: dict) -> float | None:
@@ -315,16 +324,26 @@ def _mean_path_top1(state: dict) -> float | None:
 
 
 def write_outputs(job: SearchJob, space, genes: GeneMap, measured, result, elapsed: float, *,
-                  supernet_top1: float | None = None) -> dict:
-    """best.json, front/*.json, the plots and summary.json; ``measured`` is `measure_once`'s."""
+                  supernet_top1: float | None = None, holdout=None) -> dict:
+    """best.json, front/*.json, the plots and summary.json; ``measured`` is `measure_once`'s.
+
+    The files' ``accuracy`` is always hold-out top-1: a search by loss measures it (``holdout``:
+    arch -> `HoldoutMeasure`) for the best architecture and the front, and records the loss beside it."""
     from spos.search import plots
+
+    def reported(record_genes, score: float) -> dict:
+        if job.score == "top1":
+            return {"accuracy": score}
+        measure = holdout(genes.arch(record_genes))
+        return {"accuracy": measure.top1, "holdout_loss": measure.loss}
 
     output = Path(job.output)
     best = genes.arch(result.best_genes)
-    best_measures = measured(result.best_genes)
-    save_architecture(output / "best.json", best, space, accuracy=result.best_score, **best_measures)
+    best_measures = {**reported(result.best_genes, result.best_score), **measured(result.best_genes)}
+    save_architecture(output / "best.json", best, space, **best_measures, score=job.score)
     front_files = [str(save_architecture(output / "front" / f"arch-{i:02d}.json", genes.arch(record["genes"]), space,
-                                         accuracy=record["score"], **measured(record["genes"])))
+                                         **reported(record["genes"], record["score"]), **measured(record["genes"]),
+                                         score=job.score))
                    for i, record in enumerate(result.front)]
     records = [{**r, **measured(r["genes"])} for r in result.records]
     front = [{**r, **measured(r["genes"])} for r in result.front]
@@ -332,11 +351,12 @@ def write_outputs(job: SearchJob, space, genes: GeneMap, measured, result, elaps
     axis = job.cost_axis
     limit = job.latency_max if axis == "latency" else job.flops_max
     scatter = plots.plot_search_scatter(records, axis, output / "search_scatter.png", front=front,
-                                        best=best_record, limit=limit)
+                                        best=best_record, limit=limit, score=job.score)
     curve = plots.plot_best_per_generation(result.best_per_generation, output / "best_per_generation.png",
-                                           chance=1 / space.num_classes, supernet_top1=supernet_top1)
+                                           chance=1 / space.num_classes, supernet_top1=supernet_top1,
+                                           score=job.score)
     summary = {
-        "best": {"arch": str(best), "accuracy": result.best_score, **best_measures},
+        "best": {"arch": str(best), **best_measures}, "score": job.score,
         "scored": result.num_scored, "seconds": elapsed, "algorithm": job.algorithm,
         "limits": {k: getattr(job, k) for k in ("flops_max", "flops_min", "params_max", "latency_max")
                    if getattr(job, k) is not None},
