@@ -1,12 +1,14 @@
-"""Which supernet recipe ranks architectures: Kendall tau of supernet path top-1 against stand-alone top-1.
+"""Which supernet recipe ranks architectures: Kendall tau of supernet path scores against stand-alone top-1.
 
 On digits: N architectures spread over the FLOPs range are trained alone once (K seeds each,
 cached in OUTPUT/standalone: the same for every recipe), then each recipe trains a supernet
 from `digits-supernet` plus its overrides and `spos rank` scores the same architectures on it
 against those stand-alone accuracies. Prints one row per recipe: mean path top-1, Kendall tau
-with its bootstrap 95% interval, Spearman rho, top-3 overlap, supernet training time (the
-training steps only, per-epoch validation excluded). Every
-stage resumes: a second invocation trains nothing that is finished.
+with its bootstrap 95% interval for paths scored by hold-out top-1 and by hold-out cross-entropy
+(`--score loss`), Spearman rho and top-3 overlap (top-1), supernet training time (the training
+steps only, per-epoch validation excluded). Every stage resumes: a second invocation trains
+nothing that is finished. ``--seeds 6 --truth-seeds 3-5`` measures against the mean of seeds 3-5
+only, a reference independent of seeds 0-2.
 
     python benchmarks/ranking.py [--archs 12] [--seeds 2] [--recipes baseline,linear-lr] [--threads 1]
                                  [--space mbv2-macro-cifar] [--data cifar10 --data-root DIR]
@@ -119,8 +121,10 @@ def bench_space(data: str, space_overrides: list[str]):
 
 def standalone_truth(output: Path, archs: int, seeds: int, epochs: int, space_overrides: list[str],
                      data: str = "digits", root: str | None = None,
-                     band: tuple[float | None, float | None] = (None, None)) -> Path | None:
-    """Train every architecture alone (cached) and write ``ground_truth.json`` (mean of the seeds).
+                     band: tuple[float | None, float | None] = (None, None),
+                     truth_seeds: list[int] | None = None) -> Path | None:
+    """Train every architecture alone (cached) and write ``ground_truth.json`` (mean of the seeds, or of
+    ``truth_seeds`` only: ``ground_truth-seeds3_4_5.json``, a reference independent of seeds 0-2).
 
     Under torchrun every rank trains its share; only rank 0 writes the file (None elsewhere)."""
     space = bench_space(data, space_overrides)
@@ -132,20 +136,43 @@ def standalone_truth(output: Path, archs: int, seeds: int, epochs: int, space_ov
     accuracies = standalone_accuracies(job, space, chosen)
     if accuracies is None:  # another rank's share is done; rank 0 writes the results
         return None
-    truth = {arch: sum(values) / len(values) for arch, values in accuracies.items()}
+    chosen_seeds = truth_seeds if truth_seeds is not None else list(range(seeds))
+    if max(chosen_seeds) >= seeds:
+        raise SystemExit(f"--truth-seeds {chosen_seeds}: only seeds 0-{seeds - 1} are trained (raise --seeds)")
+    truth = {arch: sum(values[i] for i in chosen_seeds) / len(chosen_seeds) for arch, values in accuracies.items()}
     if seeds >= 2:  # the noise ceiling: how well one seed ranks the architectures like another
+        from itertools import combinations
+
         from spos import rank
 
         first, second = [v[0] for v in accuracies.values()], [v[1] for v in accuracies.values()]
         agreement = rank.rank_statistics(first, second)["kendall_tau"]
         print(f"stand-alone seed 0 vs seed 1: Kendall tau {agreement['value']:.2f} "
               f"[{agreement['low']:.2f}, {agreement['high']:.2f}] (a supernet cannot rank better than this)")
-    path = output / "ground_truth.json"
+        pairs = [rank.kendall_tau([v[i] for v in accuracies.values()], [v[j] for v in accuracies.values()])
+                 for i, j in combinations(range(seeds), 2)]
+        print(f"stand-alone seeds pairwise: Kendall tau mean {sum(pairs) / len(pairs):.2f} "
+              f"({min(pairs):.2f} to {max(pairs):.2f}, {len(pairs)} pairs)")
+    name = "ground_truth.json" if truth_seeds is None else f"ground_truth-{truth_suffix(truth_seeds)[1:]}.json"
+    path = output / name
     path.write_text(json.dumps(truth, indent=2) + "\n")
     print(f"stand-alone: {archs} architectures x {seeds} seeds, {epochs} epochs of {CONFIGS[data][1]} "
           f"({time.perf_counter() - started:.0f} s this invocation); top-1 from {min(truth.values()):.4f} "
           f"to {max(truth.values()):.4f}")
     return path
+
+
+def truth_suffix(truth_seeds: list[int] | None) -> str:
+    """What tells a reference of chosen seeds apart in file and folder names ('' for all seeds)."""
+    return "" if truth_seeds is None else "-seeds" + "_".join(map(str, truth_seeds))
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'3-5' or '3,4,5' -> [3, 4, 5]."""
+    if "-" in text:
+        low, high = text.split("-")
+        return list(range(int(low), int(high) + 1))
+    return [int(part) for part in text.split(",")]
 
 
 def train_supernet(output: Path, name: str, overrides: list[str], epochs: int | None,
@@ -164,16 +191,22 @@ def train_supernet(output: Path, name: str, overrides: list[str], epochs: int | 
 
 
 def measure_recipe(output: Path, name: str, overrides: list[str], truth: Path, epochs: int | None,
-                   space_overrides: list[str], data: str = "digits", root: str | None = None) -> dict:
+                   space_overrides: list[str], data: str = "digits", root: str | None = None,
+                   suffix: str = "") -> dict:
+    """The recipe's row: its paths ranked by hold-out top-1 (the statistics of `spos rank`) and by
+    hold-out cross-entropy (`spos rank --score loss`), from one scoring pass."""
+    from spos import rank
+
     folder = train_supernet(output, name, overrides, epochs, space_overrides, data, root)
     # time in training steps only (validation excluded), summed over the epochs
     train_seconds = sum(json.loads(line)["train_seconds"] for line in (folder / "metrics.jsonl").open())
-    rank_dir = output / f"rank-{name}"
+    rank_dir = output / f"rank-{name}{suffix}"
     summary = run_rank(RankJob(supernet=str(folder / "last.pt"), ground_truth=str(truth), output=str(rank_dir),
                                bn_batches=5, resume=(rank_dir / "settings.json").exists(), progress=False))
-    stats = summary["statistics"]
-    return {"recipe": name, "overrides": overrides, "mean_path_top1": summary["mean_supernet_top1"],
-            "tau": stats["kendall_tau"], "rho": stats["spearman_rho"]["value"],
+    stats, rows = summary["statistics"], summary["rows"]
+    by_loss = rank.rank_statistics([-r["supernet_loss"] for r in rows], [r["standalone_top1"] for r in rows])
+    return {"recipe": name, "overrides": overrides, "truth": truth.name, "mean_path_top1": summary["mean_supernet_top1"],
+            "tau": stats["kendall_tau"], "tau_loss": by_loss["kendall_tau"], "rho": stats["spearman_rho"]["value"],
             "top3": stats["top_k"].get("3", {}).get("value"), "train_seconds": train_seconds}
 
 
@@ -189,7 +222,7 @@ def flops_row(output: Path, truth: Path, space_overrides: list[str], data: str =
     stats = rank.rank_statistics(flops, list(accuracies.values()))
     tau = stats["kendall_tau"]
     return (f"| (FLOPs as the score) | - | {tau['value']:.2f} [{tau['low']:.2f}, {tau['high']:.2f}] | "
-            f"{stats['spearman_rho']['value']:.2f} | {stats['top_k']['3']['value']:.2f} | 0 s |")
+            f"- | {stats['spearman_rho']['value']:.2f} | {stats['top_k']['3']['value']:.2f} | 0 s |")
 
 
 def main() -> None:
@@ -204,6 +237,9 @@ def main() -> None:
     parser.add_argument("--standalone-epochs", type=int, default=4, help="retraining epochs (default 4)")
     parser.add_argument("--flops-band", type=float, nargs=2, default=(None, None), metavar=("MIN", "MAX"),
                         help="draw the architectures inside this FLOPs window (equal-cost ranking; own --output)")
+    parser.add_argument("--truth-seeds", type=parse_seeds, default=None, metavar="SEEDS",
+                        help="the reference is the mean of these stand-alone seeds only, e.g. 3-5 (default: all "
+                             "--seeds); its own ground-truth file and rank folders")
     parser.add_argument("--supernet-epochs", type=int, default=None, help="override the supernet config's epochs")
     parser.add_argument("--recipes", default=",".join(DEMO_BUDGET_RECIPES),
                         help=f"comma-separated, from {', '.join(RECIPES)} (default: all at the demo's budget)")
@@ -225,20 +261,24 @@ def main() -> None:
             print(f"{name}: supernet trained in {float((folder / 'done').read_text()):.0f} s", flush=True)
         return
     truth = standalone_truth(output, args.archs, args.seeds, args.standalone_epochs, space_overrides, *data,
-                             band=tuple(args.flops_band))
+                             band=tuple(args.flops_band), truth_seeds=args.truth_seeds)
     if truth is None or args.standalone_only:
         return
-    print(f"\n| recipe | mean path top-1 | Kendall tau [95% CI] | Spearman | top-3 overlap | supernet time |")
-    print("|---|---|---|---|---|---|")
+    print(f"\nreference: {truth.name}")
+    print(f"| recipe | mean path top-1 | Kendall tau [95% CI] | by cross-entropy | Spearman | top-3 overlap | "
+          "supernet time |")
+    print("|---|---|---|---|---|---|---|")
     print(flops_row(output, truth, space_overrides, args.data), flush=True)
     for name in args.recipes.split(","):
-        row = measure_recipe(output, name, RECIPES[name], truth, args.supernet_epochs, space_overrides, *data)
+        row = measure_recipe(output, name, RECIPES[name], truth, args.supernet_epochs, space_overrides, *data,
+                             suffix=truth_suffix(args.truth_seeds))
         with open(output / "results.jsonl", "a") as handle:
             handle.write(json.dumps(row) + "\n")
         tau = row["tau"]
+        by_loss = row["tau_loss"]
         print(f"| {name} | {100 * row['mean_path_top1']:.1f}% | {tau['value']:.2f} [{tau['low']:.2f}, "
-              f"{tau['high']:.2f}] | {row['rho']:.2f} | {row['top3']:.2f} | {row['train_seconds']:.0f} s |",
-              flush=True)
+              f"{tau['high']:.2f}] | {by_loss['value']:.2f} [{by_loss['low']:.2f}, {by_loss['high']:.2f}] | "
+              f"{row['rho']:.2f} | {row['top3']:.2f} | {row['train_seconds']:.0f} s |", flush=True)
 
 
 if __name__ == "__main__":
