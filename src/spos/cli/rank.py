@@ -58,7 +58,7 @@ def register(subparsers) -> None:
     data.add_argument("--bn-batches", type=int, default=20, help="BN recalibration batches (official: 20)")
     data.add_argument("--eval-batches", type=int, default=None, help="cap on hold-out batches per path")
     data.add_argument("--score", choices=("top1", "loss"), default="top1",
-                      help="what ranks the paths: hold-out top-1 (default, as the official search) or loss "
+                      help="what ranks the paths: top1 (default: hold-out top-1, as the official search) or loss "
                            "(lower hold-out cross-entropy ranks higher); both are kept in rank.json, and "
                            "--resume with the other one recomputes the statistics without scoring again")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals "
