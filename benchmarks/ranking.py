@@ -83,12 +83,6 @@ for _name, _extra in {"aligned-lr0.1": ["optim.lr=0.1"],
 for _name, _extra in {"aligned": [], "aligned+progressive": ["sampling.progressive_epochs=6"]}.items():
     for _seed in range(3, 9):
         RECIPES[f"{_name}-seed{_seed}"] = [*_ALIGNED, *_extra, f"train.seed={_seed}"]
-# digits-supernet now entangles by default: a recipe that does not ask for it keeps the official
-# independent weights, as it did when it was measured
-for _overrides in RECIPES.values():
-    if "space.entangled_kernels=true" not in _overrides:
-        _overrides.append("space.entangled_kernels=false")
-
 # CIFAR-10 (`cifar10-supernet`: batch 128, lr 0.0625 by the linear rule); epochs from --supernet-epochs
 RECIPES.update({
     "cifar-independent": ["space.entangled_kernels=false"],
@@ -102,7 +96,14 @@ RECIPES.update({
     "cifar-aligned-30ep": ["space.entangled_kernels=true", "space.aligned_choices=true", "train.epochs=30"],
     "cifar-aligned-30ep-seed1": ["space.entangled_kernels=true", "space.aligned_choices=true", "train.epochs=30",
                                  "train.seed=1"],
+    "cifar-aligned": ["space.entangled_kernels=true", "space.aligned_choices=true"],
 })
+# both supernet configs now entangle and align by default: a recipe that does not ask for one keeps
+# it off (the official independent weights), as it was when it was measured
+for _overrides in RECIPES.values():
+    for _key in ("space.entangled_kernels", "space.aligned_choices"):
+        if f"{_key}=true" not in _overrides and f"{_key}=false" not in _overrides:
+            _overrides.append(f"{_key}=false")
 CONFIGS = {"digits": ("digits-supernet", "digits-retrain"), "cifar10": ("cifar10-supernet", "cifar10-retrain")}
 
 DEMO_BUDGET_RECIPES = ("baseline", "linear-lr", "fair", "entangled", "fair+entangled", "sandwich", "progressive",
