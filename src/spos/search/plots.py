@@ -73,7 +73,7 @@ def plot_best_per_generation(best: list[float], path: str | Path, *, chance: flo
                    label=f"supernet, mean of its validation paths ({100 * supernet_top1:.1f}%)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("generation")
-    ax.set_ylabel(f"best {y_label}")
+    ax.set_ylabel("best hold-out cross-entropy" if by_loss else f"best {y_label}")  # fits the small figure
     ax.grid(alpha=0.3)
     if chance is not None or supernet_top1 is not None:
         ax.legend(fontsize=8, loc="best")
