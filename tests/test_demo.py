@@ -9,7 +9,7 @@ import matplotlib.image
 import onnx
 import pytest
 
-from spos import checkpoint
+from spos import checkpoint, export
 from spos.cli import main
 from spos.demo import default_output, demo_settings, similar_random_architecture
 from spos.flops import cost_table
@@ -36,6 +36,8 @@ def test_demo_writes_a_complete_report(tmp_path, monkeypatch, capsys):
     assert "by cross-entropy" in report and json.loads((out / "search" / "summary.json").read_text())["score"] == "loss"
 
     onnx.checker.check_model(onnx.load(str(out / "best.onnx")))
+    recorded = export.read_input_convention(out / "best.onnx")  # the whole preprocessing (#27)
+    assert (recorded["dataset"], recorded["mean"], recorded["pixel_max"]) == ("digits", [0.3053], 16)
     assert checkpoint.load(out / "supernet" / "last.pt")["kind"] == "supernet"
     for name in ("best", "random"):
         assert checkpoint.load(out / f"retrain-{name}" / "best.pt")["kind"] == "fixed"

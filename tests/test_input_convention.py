@@ -172,7 +172,8 @@ def test_exports_carry_the_convention_in_their_metadata(official, tmp_path, caps
     assert main(["export", str(converted), "--format", fmt, "--data", "cifar10", "--data-root", str(npz),
                  "--batch-size", "2", "--output", str(out)]) == 0
     assert "input official (BGR, pixels 0..255" in capsys.readouterr().out
-    assert export.read_input_convention(out) == CONVENTIONS["official"].to_dict()
+    recorded = export.read_input_convention(out)  # the convention's keys, statistics as numbers per channel
+    assert InputConvention.from_dict(recorded) == InputConvention("official", "bgr", 255.0, (0.0,) * 3, (1.0,) * 3)
     assert main(["export", str(converted), "--format", fmt, "--input", "spos", "--output", str(out), "--force",
                  "--batch-size", "2"]) == 0
     assert export.read_input_convention(out)["name"] == "spos"

@@ -27,6 +27,8 @@ DATASETS = ("imagefolder", "cifar10", "cifar100", "mnist", "digits", "synthetic"
 DOWNLOADABLE = ("cifar10", "cifar100", "mnist")  # torchvision fetches these; ImageNet has to be got by hand
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+MNIST_PAD = 2  # MNIST's 28x28 images are zero-padded to 32x32, the size of the CIFAR-style spaces
+EVAL_CROP_FRACTION = 0.875  # ImageFolder evaluation: resize the shorter side to size / 0.875, centre-crop size
 
 
 @dataclass(frozen=True)
@@ -310,7 +312,7 @@ def _mnist(root: Path, info: DatasetInfo, convention: InputConvention):
 
     def load(prefix: str, augment: str | None):
         images = torch.from_numpy(_read_idx(find(f"{prefix}-images-idx3-ubyte")).copy()).float().div_(255)
-        images = torch.nn.functional.pad(images.unsqueeze(1), (2, 2, 2, 2))
+        images = torch.nn.functional.pad(images.unsqueeze(1), (MNIST_PAD,) * 4)
         labels = torch.from_numpy(_read_idx(find(f"{prefix}-labels-idx1-ubyte")).copy()).long()
         return TensorImages(_in_convention(images, info, convention), labels, augment)
 
@@ -374,7 +376,7 @@ def _imagefolder(root: Path, input_size: int, info: DatasetInfo, convention: Inp
     normalise = ConventionTransform(info, convention)
     train_tf = transforms.Compose([transforms.RandomResizedCrop(input_size), transforms.RandomHorizontalFlip(),
                                    transforms.ColorJitter(0.4, 0.4, 0.4), transforms.ToTensor(), normalise])
-    eval_tf = transforms.Compose([transforms.Resize(int(input_size / 0.875)), transforms.CenterCrop(input_size),
+    eval_tf = transforms.Compose([transforms.Resize(int(input_size / EVAL_CROP_FRACTION)), transforms.CenterCrop(input_size),
                                   transforms.ToTensor(), normalise])
     try:
         train = datasets.ImageFolder(str(root / "train"), train_tf, loader=_read_image)

@@ -196,7 +196,8 @@ def _run_demo(settings: DemoSettings, output: Path, resume: bool) -> dict:
         settings = _prepare_output(settings, output, resume=True)
     # The data loads (or downloads) before a new demo writes anything: a wrong --data-root then
     # leaves no folder behind, and the corrected command runs as it is.
-    val = build_datasets(settings.data, settings.data_root, download=settings.download).val
+    data = build_datasets(settings.data, settings.data_root, download=settings.download)
+    val = data.val
     if not resume:
         settings = _prepare_output(settings, output, resume=False)
     times = StageTimes()
@@ -225,7 +226,7 @@ def _run_demo(settings: DemoSettings, output: Path, resume: bool) -> dict:
 
     log.info("[4/5] exporting the retrained best architecture to ONNX")
     with _timing(times, "export"):
-        exported = export_best(retrained["best"], output / "best.onnx", val)
+        exported = export_best(retrained["best"], output / "best.onnx", val, data.info)
 
     log.info("[5/5] writing the report")
     summary = summarise(settings, output, space, supernet_run, search, limit, best, baseline, retrained, exported,
@@ -279,14 +280,18 @@ def _retrain(settings: DemoSettings, output: Path) -> dict:
     return retrained
 
 
-def export_best(result, path: Path, val):
-    """The best epoch's checkpoint (the one the report's figure comes from) as ONNX, checked on val images."""
-    from spos.checkpoint import load_model
+def export_best(result, path: Path, val, info):
+    """The best epoch's checkpoint (the one the report's figure comes from) as ONNX, checked on val images
+    of the dataset ``info`` describes, with the whole preprocessing in its metadata."""
+    from spos import checkpoint
     from spos.data import first_batch
     from spos.export import export_model
+    from spos.preprocessing import preprocessing_record
 
-    model = load_model(result.output / "best.pt", kind="fixed")
-    return export_model(model, path, first_batch(val, 16), fmt="onnx")
+    state = checkpoint.load_kind(result.output / "best.pt", "fixed")
+    model, convention = checkpoint.build_model(state), checkpoint.convention_of(state)
+    record = preprocessing_record(info, convention, model.space.input_size, model.space.in_channels)
+    return export_model(model, path, first_batch(val, 16), fmt="onnx", convention=convention, preprocessing=record)
 
 
 def _standard_error(p: float, n: int) -> float:

@@ -118,14 +118,15 @@ def allowed_difference(expected: np.ndarray, tolerance: float) -> float:
 
 def export_model(model: nn.Module, path: str | Path, batch: torch.Tensor, *, fmt: str = "onnx",
                  opset: int = DEFAULT_OPSET, tolerance: float = DEFAULT_TOLERANCE,
-                 convention: InputConvention | None = None) -> ExportResult:
+                 convention: InputConvention | None = None, preprocessing: dict | None = None) -> ExportResult:
     """Export ``model`` (eval mode) to ``path`` and check it on ``batch``; raise if it drifts.
 
     The check uses a batch size other than the one traced with, so a batch dimension frozen
     into the graph is caught too. The allowed difference is ``tolerance``, scaled by the largest
     output when that exceeds 1 (see `allowed_difference`). ``convention`` (how pixels become the
     input) is written into the file's metadata: ONNX ``metadata_props[ONNX_INPUT_KEY]``, TorchScript
-    extra file ``TORCHSCRIPT_INPUT_FILE``, both the JSON of `InputConvention.to_dict`.
+    extra file ``TORCHSCRIPT_INPUT_FILE``, both JSON: ``preprocessing`` (the whole record of
+    `spos.preprocessing.preprocessing_record`, a superset of the convention's dict) when given.
     """
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -136,7 +137,9 @@ def export_model(model: nn.Module, path: str | Path, batch: torch.Tensor, *, fmt
     path.parent.mkdir(parents=True, exist_ok=True)
     example = batch[:1] if len(batch) > 1 else torch.cat([batch, batch])
     partial = path.with_name(path.name + ".partial")
-    recorded = json.dumps(convention.to_dict()) if convention is not None else None
+    if preprocessing is None and convention is not None:
+        preprocessing = convention.to_dict()
+    recorded = json.dumps(preprocessing) if preprocessing is not None else None
     with torch.no_grad():
         if fmt == "onnx":
             write_onnx(model, partial, example, opset)

@@ -189,9 +189,13 @@ def run_export(args) -> int:
         print(f"conv-BN fusion: max |difference| {diff:.2e}; eager {eager:.2f} ms -> fused {fast:.2f} ms "
               f"(x{eager / fast:.2f}) at batch {args.batch_size}")
         model = fused
+    from spos.preprocessing import describe_record, preprocessing_record
+
+    record = preprocessing_record(splits.info if splits else None, convention, space.input_size, space.in_channels)
     result = export_model(model, output, batch, fmt=args.format, opset=args.opset, tolerance=args.tolerance,
-                          convention=convention)
+                          convention=convention, preprocessing=record)
     print(result)
+    print(f"preprocessing recorded in {output.name}: {describe_record(record)}")
     if args.int8:
         report_int8(result.path, splits, batch, args)
     return 0
