@@ -29,6 +29,7 @@ from spos.space import Architecture, SearchSpace
 from spos.supernet import SuperNet
 
 KINDS = ("fixed", "supernet")
+HUB_PREFIX = "hf://"  # a model folder on the Hugging Face Hub: hf://USER/NAME
 
 
 def _write_atomic(path: str | Path, write) -> Path:
@@ -50,8 +51,18 @@ def _refused_global(error: Exception) -> str | None:
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint or raise a one-line UserError saying why it cannot be used."""
+    """Load a checkpoint or raise a one-line UserError saying why it cannot be used.
+
+    A model folder (`spos.pretrained`), or ``hf://USER/NAME`` for one on the Hub, reads as a checkpoint too."""
+    if str(path).startswith(HUB_PREFIX):
+        from spos.hub import download
+
+        path = download(str(path)[len(HUB_PREFIX):])
     path = Path(path)
+    if path.is_dir():
+        from spos.pretrained import load_folder
+
+        return load_folder(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
     try:

@@ -74,3 +74,9 @@ def describe_record(record: dict) -> str:
     size = "x".join(map(str, record["input_size"]))
     return (f"{record['dataset'] or 'unknown data'} images {how} to {size}, {record['channels']} channel(s) "
             f"{record['channel_order'].upper()}, pixels / {record['pixel_max']} * {record['scale']:g}, {stats}")
+
+
+def convention_from_record(record: dict) -> InputConvention:
+    """The input convention a preprocessing record (or a plain convention dict) describes."""
+    order = record.get("channel_order", "rgb")
+    return InputConvention.from_dict({**record, "channel_order": "rgb" if order == "gray" else order})

@@ -30,10 +30,14 @@ def _register_export(subparsers) -> None:
         example="spos export runs/train/best.pt --format onnx --fuse --int8 --output model.onnx")
     export.add_argument("source", metavar="CKPT_OR_ZOO_NAME", help="checkpoint, zoo name, or architecture file")
     export.add_argument("--arch", default=None, help="with a supernet checkpoint: the path to export")
-    export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx",
-                        help="file format to write (default onnx)")
-    export.add_argument("--output", default=None, help="file to write (default: beside the checkpoint)")
-    export.add_argument("--force", action="store_true", help="replace the output file if it exists")
+    export.add_argument("--format", choices=("onnx", "torchscript", "hf"), default="onnx",
+                        help="file format to write (default onnx); hf: a model folder (model.safetensors, "
+                             "config.json, model card) for the Hugging Face Hub, timm and spos.from_pretrained; a "
+                             "supernet checkpoint without --arch gives a supernet folder")
+    export.add_argument("--output", default=None, help="file (hf: folder) to write (default: beside the checkpoint)")
+    export.add_argument("--force", action="store_true", help="replace the output file (hf: model folder) if it exists")
+    export.add_argument("--no-measure", action="store_true",
+                        help="hf: do not measure val accuracy for the model card (slow on ImageNet on a CPU)")
     export.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (default 17)")
     export.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |difference|, relative to the largest output when that exceeds 1 "
                              "(default 1e-4)")
@@ -116,7 +120,8 @@ def load_network(source: str, arch_ref: str | None, args):
     from spos.zoo import resolve_architecture
 
     path = Path(source)
-    if path.suffix in (".pt", ".pth", ".tar") or (path.is_file() and path.suffix != ".json"):
+    if path.suffix in (".pt", ".pth", ".tar") or (path.is_file() and path.suffix != ".json") or path.is_dir() \
+            or source.startswith(checkpoint.HUB_PREFIX):
         data = checkpoint.load(path)
         model = checkpoint.build_model(data, prefer_ema=bool(data.get("ema")))
         if data["kind"] == "supernet":
@@ -157,6 +162,9 @@ def run_export(args) -> int:
 
     if args.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
+    if args.format == "hf":
+        print(write_model_folder(args, args.source, args.output, force=args.force))
+        return 0
     model, data = load_network(args.source, args.arch, args)
     space = model.space
     suffix = ".onnx" if args.format == "onnx" else ".ts"
@@ -199,6 +207,45 @@ def run_export(args) -> int:
     if args.int8:
         report_int8(result.path, splits, batch, args)
     return 0
+
+
+def _network_or_supernet(source: str, arch_ref: str | None, args):
+    """`load_network`, except that a supernet checkpoint without ``arch_ref`` gives the supernet itself."""
+    from spos import checkpoint
+
+    path = Path(source)
+    if arch_ref is None and (path.suffix in (".pt", ".pth", ".tar") or path.is_dir()
+                             or source.startswith(checkpoint.HUB_PREFIX)):
+        data = checkpoint.load(source)
+        if data["kind"] == "supernet":
+            return checkpoint.build_model(data).eval(), data
+    return load_network(source, arch_ref, args)
+
+
+def write_model_folder(args, source: str, output: str | None, *, force: bool) -> str:
+    """``spos export --format hf`` and ``spos hub push``: a model folder of ``source``; what was written, in words."""
+    from spos.checkpoint import convention_of
+    from spos.files import check_output_folder
+    from spos.preprocessing import describe_record, preprocessing_record
+    from spos.pretrained import CONFIG_NAME, measure, save_pretrained, training_record
+    from spos.supernet import SuperNet
+
+    model, data = _network_or_supernet(source, args.arch, args)
+    folder = Path(output) if output else Path(f"{source.rstrip('/').replace('/', '_').replace(',', '-')}-hf")
+    if output is None and data is not None and Path(source).is_file():
+        folder = Path(source).with_name(Path(source).stem + "-hf")
+    check_output_folder(folder, kind="spos model folder", resume=force, markers=(CONFIG_NAME,))
+    convention = convention_of(data, args.input)
+    splits = data_splits(args, data, model.space, convention)
+    record = preprocessing_record(splits.info if splits else None, convention, model.space.input_size,
+                                  model.space.in_channels)
+    measured = None
+    if splits is not None and not args.no_measure and not isinstance(model, SuperNet):  # paths are measured by search
+        measured = measure(model, splits)
+    save_pretrained(model, folder, record, measured=measured, training=training_record(data))
+    accuracy = (f"val top-1 {100 * measured['top1']:.2f}% on {measured['images']} {measured['dataset']} images"
+                if measured else "accuracy not measured")
+    return f"model folder {folder}: {CONFIG_NAME}, model.safetensors, README.md; {accuracy}; input {describe_record(record)}"
 
 
 def report_int8(path: Path, splits, batch, args) -> None:

@@ -208,7 +208,10 @@ def job_fingerprint(job: SearchJob) -> dict:
         fingerprint["input"] = job.input
     if job.score != "top1":  # likewise for searches saved before --score existed
         fingerprint["score"] = job.score
-    fingerprint["supernet_sha256"] = _sha256(job.supernet) if Path(job.supernet).is_file() else None
+    from spos.pretrained import weights_file
+
+    supernet = weights_file(job.supernet)  # a model folder is known by its weights
+    fingerprint["supernet_sha256"] = _sha256(supernet) if supernet.is_file() else None
     if job.latency_table:
         fingerprint["latency_table_sha256"] = _sha256(job.latency_table) if Path(job.latency_table).is_file() else None
     return json.loads(json.dumps(fingerprint))  # tuples as lists, as they read back

@@ -1,0 +1,210 @@
+"""A model folder anyone can load: ``model.safetensors`` + ``config.json`` (+ a model card), no pickle.
+
+The layout of a Hugging Face model repository, so a folder pushed to the Hub (`spos.hub`) and
+one on disk are read alike. ``config.json`` holds everything needed to rebuild the network
+(kind, space, architecture or supernet options), the whole preprocessing record
+(`spos.preprocessing`), counted FLOPs and parameters, and what was measured. Both fixed networks
+and supernets are shared this way, so a user can search a supernet someone else trained:
+`spos.checkpoint.load` reads a model folder as it reads a checkpoint.
+
+Weights a supernet shares between choices (entangled kernels) are stored once; the other names
+are listed in the safetensors metadata under ``spos.aliases`` and filled back on loading.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from spos import __version__, files
+from spos.errors import UserError
+
+CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, PICTURE_NAME = "config.json", "model.safetensors", "README.md", "architecture.png"
+FORMAT_VERSION = 1
+ALIASES_KEY = "spos.aliases"
+KINDS = ("fixed", "supernet")
+
+
+def is_model_folder(path: str | Path) -> bool:
+    path = Path(path)
+    return path.is_dir() and (path / CONFIG_NAME).is_file() and (path / WEIGHTS_NAME).is_file()
+
+
+# -- writing -------------------------------------------------------------------------------------
+
+def _unique_tensors(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors stored once, {other name: stored name}) for a state dict whose entries may share storage."""
+    stored, aliases, seen = {}, {}, {}
+    for name, tensor in state.items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.dtype)
+        if key in seen and tensor.numel():
+            aliases[name] = seen[key]
+        else:
+            seen[key] = name
+            stored[name] = tensor.detach().cpu().contiguous()
+    return stored, aliases
+
+
+def weights_bytes(model: nn.Module) -> bytes:
+    from safetensors.torch import save
+
+    stored, aliases = _unique_tensors(model.state_dict())
+    return save(stored, metadata={"format": "pt", ALIASES_KEY: json.dumps(aliases)})
+
+
+def model_config(model: nn.Module, preprocessing: dict, *, measured: dict | None = None,
+                 training: dict | None = None) -> dict:
+    """The ``config.json`` of ``model`` (a FixedNet or a SuperNet)."""
+    from spos.fixed import FixedNet
+    from spos.flops import cost_table
+
+    space = model.space
+    config = {"spos_format": FORMAT_VERSION, "library": "spos", "spos_version": __version__,
+              "kind": "fixed" if isinstance(model, FixedNet) else "supernet", "space": space.to_dict(),
+              "num_classes": space.num_classes, "in_channels": space.in_channels, "input": preprocessing,
+              "params": sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())}
+    if config["kind"] == "fixed":
+        arch = model.arch
+        config["architecture"] = {**arch.to_dict(), "text": str(arch), "ops": arch.op_names(space)}
+        config["flops"] = cost_table(space).macs(arch)
+    else:
+        config.update(entangled_kernels=model.entangled_kernels, aligned_choices=model.aligned_choices)
+    config["measured"] = measured
+    config["training"] = training
+    return config
+
+
+def save_pretrained(model: nn.Module, folder: str | Path, preprocessing: dict, *, measured: dict | None = None,
+                    training: dict | None = None) -> Path:
+    """Write ``folder``: weights, config, the architecture picture (fixed networks) and the model card.
+
+    The caller checks that ``folder`` may be written (`spos.files.check_output_folder`)."""
+    from spos.model_card import render_model_card
+
+    folder = Path(folder)
+    config = model_config(model, preprocessing, measured=measured, training=training)
+    files.write_atomic(folder / WEIGHTS_NAME, lambda handle: handle.write(weights_bytes(model)))
+    files.write_text_atomic(json.dumps(config, indent=2) + "\n", folder / CONFIG_NAME)
+    if config["kind"] == "fixed":
+        from spos.plots import plot_architecture
+
+        plot_architecture(model.arch, model.space, folder / PICTURE_NAME, title=f"{model.space.name}: {model.arch}")
+    files.write_text_atomic(render_model_card(config, picture=config["kind"] == "fixed"), folder / CARD_NAME)
+    return folder
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+def _check_config(config, where: Path) -> dict:
+    """The one schema check of a model folder's config.json, with a one-line error naming what is wrong."""
+    if not isinstance(config, dict) or config.get("library") != "spos":
+        raise UserError(f"{where} is not a spos model config (no \"library\": \"spos\"); spos reads the folders "
+                        "`spos export --format hf` writes")
+    if config.get("spos_format") != FORMAT_VERSION:
+        raise UserError(f"{where}: spos_format {config.get('spos_format')!r} is not {FORMAT_VERSION}; "
+                        "use the spos that wrote it")
+    if config.get("kind") not in KINDS:
+        raise UserError(f"{where}: kind must be one of {KINDS}, got {config.get('kind')!r}")
+    needed = {"space": dict, "input": dict} | ({"architecture": dict} if config["kind"] == "fixed" else {})
+    for key, kind in needed.items():
+        if not isinstance(config.get(key), kind):
+            raise UserError(f"{where}: {key!r} is missing or not a {kind.__name__}")
+    return config
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            state = {name: handle.get_tensor(name) for name in handle.keys()}
+            aliases = json.loads((handle.metadata() or {}).get(ALIASES_KEY, "{}"))
+    except (SafetensorError, OSError, json.JSONDecodeError) as error:
+        raise UserError(f"{path} is not a readable safetensors file ({str(error).splitlines()[0]}); "
+                        "download it again") from None
+    if not isinstance(aliases, dict) or any(target not in state for target in aliases.values()):
+        raise UserError(f"{path}: its {ALIASES_KEY} metadata names tensors the file does not hold")
+    state.update({name: state[target] for name, target in aliases.items()})
+    return state
+
+
+def load_folder(folder: str | Path) -> dict:
+    """A model folder as a checkpoint dict (``kind``, ``space``, ``arch``, ``model``, ``input``...), the
+    form `spos.checkpoint.build_model` and every command read; the config comes along as ``pretrained``."""
+    from spos.preprocessing import convention_from_record
+
+    folder = Path(folder)
+    if not is_model_folder(folder):
+        raise UserError(f"{folder} is not a spos model folder (it needs {CONFIG_NAME} and {WEIGHTS_NAME})")
+    try:
+        config = json.loads((folder / CONFIG_NAME).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{folder / CONFIG_NAME} is not valid JSON ({error})") from None
+    config = _check_config(config, folder / CONFIG_NAME)
+    data = {"kind": config["kind"], "space": config["space"], "model": _read_weights(folder / WEIGHTS_NAME),
+            "input": convention_from_record(config["input"]).to_dict(), "pretrained": config,
+            "config": (config.get("training") or {}).get("config")}  # its data settings, for search and export
+    if config["kind"] == "fixed":
+        data["arch"] = {key: config["architecture"].get(key) for key in ("blocks", "channels")}
+    else:
+        data.update(entangled_kernels=bool(config.get("entangled_kernels")),
+                    aligned_choices=bool(config.get("aligned_choices")))
+    return data
+
+
+def from_pretrained(path_or_repo: str | Path, *, revision: str | None = None, cache_dir: str | Path | None = None,
+                    token: str | None = None) -> nn.Module:
+    """The FixedNet (or SuperNet) of a model folder, or of a Hub repository ``user/name`` (downloaded
+    through ``huggingface_hub``, ``HF_ENDPOINT`` honoured), in eval mode.
+
+    ``model.pretrained_config`` is the folder's config.json: its ``input`` says how to preprocess images.
+    """
+    from spos import checkpoint
+
+    path = Path(path_or_repo).expanduser()
+    if not path.exists():
+        from spos.hub import download
+
+        path = download(str(path_or_repo), revision=revision, cache_dir=cache_dir, token=token)
+    data = load_folder(path)
+    model = checkpoint.build_model(data)
+    model.pretrained_config = data["pretrained"]
+    return model.eval()
+
+
+# -- what a folder says about its network ----------------------------------------------------------
+
+def training_record(data: dict | None) -> dict | None:
+    """How a checkpoint's network came to be, from its training config and history (None: not recorded).
+    The data root (a path on the trainer's machine) is left out."""
+    config = (data or {}).get("config")
+    if not isinstance(config, dict):
+        return None
+    d, train, optim = config.get("data") or {}, config.get("train") or {}, config.get("optim") or {}
+    schedule = (config.get("schedule") or {}).get("name")
+    kind = "supernet training" if config.get("kind") == "supernet" else "trained from scratch"
+    trained = (f"{kind} on {d.get('name')} for {len(data.get('history') or [])} epochs (step {data.get('step')}), "
+               f"batch {d.get('batch_size')}, SGD lr {optim.get('lr')} with a {schedule} schedule, weight decay "
+               f"{optim.get('weight_decay')}, label smoothing {train.get('label_smoothing')}, EMA {train.get('ema')}, "
+               f"seed {train.get('seed')}")
+    searched = f"the architecture given to training as `{config['arch']}`" if config.get("arch") else None
+    shared = {**config, "data": {k: v for k, v in d.items() if k != "root"}}
+    return {"trained": trained, "searched": searched, "config": shared}
+
+
+def measure(model: nn.Module, splits, batch_size: int = 256) -> dict:
+    """Top-1/top-5 of ``model`` (exactly the weights a folder gets) on ``splits.val``, for config.json and the card."""
+    from spos.data import build_loader
+    from spos.train import evaluate
+
+    result = evaluate(model, build_loader(splits.val, batch_size=batch_size, train=False))
+    return {"dataset": splits.info.name, "split": "val", "images": len(splits.val), "top1": result["top1"],
+            "top5": result["top5"], "loss": result["loss"]}
+
+
+def weights_file(path: str | Path) -> Path:
+    """The file holding the weights of ``path``: itself, or a model folder's safetensors."""
+    return Path(path) / WEIGHTS_NAME if is_model_folder(path) else Path(path)
