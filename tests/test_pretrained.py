@@ -54,7 +54,7 @@ def test_model_folder_rebuilds_the_network_and_measures_what_it_holds(run, folde
     assert torch.equal(_logits(model, x), _logits(checkpoint.load_model(run / "best.pt"), x))
     config = json.loads((folder / CONFIG_NAME).read_text())
     assert config["kind"] == "fixed" and config["input"]["dataset"] == "digits" and config["flops"] > 0
-    assert config["architecture"]["text"] == str(model.arch) and "root" not in config["training"]["config"]["data"]
+    assert config["arch"]["text"] == str(model.arch) and "root" not in config["training"]["config"]["data"]
     val = build_datasets("digits").val  # the card's figure is the figure of these exact weights
     assert config["measured"]["top1"] == evaluate(model, build_loader(val, batch_size=256, train=False))["top1"]
     card = (folder / "README.md").read_text()

@@ -26,7 +26,7 @@ def _header(config: dict) -> str:
 def _what_it_is(config: dict) -> list[str]:
     space = config["space"]
     if config["kind"] == "fixed":
-        arch = config["architecture"]
+        arch = config["arch"]
         first = (f"A network of the `{space['name']}` search space found with spos (Single Path One-Shot NAS, "
                  f"Guo et al., arXiv 1904.00420): architecture `{arch['text']}`, "
                  f"{config['flops'] / 1e6:.2f} MFLOPs (multiply-adds, counted by spos), "
@@ -65,7 +65,7 @@ def _measured(config: dict) -> list[str]:
 def _architecture(config: dict, picture: bool) -> list[str]:
     if config["kind"] != "fixed":
         return []
-    arch = config["architecture"]
+    arch = config["arch"]
     lines = ["## Architecture", ""]
     if picture:
         lines += ["![architecture](architecture.png)", ""]
@@ -84,8 +84,9 @@ def _how_to_load(config: dict) -> list[str]:
             "## How to load it", "", "```python", "import spos", "",
             'model = spos.from_pretrained("USER/NAME")  # a Hub repository, or the path of this folder',
             'print(model.pretrained_config["input"])   # the preprocessing above', "```", "",
-            "In timm (`pip install timm`): `import spos.timm; timm.create_model(\"spos\", arch=\"USER/NAME\", "
-            "pretrained=True)`; as a multi-scale backbone add `features_only=True, out_indices=(1, 2, 3, 4)`.",
+            "In timm: `import spos.timm; timm.create_model(\"hf-hub:USER/NAME\", pretrained=True)` (or "
+            "`\"local-dir:FOLDER\"`); as a multi-scale backbone add `features_only=True, out_indices=(1, 2, 3, 4)`."
+            if config["kind"] == "fixed" else "Search it: `spos search --supernet hf://USER/NAME --data ...`.",
             "No file in this folder is a pickle: weights are safetensors, the rest JSON and Markdown.", ""]
 
 

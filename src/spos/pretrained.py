@@ -68,13 +68,24 @@ def model_config(model: nn.Module, preprocessing: dict, *, measured: dict | None
               "params": sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())}
     if config["kind"] == "fixed":
         arch = model.arch
-        config["architecture"] = {**arch.to_dict(), "text": str(arch), "ops": arch.op_names(space)}
+        config["arch"] = {**arch.to_dict(), "text": str(arch), "ops": arch.op_names(space)}
         config["flops"] = cost_table(space).macs(arch)
+        config.update(_timm_keys(model, preprocessing))
     else:
         config.update(entangled_kernels=model.entangled_kernels, aligned_choices=model.aligned_choices)
     config["measured"] = measured
     config["training"] = training
     return config
+
+
+def _timm_keys(model: nn.Module, preprocessing: dict) -> dict:
+    """What makes config.json a timm config too: ``timm.create_model("local-dir:FOLDER")`` (or
+    ``"hf-hub:USER/NAME"``) after ``import spos.timm`` builds the network through the ``spos`` entry."""
+    from spos.timm import timm_pretrained_cfg
+
+    return {"architecture": "spos", "num_features": model.space.last_conv_width,
+            "pretrained_cfg": timm_pretrained_cfg(model.space, preprocessing),
+            "model_args": {"space": model.space.to_dict(), "arch": model.arch.to_dict()}}
 
 
 def save_pretrained(model: nn.Module, folder: str | Path, preprocessing: dict, *, measured: dict | None = None,
@@ -108,7 +119,7 @@ def _check_config(config, where: Path) -> dict:
                         "use the spos that wrote it")
     if config.get("kind") not in KINDS:
         raise UserError(f"{where}: kind must be one of {KINDS}, got {config.get('kind')!r}")
-    needed = {"space": dict, "input": dict} | ({"architecture": dict} if config["kind"] == "fixed" else {})
+    needed = {"space": dict, "input": dict} | ({"arch": dict} if config["kind"] == "fixed" else {})
     for key, kind in needed.items():
         if not isinstance(config.get(key), kind):
             raise UserError(f"{where}: {key!r} is missing or not a {kind.__name__}")
@@ -148,7 +159,7 @@ def load_folder(folder: str | Path) -> dict:
             "input": convention_from_record(config["input"]).to_dict(), "pretrained": config,
             "config": (config.get("training") or {}).get("config")}  # its data settings, for search and export
     if config["kind"] == "fixed":
-        data["arch"] = {key: config["architecture"].get(key) for key in ("blocks", "channels")}
+        data["arch"] = {key: config["arch"].get(key) for key in ("blocks", "channels")}
     else:
         data.update(entangled_kernels=bool(config.get("entangled_kernels")),
                     aligned_choices=bool(config.get("aligned_choices")))
