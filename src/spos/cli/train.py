@@ -19,6 +19,9 @@ def _add_run_arguments(parser, default_config: str) -> None:
                         help="dataset folder, e.g. /data/cifar10 (layouts: the README's Datasets section)")
     parser.add_argument("--download", action="store_true",
                         help="download the dataset if missing (CIFAR-10/100, MNIST; needs internet)")
+    parser.add_argument("--loader", choices=("torch", "dali"), default=None,
+                        help="override data.loader: torch (decoding in DataLoader workers on the CPU, default) or "
+                             "dali (ImageFolder JPEGs decoded and augmented on the GPU; needs nvidia-dali-cuda120/130)")
     parser.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     parser.add_argument("--batch-size", type=int, default=None, help="override data.batch_size (per process)")
     parser.add_argument("--lr", type=float, default=None, help="override optim.lr")
@@ -76,8 +79,8 @@ def register(subparsers) -> None:
 
 def _sections(args) -> dict:
     sections: dict = {}
-    data = {k: v for k, v in (("name", args.data), ("root", args.data_root), ("batch_size", args.batch_size))
-            if v is not None}
+    data = {k: v for k, v in (("name", args.data), ("root", args.data_root), ("batch_size", args.batch_size),
+                              ("loader", args.loader)) if v is not None}
     if args.download:
         data["download"] = True
     train = {k: v for k, v in (("epochs", args.epochs), ("device", args.device), ("seed", args.seed)) if v is not None}

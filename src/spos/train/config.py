@@ -22,7 +22,8 @@ DEFAULTS: dict = {
               "entangled_kernels": False,   # supernet only: ops of one layout share the largest one's weights
               "aligned_choices": False},    # supernet only, entangled: Xception tied in, choices start alike
     "data": {"name": "digits", "root": None, "download": False, "holdout": 0, "batch_size": 64,
-             "workers": 0, "val_batch_size": 256},
+             "workers": 0, "val_batch_size": 256,
+             "loader": "torch"},            # torch (CPU workers) | dali (ImageFolder decoded on the GPU)
     "optim": {"lr": 0.5, "momentum": 0.9, "nesterov": True, "weight_decay": 4e-5, "no_wd_bn_bias": True},
     "schedule": {"name": "linear", "warmup_epochs": 0.0, "min_lr": 0.0},
     "train": {"epochs": 10, "iterations": None, "label_smoothing": 0.1, "mixup": 0.0, "cutmix": 0.0,
@@ -52,6 +53,7 @@ SCHEMA: dict[str, tuple[str, bool, tuple]] = {
     "data.name": ("str", False, ANY), "data.root": ("str", True, ANY), "data.download": ("bool", False, ANY),
     "data.holdout": ("number", False, NON_NEGATIVE), "data.batch_size": ("int", False, POSITIVE),
     "data.workers": ("int", False, NON_NEGATIVE), "data.val_batch_size": ("int", False, POSITIVE),
+    "data.loader": ("str", False, (lambda v: v in ("torch", "dali"), "torch or dali")),
     "optim.lr": ("number", False, POSITIVE), "optim.momentum": ("number", False, NON_NEGATIVE),
     "optim.nesterov": ("bool", False, ANY), "optim.weight_decay": ("number", False, NON_NEGATIVE),
     "optim.no_wd_bn_bias": ("bool", False, ANY),

@@ -273,6 +273,10 @@ class Trainer:
 
     def _load_data(self):
         data_cfg = self.config["data"]
+        if data_cfg["loader"] == "dali":
+            from spos.dali import check_dali
+
+            check_dali(data_cfg["name"], self.config["train"]["device"])
         return build_datasets(data_cfg["name"], data_cfg["root"], download=data_cfg["download"],
                               holdout=data_cfg["holdout"], seed=self.config["train"]["seed"],
                               input_size=self.config["space"]["input_size"], convention=self.convention)
@@ -292,6 +296,13 @@ class Trainer:
         shared = dict(workers=data_cfg["workers"], rank=self.rank, world=self.world, device=str(self.device))
         self.train_loader = build_loader(splits.train, batch_size=data_cfg["batch_size"], train=True,
                                          seed=self.config["train"]["seed"], **shared)
+        if data_cfg["loader"] == "dali":  # the same files, order and per-sample draws, augmented on the GPU
+            from spos.dali import DaliBatches
+
+            self.train_loader = DaliBatches(splits.train, batch_size=data_cfg["batch_size"],
+                                            seed=self.config["train"]["seed"], rank=self.rank, world=self.world,
+                                            device=self.device, input_size=self.space.input_size, info=splits.info,
+                                            convention=self.convention)
         val_set = splits.holdout if (self.supernet and splits.holdout is not None) else splits.val
         self.val_split = "holdout" if val_set is splits.holdout else "val"
         self.val_loader = build_loader(val_set, batch_size=data_cfg["val_batch_size"], train=False, **shared)
