@@ -5,7 +5,9 @@
 #   2. GPU timings: supernet step / FixedNet step, and spos's training loop against a hand-written one,
 #      in full precision and under bf16 autocast;
 #   3. the pipeline on CUDA with bf16 AMP: train-supernet, search, train, export (ONNX, checked by
-#      onnxruntime in the command).
+#      onnxruntime in the command);
+#   4. the input pipeline: images/s and GPU utilisation of the oneshot supernet at 224, batch 256, fed by the
+#      CPU loader (16 workers) and by --loader dali (benchmarks/loader_throughput.py; DALI installed for it).
 # Usage: bash benchmarks/gpu_checks.sh CIFAR_SUBSET_DIR OUT_DIR [STANDALONE_EPOCHS]
 set -u
 data=$1 out=$2 epochs=${3:-40}
@@ -44,3 +46,11 @@ python3 -m spos search --supernet $p/supernet/last.pt --device cuda --population
 python3 -m spos train --config cifar10-retrain --arch $p/search/best.json --epochs 5 --output $p/retrain ${common[*]}
 python3 -m spos export $p/retrain/best.pt --format onnx --output $p/best.onnx" 2>&1 | grep -v "it/s"
 echo "pipeline exit ${PIPESTATUS[0]}"
+
+echo "== 4. input pipeline: the CPU loader (16 workers) against DALI, oneshot supernet at 224, batch 256"
+# DALI is optional: installed here for this check only (NVIDIA's wheel for the machine's CUDA).
+python3 -c "import nvidia.dali" 2>/dev/null || timeout 120 pip install -q nvidia-dali-cuda120 > "$out/dali_install.log" 2>&1
+jpegs=$work/jpegs
+(cd benchmarks && timeout 150 python3 loader_throughput.py --root "$jpegs" --make 4096 --loader torch --workers 16)
+(cd benchmarks && timeout 90 python3 loader_throughput.py --root "$jpegs" --loader dali --workers 4)
+timeout 60 python3 benchmarks/input_pipeline.py --images 48 --repeats 3   # per-core CPU figures on this machine
