@@ -384,7 +384,7 @@ def download_dataset(name: str, root: str | Path) -> None:
 
 def _imagefolder(root: Path, input_size: int, info: DatasetInfo, convention: InputConvention):
     """ImageFolder splits decoded by torchvision into uint8 tensors and transformed by transforms.v2 on them:
-    1.4x PIL's images/s per core with the same steps (benchmarks/input_pipeline.py). The random steps draw
+    1.4x PIL's images/s per core with the same steps, 2x for evaluation (benchmarks/input_pipeline.py). The random steps draw
     from torch's global generator exactly as the PIL transforms did (same crop box, flip and jitter factors
     for the same draw); resizing is antialiased bilinear as PIL's is, pixels agree within a level or two."""
     from torchvision import datasets
