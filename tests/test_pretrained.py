@@ -69,7 +69,11 @@ def test_a_model_folder_is_a_checkpoint_to_every_command(folder, tmp_path, capsy
         json.loads((folder / CONFIG_NAME).read_text())["measured"]["top1"])
     assert main(["export", str(folder), "--output", str(tmp_path / "m.onnx"), "--batch-size", "2"]) == 0
     assert main(["export", str(folder), "--format", "hf", "--output", str(folder)]) == 2  # exists: needs --force
-    assert "already holds" in capsys.readouterr().err
+    assert "pass --force to replace" in capsys.readouterr().err
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    assert main(["export", str(folder), "--format", "hf", "--output", str(tmp_path / "mine"), "--force"]) == 2
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]  # --force never replaces what is not ours
 
 
 def test_shared_supernet_weights_are_stored_once_and_searchable(tmp_path):
@@ -171,7 +175,10 @@ class _StandInHub(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def hub(monkeypatch):
+def hub(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))  # never ~/.cache
     server = ThreadingHTTPServer(("127.0.0.1", 0), _StandInHub)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -191,6 +198,9 @@ def test_push_a_run_and_load_it_back_by_repository_id(run, hub, tmp_path, capsys
     x = build_datasets("digits").val.images[:8]
     assert torch.equal(_logits(model, x), _logits(checkpoint.load_model(run / "best.pt"), x))
     assert model.pretrained_config["input"]["mean"] == [0.3053]
+    assert main(["eval", "hf://me/digits-net", "--json"]) == 0  # any command reads hf://USER/NAME
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["top1"] == pytest.approx(
+        model.pretrained_config["measured"]["top1"])
 
 
 def test_hub_errors_are_one_line(hub, tmp_path, capsys):

@@ -103,6 +103,8 @@ def save_pretrained(model: nn.Module, folder: str | Path, preprocessing: dict, *
         from spos.plots import plot_architecture
 
         plot_architecture(model.arch, model.space, folder / PICTURE_NAME, title=f"{model.space.name}: {model.arch}")
+    else:  # a supernet replacing a network's folder: no picture of another network stays behind
+        (folder / PICTURE_NAME).unlink(missing_ok=True)
     files.write_text_atomic(render_model_card(config, picture=config["kind"] == "fixed"), folder / CARD_NAME)
     return folder
 

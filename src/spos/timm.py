@@ -40,7 +40,8 @@ def feature_info(space: SearchSpace, stem: str = "first_conv.2") -> list[dict]:
 
 
 class TimmSposNet(FixedNet):
-    """A FixedNet with what timm expects of a model (the same weights and state-dict keys)."""
+    """A FixedNet with what timm expects of a model (the same weights and state-dict keys). timm's generic
+    keyword arguments that a spos network has no use for (``drop_rate``, ``global_pool``...) are ignored."""
 
     def __init__(self, space: SearchSpace, arch, **_) -> None:
         super().__init__(space, arch)

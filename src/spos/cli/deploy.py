@@ -122,7 +122,7 @@ def load_network(source: str, arch_ref: str | None, args):
     path = Path(source)
     if path.suffix in (".pt", ".pth", ".tar") or (path.is_file() and path.suffix != ".json") or path.is_dir() \
             or source.startswith(checkpoint.HUB_PREFIX):
-        data = checkpoint.load(path)
+        data = checkpoint.load(source)
         model = checkpoint.build_model(data, prefer_ema=bool(data.get("ema")))
         if data["kind"] == "supernet":
             if not arch_ref:
@@ -225,16 +225,20 @@ def _network_or_supernet(source: str, arch_ref: str | None, args):
 def write_model_folder(args, source: str, output: str | None, *, force: bool) -> str:
     """``spos export --format hf`` and ``spos hub push``: a model folder of ``source``; what was written, in words."""
     from spos.checkpoint import convention_of
-    from spos.files import check_output_folder
+    from spos.files import folder_contents
     from spos.preprocessing import describe_record, preprocessing_record
-    from spos.pretrained import CONFIG_NAME, measure, save_pretrained, training_record
+    from spos.pretrained import CONFIG_NAME, is_model_folder, measure, save_pretrained, training_record
     from spos.supernet import SuperNet
 
     model, data = _network_or_supernet(source, args.arch, args)
     folder = Path(output) if output else Path(f"{source.rstrip('/').replace('/', '_').replace(',', '-')}-hf")
     if output is None and data is not None and Path(source).is_file():
         folder = Path(source).with_name(Path(source).stem + "-hf")
-    check_output_folder(folder, kind="spos model folder", resume=force, markers=(CONFIG_NAME,))
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--output {folder} is a file; give a folder (new or empty) for the model folder")
+    if folder_contents(folder) and not (force and is_model_folder(folder)):
+        raise UserError(f"--output {folder} is not empty; pass --force to replace the spos model folder there, or "
+                        "choose another --output (spos never writes over files it did not create)")
     convention = convention_of(data, args.input)
     splits = data_splits(args, data, model.space, convention)
     record = preprocessing_record(splits.info if splits else None, convention, model.space.input_size,
