@@ -94,3 +94,17 @@ def test_proxyless_moves_identities_to_the_end_of_each_stage():
         for run in canonicalizer(space).runs:
             ops = [twin.blocks[i] == 6 for i in run]
             assert ops == sorted(ops)  # identities (op 6) only after the other ops
+
+
+@pytest.mark.parametrize("mode", ["both", "block"])
+def test_the_search_sees_twins_as_one_candidate(mode):
+    from spos.search.run import GeneMap
+
+    assert GeneMap(get_space("oneshot"), mode).canonical() is None  # no twins: the engine is left as it was
+    space = get_space("mbv2-macro-cifar")
+    genes = GeneMap(space, mode)
+    canonical_genes = genes.canonical()
+    twin_a = Architecture.parse("1,1,1,0,1,1,1,1/0,0,0,0,0,0,0,0")
+    twin_b = Architecture.parse("1,1,1,1,0,1,1,1/0,0,0,0,0,0,0,0")
+    a, b = canonical_genes(genes.genes_of(twin_a)), canonical_genes(genes.genes_of(twin_b))
+    assert a == b and genes.arch(a) == canonical(twin_a, space) == twin_b

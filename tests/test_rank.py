@@ -46,6 +46,21 @@ def test_top_k_overlap_counts_shared_best_items():
         rank.top_k_overlap([1, 2], [1, 2], 3)
 
 
+def test_top_k_overlap_with_ties_is_the_expected_overlap_and_ignores_order():
+    truth = [0.9, 0.8, 0.8, 0.8, 0.5]  # the 2nd best is any of three tied items
+    assert rank.top_k_overlap([5, 4, 3, 2, 1], truth, 2) == pytest.approx((1 + 1 / 3) / 2)
+    assert rank.top_k_overlap([5, 2, 3, 4, 1], truth, 2) == pytest.approx((1 + 1 / 3) / 2)  # order does not matter
+    assert rank.top_k_overlap([1, 1, 1, 1, 1], truth, 1) == pytest.approx(1 / 5)  # a tied guess: chance
+    assert rank.top_k_overlap(truth, truth, 4) == 1.0
+
+
+def test_kendall_tau_is_fast_on_a_whole_table():
+    rng = np.random.default_rng(0)
+    x = rng.random(4000)
+    y = x + rng.normal(0, 0.3, 4000)
+    assert rank.kendall_tau(x, y) == pytest.approx(stats.kendalltau(x, y).statistic)
+
+
 def test_bootstrap_interval_is_seeded_and_brackets_a_perfect_ranking():
     x, y = CASES[0]
     first = rank.bootstrap(rank.kendall_tau, x, y, samples=200, seed=3)

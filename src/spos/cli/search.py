@@ -22,7 +22,17 @@ def register(subparsers) -> None:
         example="spos search --supernet runs/supernet/last.pt --data imagefolder --data-root /data/imagenet "
                 "--holdout 50000 --flops-max 330e6 --output runs/search",
     )
-    parser.add_argument("--supernet", required=True, metavar="CKPT", help="a supernet checkpoint")
+    parser.add_argument("--supernet", default=None, metavar="CKPT", help="a supernet checkpoint")
+    table = parser.add_argument_group("against a benchmark table instead of a supernet (measures the engine itself)")
+    table.add_argument("--benchmark", default=None, metavar="NAME",
+                       help="run the engine against a tabular benchmark (nas-bench-macro; see `spos bench`), "
+                            "beside random search, for --seeds seeds: queries to the optimum within the limits "
+                            "and the best found; in seconds, no supernet")
+    table.add_argument("--benchmark-file", default=None, metavar="FILE",
+                       help="the table (default: where `spos bench NAME --download` put it)")
+    table.add_argument("--seeds", type=int, default=20, help="searches per algorithm, seeds 0..N-1 (default 20)")
+    table.add_argument("--budget", type=int, default=None, metavar="QUERIES",
+                       help="queries (distinct networks scored) per search (default population x generations)")
     data = parser.add_argument_group("data")
     data.add_argument("--data", default=None, help="dataset: imagefolder, cifar10, cifar100, mnist, digits, "
                                                    "synthetic (default: the one the supernet was trained on)")
@@ -87,6 +97,9 @@ def _add_engine_arguments(group, defaults) -> None:
                        help=f"children by crossover per generation (default: {half})")
     group.add_argument("--mutation-prob", type=float, default=defaults.mutation_prob,
                        help=f"per-gene mutation probability (default {defaults.mutation_prob})")
+    group.add_argument("--surrogate-pool", type=int, default=defaults.surrogate_pool,
+                       help="children drawn per child scored; a ridge model fitted to the scores so far picks the "
+                            f"most promising (default {defaults.surrogate_pool}; 1: no model, the official evolution)")
 
 
 def run(args) -> int:
@@ -98,10 +111,15 @@ def run(args) -> int:
     if objectives and (objectives[0] != "acc" or len(objectives) < 2):
         raise UserError(f"--objectives {args.objectives!r}: start with acc, then flops, params or latency "
                         "(e.g. acc,flops)")
-    for name in ("population", "generations", "batch_size", "bn_batches", "parents", "eval_batches"):
+    for name in ("population", "generations", "batch_size", "bn_batches", "parents", "eval_batches", "surrogate_pool"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')} {value}: must be at least 1")
+    if (args.supernet is None) == (args.benchmark is None):
+        raise UserError("give --supernet CKPT (search a trained supernet) or --benchmark NAME (measure the engine "
+                        "against a table), one of the two")
+    if args.benchmark:
+        return _run_against_table(args, objectives)
     job = SearchJob(
         supernet=args.supernet, output=args.output, data=args.data, data_root=args.data_root,
         download=args.download, holdout=None if args.holdout is None else parse_holdout(args.holdout), split=args.split,
@@ -123,4 +141,29 @@ def run(args) -> int:
             print(f"{name:>8}: {path}")
         print(f"{'front':>8}: {len(summary['files']['front'])} files in {args.output}/front")
         print(f"{'plots':>8}: {', '.join(summary['files']['plots'])}")
+    return 0
+
+
+def _run_against_table(args, objectives) -> int:
+    from spos.errors import UserError
+    from spos.search.tabular import Limits, TableSearchJob, run_table_search
+
+    if args.latency_max is not None or args.latency_table or objectives or args.resume:
+        raise UserError("--benchmark takes FLOPs and params limits only (no latency, --objectives or --resume)")
+    job = TableSearchJob(
+        benchmark=args.benchmark, benchmark_file=args.benchmark_file, output=args.output, algorithm=args.algorithm,
+        seeds=args.seeds, budget=args.budget,
+        limits=Limits(flops_max=args.flops_max, flops_min=args.flops_min, params_max=args.params_max),
+        **{f.name: getattr(args, f.name) for f in fields(SearchConfig) if f.name in vars(args)})
+    result = run_table_search(job)
+    optimum = result["optimum"]
+    print(f"{args.benchmark}: {optimum['networks_within_limits']:,} networks within the limits (FLOPs and params as "
+          f"the table counts them); the best is {optimum['arch']} at {100 * optimum['accuracy']:.2f}%")
+    for name, data in result["algorithms"].items():
+        median = data["median_queries"]
+        reached = f"median {median:.0f} queries to the optimum" if median is not None else "optimum not reached in half"
+        print(f"  {name:>9}: {reached} ({data['found']}/{args.seeds} seeds reached it within {result['budget']}); "
+              f"median best after {result['budget']} queries {100 * data['median_best']:.2f}% "
+              f"(percentile {data['median_best_percentile']:.1f})")
+    print(f"engine: {result['files']['engine']}\nplot: {result['files']['plot']}")
     return 0

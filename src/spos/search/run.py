@@ -76,6 +76,20 @@ class GeneMap:
     def full_genes(self, genes) -> tuple[int, ...]:
         return self.arch(genes).genes
 
+    def genes_of(self, arch: Architecture) -> tuple[int, ...]:
+        """The engine's genes of ``arch`` (the inverse of `arch` on the genes this mode searches)."""
+        n = self.space.num_layers
+        return ((arch.blocks if self.mode != "channel" else (0,) * n) +
+                (arch.channels if self.mode != "block" else (0,) * n))
+
+    def canonical(self):
+        """The engine's ``canonical``: genes of twins (`spos.canonical`) to their representative's, so equal
+        networks are one candidate; None in a space without twins."""
+        from spos.canonical import canonicalizer
+
+        canonicalize = canonicalizer(self.space)
+        return None if canonicalize.trivial else (lambda genes: self.genes_of(canonicalize(self.arch(genes))))
+
     def scoring(self, scorer):
         """The engine's ``score_fn`` and ``score_many`` for an architecture scorer, through `arch`."""
         return (lambda genes: scorer(self.arch(genes)),
@@ -189,7 +203,7 @@ SEARCH_MARKERS = ("history.jsonl", JOB_FILE)
 # ``generations`` may grow on resume: the search replays its stream and goes on.
 FINGERPRINT_FIELDS = ("data", "holdout", "split", "batch_size", "bn_batches", "eval_batches", "flops_max",
                       "flops_min", "params_max", "latency_max", "algorithm", "objectives", "mode", "population",
-                      "parents", "mutations", "crossovers", "mutation_prob", "seed")
+                      "parents", "mutations", "crossovers", "mutation_prob", "surrogate_pool", "seed")
 
 
 def _sha256(path: str | Path) -> str:
@@ -304,7 +318,7 @@ def _run_search(job: SearchJob, output: Path) -> dict:
     started = time.perf_counter()
     common = dict(history=history, on_evaluated=on_evaluated, progress=job.progress and distributed.is_main(),
                   score_many=score_many, label=job.progress_label,
-                  score_text=lambda value: score_text(value, job.score))
+                  score_text=lambda value: score_text(value, job.score), canonical=genes.canonical())
     if job.algorithm == "nsga2":
         cost_names = job.objectives[1:] or ["flops"]
         result = engine.nsga2_search(genes.counts, scorer, [(n, measures[n]) for n in cost_names], constraints,
