@@ -380,3 +380,143 @@ def test_holdout_measure_is_top1_and_mean_cross_entropy_over_every_image():
     assert measure.top1 == pytest.approx((logits.argmax(1) == y).float().mean().item())
     assert measure.loss == pytest.approx(nn.functional.cross_entropy(logits, y).item(), rel=1e-6)
     assert score_of(HoldoutMeasure(0.9, 0.3), "top1") == 0.9 and score_of(HoldoutMeasure(0.9, 0.3), "loss") == -0.3
+
+
+# ----------------------------------------------------------------------------------------------
+# Windows, benchmarks and the ground truth as users give it
+
+from spos import rank_windows  # noqa: E402
+
+
+def test_window_statistics_on_a_made_up_table():
+    truth = [0.90, 0.92, 0.91, 0.95, 0.93, 0.94]
+    scores = [1, 2, 3, 6, 4, 5]  # orders the truth but for one swap
+    seeds = [[t - 0.01, t + 0.01] for t in truth]
+    flops = [10, 11, 12, 13, 14, 15]
+    result = rank_windows.window_statistics(scores, truth, flops, [6, 5, 4, 3, 2, 1], seeds, samples=50)
+    assert result["kendall_tau"]["value"] == pytest.approx(rank.kendall_tau(scores, truth))
+    assert result["ceiling_tau"] == pytest.approx(1.0)  # the seeds are the truth shifted: they agree perfectly
+    assert result["flops_tau"]["value"] == pytest.approx(rank.kendall_tau(flops, truth))
+    assert result["params_tau"]["value"] == pytest.approx(-result["flops_tau"]["value"])
+    assert result["pick"] == {"index": 3, "rank": 1, "percentile": 100.0, "accuracy": 0.95}
+    assert result["random_pick"] == {"rank": 3.5, "percentile": pytest.approx(100 * 3.5 / 6)}
+    assert rank_windows.pick_percentile(np.array([0.5, 0.7, 0.7, 0.9]), 1) == (2, 75.0)  # ties share the better rank
+    assert rank_windows.seed_ceiling(None) is None
+
+
+def test_equal_count_windows_split_the_flops_range_into_equal_parts():
+    windows = rank_windows.equal_count_windows(list(range(100, 0, -1)), 4)
+    assert windows == [(1, 25), (26, 50), (51, 75), (76, 100)]
+    rows = [{"arch": str(i), "flops": i, "params": i, "standalone_top1": (i * 7 % 10) / 10,
+             "standalone_runs": [(i * 7 % 10) / 10] * 2} for i in range(1, 13)]
+    report = rank_windows.window_report(rows, [r["standalone_top1"] for r in rows], 3, samples=20)
+    assert [w["window"] for w in report] == ["whole", 1, 2, 3] and [w["n"] for w in report] == [12, 4, 4, 4]
+    assert all(w["kendall_tau"]["value"] == pytest.approx(1.0) and w["pick"]["percentile"] == 100 for w in report)
+
+
+@pytest.fixture(scope="module")
+def mbv2_supernet(tmp_path_factory):
+    space = get_space("mbv2-macro-cifar", input_size=8, num_classes=10, in_channels=1, width_mult=0.125)
+    path = tmp_path_factory.mktemp("mbv2") / "supernet.pt"
+    checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(space)), path)
+    return path
+
+
+def test_rank_against_a_benchmark_in_windows_of_its_own_flops(mbv2_supernet, tmp_path, capsys):
+    from test_bench import made_up_table
+
+    keys = ("00000000", "10000000", "01000000", "11000000", "20000000", "02000000", "21000000", "12000000",
+            "22000000", "22100000", "22200000", "22210000", "00010000", "00001000")  # the last two: twins
+    table = made_up_table(tmp_path / "table.json", keys)
+    out = tmp_path / "rank"
+    assert main(["rank", "--supernet", str(mbv2_supernet), "--benchmark", "nas-bench-macro", "--benchmark-file",
+                 str(table), "--flops-windows", "2", "--output", str(out), *FAST]) == 0
+    printed = capsys.readouterr()
+    result = json.loads((out / "rank.json").read_text())
+    assert result["statistics"]["n"] == 13 and result["truth"] == {"benchmark": "nas-bench-macro"}
+    assert [w["window"] for w in result["windows"]] == ["whole", 1, 2]
+    assert all(len(r["standalone_runs"]) == 3 for r in result["rows"])  # the table's seeds: a ceiling per window
+    assert result["windows"][1]["ceiling_tau"] is not None
+    assert result["rows"][0]["benchmark_flops"] > result["rows"][0]["flops"]  # the table counts at width 1.0
+    assert "nas-bench-macro's FLOPs (mbv2-macro-cifar at width 1.0" in printed.out
+    assert "window 2: FLOPs" in printed.out and "first pick" in printed.out and "FLOPs' own Kendall tau" in printed.out
+    assert (out / "rank_window1.png").is_file() and (out / "rank_window2.png").is_file()
+    assert set(result["by_score"]) == {"top1", "loss"}
+    # a window in the table's FLOPs keeps what the table counts inside it
+    low = sorted(r["benchmark_flops"] for r in result["rows"])[5]
+    assert main(["rank", "--supernet", str(mbv2_supernet), "--benchmark", "nas-bench-macro", "--benchmark-file",
+                 str(table), "--flops-min", str(low), "--output", str(tmp_path / "w"), *FAST]) == 0
+    rows = json.loads((tmp_path / "w" / "rank.json").read_text())["rows"]
+    assert rows and all(r["benchmark_flops"] >= low for r in rows) and len(rows) == 8
+
+
+def test_a_benchmark_of_another_space_is_refused(supernet_file, tmp_path, capsys):
+    from test_bench import made_up_table
+
+    table = made_up_table(tmp_path / "table.json")
+    assert main(["rank", "--supernet", str(supernet_file), "--benchmark", "nas-bench-macro", "--benchmark-file",
+                 str(table), "--output", str(tmp_path / "r"), *FAST]) == 2
+    assert "has other choice layers than nas-bench-macro's" in capsys.readouterr().err
+
+
+def _truth_file(path, archs, values):
+    path.write_text(json.dumps({str(a): v for a, v in zip(archs, values)}))
+    return path
+
+
+def test_ground_truth_in_percent_is_read_and_said_so(supernet_file, digits_space, tmp_path, caplog):
+    archs = ranking.draw_architectures(digits_space, 4, "none", seed=5)
+    percent = _truth_file(tmp_path / "p.json", archs, [91.0, 92.5, 93.0, 90.0])
+    truth = ranking.read_ground_truth(percent, digits_space)
+    assert sorted(truth.values()) == pytest.approx([0.90, 0.91, 0.925, 0.93])
+    caplog.set_level("INFO")
+    assert main(["rank", "--supernet", str(supernet_file), "--ground-truth", str(percent), "--output",
+                 str(tmp_path / "r"), *FAST]) == 0
+    assert "accuracies read as percent (largest 93)" in caplog.text
+    with pytest.raises(UserError, match=r"fractions \(0..1\) or percent \(0..100\), found 90..930"):
+        ranking.read_ground_truth(_truth_file(tmp_path / "b.json", archs, [91, 92, 930, 90]), digits_space)
+
+
+def test_ground_truth_of_nan_or_binary_is_one_line(supernet_file, digits_space, tmp_path, capsys):
+    archs = ranking.draw_architectures(digits_space, 4, "none", seed=5)
+    nan = tmp_path / "nan.json"
+    nan.write_text("{" + ", ".join(f'"{a}": NaN' for a in archs) + "}")
+    base = ["rank", "--supernet", str(supernet_file), "--output", str(tmp_path / "r"), *FAST]
+    assert main([*base, "--ground-truth", str(nan)]) == 2
+    assert "holds no accuracy that is a number" in capsys.readouterr().err
+    some = _truth_file(tmp_path / "some.json", archs, [0.9, float("nan"), 0.8, 0.7])
+    assert len(ranking.read_ground_truth(some, digits_space)) == 3
+    for name in ("bin.csv", "bin.json"):
+        (tmp_path / name).write_bytes(bytes(range(256)) * 8)
+        assert main([*base, "--ground-truth", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "ground-truth file" in err
+
+
+def test_ground_truth_picks_honour_stratify_and_seed(digits_space):
+    archs = ranking.draw_architectures(digits_space, 30, "none", seed=1)
+    truth = {a: 0.5 + i / 100 for i, a in enumerate(archs)}
+    pick = lambda **kw: ranking.choose_architectures(ranking.RankJob(supernet="x", archs=5, **kw),  # noqa: E731
+                                                     digits_space, truth)
+    table = cost_table(digits_space)
+    spread, uniform = pick(stratify="flops"), pick(stratify="none")
+    assert len(spread) == len(uniform) == 5 and spread != uniform
+    assert table.macs(spread[0]) == min(map(table.macs, archs)) and table.macs(spread[-1]) == max(map(table.macs, archs))
+    assert pick(stratify="none", seed=1) != uniform and pick(stratify="none") == uniform
+
+
+def test_rank_prints_the_expected_time_and_keeps_each_scores_outputs(supernet_file, digits_space, tmp_path, capsys,
+                                                                    caplog):
+    archs = ranking.draw_architectures(digits_space, 5, "none", seed=7)
+    truth = _truth_file(tmp_path / "t.json", archs, [0.5 + i / 20 for i in range(5)])
+    out = tmp_path / "rank"
+    command = ["rank", "--supernet", str(supernet_file), "--ground-truth", str(truth), "--output", str(out), *FAST]
+    caplog.set_level("INFO")
+    assert main([*command, "--score", "loss"]) == 0
+    err = caplog.text
+    assert "scoring 5 supernet paths" in err and "the first 3 paths took" in err and "for all 5" in err
+    assert main([*command, "--resume"]) == 0
+    result = json.loads((out / "rank.json").read_text())
+    assert (out / "rank_scatter.png").is_file() and (out / "rank_scatter_loss.png").is_file()
+    assert result["score"] == "top1" and set(result["by_score"]) == {"top1", "loss"}
+    assert "top-k overlap (k=3)" in capsys.readouterr().out

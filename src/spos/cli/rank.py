@@ -34,6 +34,10 @@ def register(subparsers) -> None:
     which.add_argument("--flops-max", type=float, default=None,
                        help="only architectures with at most these FLOPs; a narrow window measures the ranking a "
                             "search under a FLOPs limit relies on, among architectures of about equal cost")
+    which.add_argument("--flops-windows", type=int, default=1, metavar="N",
+                       help="also report inside N equal-count FLOPs windows (tau with its interval, the truth's "
+                            "seed-to-seed tau, FLOPs' and params' tau, the supernet's first pick against a random "
+                            "pick) and plot each (default 1: the whole range only)")
     which.add_argument("--arch-file", default=None, metavar="FILE",
                        help="architectures to rank instead of drawing them: a JSON list or one "
                             "'B,..,B/C,..,C' per line")
@@ -47,7 +51,14 @@ def register(subparsers) -> None:
                        help="override a key of the stand-alone config, e.g. --set train.epochs=3 (repeatable)")
     truth.add_argument("--ground-truth", default=None, metavar="FILE",
                        help="accuracies measured elsewhere instead of training here: JSON {\"ARCH\": accuracy} "
-                            "or CSV with columns arch,accuracy (the arch text in quotes)")
+                            "or CSV with columns arch,accuracy (the arch text in quotes); fractions or percent "
+                            "(the log says which it read)")
+    truth.add_argument("--benchmark", default=None, metavar="NAME",
+                       help="a tabular benchmark as the truth (nas-bench-macro; see `spos bench`): every distinct "
+                            "network of the table unless --archs or a FLOPs window says otherwise; --flops-min/"
+                            "--flops-max and --flops-windows are then in the table's FLOPs")
+    truth.add_argument("--benchmark-file", default=None, metavar="FILE",
+                       help="the table (default: where `spos bench NAME --download` put it)")
     data = parser.add_argument_group("scoring data")
     data.add_argument("--data", default=None, help="dataset (default: the one the supernet was trained on)")
     data.add_argument("--data-root", default=None, help="dataset folder (default: the supernet's)")
@@ -85,26 +96,50 @@ def run(args) -> int:
         ground_truth=args.ground_truth, data=args.data, data_root=args.data_root,
         holdout=parse_holdout(args.holdout) if args.holdout is not None else None, batch_size=args.batch_size,
         bn_batches=args.bn_batches, eval_batches=args.eval_batches, score=args.score, seed=args.seed,
-        bootstrap=args.bootstrap,
+        bootstrap=args.bootstrap, benchmark=args.benchmark, benchmark_file=args.benchmark_file,
+        flops_windows=args.flops_windows,
         device=args.device, resume=args.resume, progress=not args.no_progress,
     )
     summary = run_rank(job)
     if not summary:  # a torchrun rank other than 0: its share is trained, rank 0 reports
         return 0
+    print_report(summary)
+    return 0
+
+
+def _interval(estimate: dict) -> str:
+    if estimate["value"] is None or estimate["value"] != estimate["value"]:
+        return "undefined (every score tied)"
+    return f"{estimate['value']:.3f}  95% CI [{estimate['low']:.3f}, {estimate['high']:.3f}]"
+
+
+def print_report(summary: dict) -> None:
     stats = summary["statistics"]
-
-    def interval(estimate: dict) -> str:
-        if estimate["value"] is None or estimate["value"] != estimate["value"]:
-            return "undefined (every score tied)"
-        return f"{estimate['value']:.3f}  95% CI [{estimate['low']:.3f}, {estimate['high']:.3f}]"
-
     print(f"{stats['n']} architectures: mean supernet path top-1 {summary['mean_supernet_top1']:.4f} "
           f"(cross-entropy {summary['mean_supernet_loss']:.3f}), mean stand-alone top-1 "
           f"{summary['mean_standalone_top1']:.4f}; ranked by the supernet's hold-out "
           f"{'cross-entropy' if summary['score'] == 'loss' else 'top-1'}")
-    print(f"  Kendall tau   {interval(stats['kendall_tau'])}")
-    print(f"  Spearman rho  {interval(stats['spearman_rho'])}")
+    print(f"  Kendall tau   {_interval(stats['kendall_tau'])}")
+    print(f"  Spearman rho  {_interval(stats['spearman_rho'])}")
     for k, estimate in stats["top_k"].items():
-        print(f"  top-{k} overlap {interval(estimate)}")
+        print(f"  top-k overlap (k={k}) {_interval(estimate)}")
+    for name, estimate in summary["baselines"].items():
+        print(f"  {'FLOPs' if name == 'flops' else 'params'}' own Kendall tau {_interval(estimate)}  (the baseline: "
+              "positive when more ranks better)")
+    print(f"  ({summary['flops_unit']})")
+    for window in summary["windows"][1:]:
+        print_window(window)
     print(f"rank: {summary['files']['rank']}\nplot: {summary['files']['scatter']}")
-    return 0
+    if summary["files"]["windows"]:
+        print(f"window plots: {', '.join(summary['files']['windows'])}")
+
+
+def print_window(window: dict) -> None:
+    low, high = window["flops"]
+    ceiling = f", the truth's seeds agree at {window['ceiling_tau']:.3f}" if window["ceiling_tau"] is not None else ""
+    pick, chance = window["pick"], window["random_pick"]
+    print(f"window {window['window']}: FLOPs {low / 1e6:.2f}M-{high / 1e6:.2f}M, {window['n']} architectures: "
+          f"tau {_interval(window['kendall_tau'])}{ceiling}; FLOPs' tau {window['flops_tau']['value']:.3f}, "
+          f"params' {window['params_tau']['value']:.3f}")
+    print(f"  first pick {pick['arch']}: rank {pick['rank']} of {window['n']}, percentile {pick['percentile']:.1f} "
+          f"(a random pick: rank {chance['rank']:.1f}, percentile {chance['percentile']:.1f} on average)")

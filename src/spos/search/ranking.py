@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from spos import checkpoint, files
 from spos.errors import UserError
+from spos.canonical import canonicalizer, distinct
 from spos.flops import CostTable, cost_table
 from spos.search.scoring import SCORES
 from spos.space import Architecture, SearchSpace, sample_architecture, save_architecture
@@ -67,6 +69,9 @@ class RankJob:
     device: str | None = None
     resume: bool = False
     progress: bool = True
+    benchmark: str | None = None  # a tabular benchmark as the truth (`spos.bench`); FLOPs windows in its units
+    benchmark_file: str | None = None
+    flops_windows: int = 1  # >1: statistics inside that many equal-count FLOPs windows too
 
 
 # ----------------------------------------------------------------------------------------------
@@ -165,8 +170,12 @@ def read_ground_truth(path: str | Path, space: SearchSpace) -> dict[Architecture
     if not path.is_file():
         raise UserError(f"ground-truth file {path} does not exist")
     if path.suffix.lower() == ".csv":
-        with open(path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
+        try:
+            with open(path, newline="") as handle:
+                rows = list(csv.DictReader(handle))
+        except (UnicodeDecodeError, csv.Error) as error:
+            raise UserError(f"ground-truth file {path} is not a CSV text file ({error}); give columns arch,accuracy "
+                            "or a JSON file") from None
         if not rows or not {"arch", "accuracy"} <= set(rows[0]):
             raise UserError(f"ground-truth file {path}: expected a CSV header with columns arch and accuracy")
         pairs = [(row["arch"], row["accuracy"]) for row in rows]
@@ -182,33 +191,61 @@ def read_ground_truth(path: str | Path, space: SearchSpace) -> dict[Architecture
         else:
             raise UserError(f"ground-truth file {path}: expected {{\"ARCH\": accuracy}} or a list of "
                             "{\"arch\": ..., \"accuracy\": ...} objects")
-    truth = {}
+    values: dict[Architecture, list[float]] = {}
+    canonical = canonicalizer(space)
     for arch_text, accuracy in pairs:
         try:
             value = float(accuracy)
         except (TypeError, ValueError):
             raise UserError(f"ground-truth file {path}: accuracy {accuracy!r} of {arch_text} is not a number") from None
-        truth[Architecture.parse(str(arch_text)).validate(space)] = value
-    return truth
+        values.setdefault(canonical(Architecture.parse(str(arch_text)).validate(space)), []).append(value)
+    return as_fractions({arch: sum(v) / len(v) for arch, v in values.items()}, f"ground-truth file {path}")
 
 
-def choose_architectures(job: RankJob, space: SearchSpace, truth: dict[Architecture, float] | None
-                         ) -> list[Architecture]:
+def as_fractions(truth: dict[Architecture, float], where: str) -> dict[Architecture, float]:
+    """Accuracies as fractions: values in percent (the largest above 1, none above 100) are divided by 100,
+    and the log says so; missing values (NaN) are dropped with a warning; nothing usable is an error."""
+    finite = {arch: value for arch, value in truth.items() if math.isfinite(value)}
+    if len(finite) < len(truth):
+        log.warning(f"warning: {where}: {len(truth) - len(finite)} of {len(truth)} accuracies are not numbers "
+                    "(NaN); those architectures are left out")
+    if not finite:
+        raise UserError(f"{where} holds no accuracy that is a number; give accuracies as fractions (0.93) or "
+                        "percent (93.1)")
+    low, high = min(finite.values()), max(finite.values())
+    if low < 0 or high > 100:
+        raise UserError(f"{where}: accuracies must be fractions (0..1) or percent (0..100), found {low:g}..{high:g}")
+    if high > 1:
+        log.info(f"{where}: accuracies read as percent (largest {high:g}) and divided by 100")
+        return {arch: value / 100 for arch, value in finite.items()}
+    log.info(f"{where}: accuracies read as fractions (largest {high:g})")
+    return finite
+
+
+def choose_architectures(job: RankJob, space: SearchSpace, truth: dict[Architecture, float] | None,
+                         flops_of=None) -> list[Architecture]:
+    """The architectures to rank (twins as one), inside the FLOPs window; ``flops_of`` counts the FLOPs
+    the window is in (default: the supernet's space, as drawn)."""
     table = cost_table(space)
+    flops_of = flops_of or table.macs
     inside = flops_window(job.flops_min, job.flops_max)
     if job.arch_file:
-        archs = [a for a in dict.fromkeys(read_architecture_list(job.arch_file, space)) if inside(table.macs(a))]
+        archs = [a for a in distinct(read_architecture_list(job.arch_file, space), space) if inside(flops_of(a))]
         missing = [str(a) for a in archs if truth is not None and a not in truth]
         if missing:
             raise UserError(f"{len(missing)} architectures of {job.arch_file} have no accuracy in "
                             f"{job.ground_truth} (first: {missing[0]})")
         return archs
     if truth is not None:
-        archs = [a for a in truth if inside(table.macs(a))]
+        archs = sorted((a for a in truth if inside(flops_of(a))), key=lambda a: (flops_of(a), a.genes))
         if job.archs is not None and job.archs < len(archs):
-            return spread_over_flops(archs, job.archs, table)
-        return sorted(archs, key=table.macs)
-    return draw_architectures(space, job.archs or 12, job.stratify, job.seed, job.flops_min, job.flops_max)
+            shuffled = random.Random(job.seed).sample(archs, len(archs))  # --seed picks among equals
+            if job.stratify == "none":
+                return sorted(shuffled[:job.archs], key=flops_of)
+            return spread_over_flops(shuffled, job.archs, table)
+        return archs
+    return distinct(draw_architectures(space, job.archs or 12, job.stratify, job.seed, job.flops_min,
+                                       job.flops_max), space)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -235,7 +272,8 @@ def _append_jsonl(path: Path, row: dict) -> None:
 
 def _settings(job: RankJob, archs: list[Architecture]) -> dict:
     asked = {k: v for k, v in asdict(job).items()
-             if k not in ("output", "resume", "progress", "device", "split_seed", "score")}  # score: statistics only
+             if k not in ("output", "resume", "progress", "device", "split_seed", "score", "flops_windows",
+                          "benchmark_file")}  # score and windows: statistics only
     return {"job": asked, "architectures": [str(a) for a in archs]}
 
 
@@ -286,11 +324,25 @@ def supernet_measures(job: RankJob, supernet, archs: list[Architecture], device,
                         seed=job.seed, split_seed=job.split_seed)
     calibration, evaluation = load_scoring_data(scoring, supernet.space, device, convention)
     scorer = SupernetScorer(supernet, calibration, evaluation)
-    for arch in todo:
+    log.info(f"scoring {len(todo):,} supernet paths{f' ({len(measures):,} measured before)' if measures else ''}")
+    started = time.perf_counter()
+    for done, arch in enumerate(todo, 1):
         measure = scorer.measure(arch)
+        if done == min(ESTIMATE_AFTER, len(todo)) and len(todo) > done:
+            each = (time.perf_counter() - started) / done
+            log.info(f"the first {done} paths took {each:.2f} s each: about {_duration(each * len(todo))} for all "
+                     f"{len(todo):,} (--archs N ranks fewer)")
         measures[str(arch)] = {"top1": measure.top1, "loss": measure.loss}
         _append_jsonl(log_path, {"arch": str(arch), "supernet_top1": measure.top1, "supernet_loss": measure.loss})
     return measures
+
+
+ESTIMATE_AFTER = 3  # paths timed before the expected time of the rest is printed
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else \
+        f"{seconds / 3600:.1f} h"
 
 
 def standalone_config(job: RankJob, arch_file: Path, seed_offset: int) -> dict:
@@ -367,9 +419,9 @@ def standalone_accuracies(job: RankJob, space: SearchSpace, archs: list[Architec
 
 
 def check_job(job: RankJob) -> None:
-    if job.ground_truth is None and job.standalone is None:
-        raise UserError("give --standalone CONFIG (train each architecture alone) or --ground-truth FILE "
-                        "(accuracies measured elsewhere)")
+    if job.ground_truth is None and job.standalone is None and job.benchmark is None:
+        raise UserError("give --standalone CONFIG (train each architecture alone), --ground-truth FILE "
+                        "(accuracies measured elsewhere) or --benchmark NAME (a table, see `spos bench`)")
     if job.ground_truth is not None and job.standalone is not None:
         raise UserError("--ground-truth replaces stand-alone training; give --ground-truth or --standalone, "
                         "not both")
@@ -382,6 +434,10 @@ def check_job(job: RankJob) -> None:
         raise UserError(f"--archs {job.archs}: rank statistics need at least 3 architectures")
     if job.score not in SCORES:
         raise UserError(f"--score {job.score}: choose one of {', '.join(SCORES)}")
+    if job.benchmark is not None and (job.ground_truth is not None or job.standalone is not None):
+        raise UserError("--benchmark is the ground truth; give it without --ground-truth or --standalone")
+    if job.flops_windows < 1:
+        raise UserError(f"--flops-windows {job.flops_windows}: must be at least 1")
 
 
 def run_rank(job: RankJob) -> dict:
@@ -399,8 +455,13 @@ def run_rank(job: RankJob) -> dict:
     device = shared_device(job.device)
     supernet = checkpoint.build_model(saved).to(device)
     space = supernet.space
+    benchmark = _benchmark_for(job, space)
     truth = read_ground_truth(job.ground_truth, space) if job.ground_truth else None
-    chosen = choose_architectures(job, space, truth)
+    if benchmark is not None:
+        truth = {arch: entry.accuracy for arch, entry in benchmark.networks.items()}
+    unit = flops_unit(job, space, saved.get("config") or {}, benchmark)
+    log.info(unit)
+    chosen = choose_architectures(job, space, truth, (lambda a: benchmark.entry(a).flops) if benchmark else None)
     if len(chosen) < 3:
         window = "" if job.flops_min is None and job.flops_max is None else \
             f" with FLOPs in {_window_text(job.flops_min, job.flops_max)}"
@@ -412,16 +473,37 @@ def run_rank(job: RankJob) -> dict:
     files.check_output_folder(job.output, kind="rank", resume=job.resume, markers=(SETTINGS,))  # before locking
     with files.run_lock(job.output):
         return _measure(job, supernet, space, prepare_output(job, chosen), truth, device, started,
-                        checkpoint.convention_of(saved))
+                        checkpoint.convention_of(saved), benchmark, unit)
+
+
+def _benchmark_for(job: RankJob, space: SearchSpace):
+    if job.benchmark is None:
+        return None
+    from spos.bench import load_benchmark
+
+    benchmark = load_benchmark(job.benchmark, job.benchmark_file)
+    benchmark.check_space(space)
+    return benchmark
+
+
+def flops_unit(job: RankJob, space: SearchSpace, config: dict, benchmark=None) -> str:
+    """What the FLOPs figures of a rank job count: the supernet's space at its width, or the benchmark's."""
+    width = (config.get("space") or {}).get("width_mult", 1.0)
+    own = (f"FLOPs are multiply-adds of the supernet's space {space.name} at width x{width:g}, "
+           f"{space.input_size}x{space.input_size} input")
+    if benchmark is None:
+        return f"{own} (--flops-min/--flops-max and rank.json's flops)"
+    return (f"--flops-min/--flops-max and the FLOPs windows are {benchmark.spec.name}'s FLOPs ({benchmark.spec.space} "
+            f"at width 1.0; rank.json's benchmark_flops); {own} (rank.json's flops)")
 
 
 def _measure(job: RankJob, supernet, space: SearchSpace, archs: list[Architecture],
-             truth: dict[Architecture, float] | None, device, started: float, convention=None) -> dict:
-    from spos import rank
-    from spos.search.scoring import HoldoutMeasure, score_of
-
+             truth: dict[Architecture, float] | None, device, started: float, convention=None,
+             benchmark=None, unit: str = "") -> dict:
     measures = supernet_measures(job, supernet, archs, device, convention)  # the input the supernet was trained on
-    if truth is not None:
+    if benchmark is not None:
+        accuracies = {str(arch): list(benchmark.entry(arch).accuracies) for arch in archs}
+    elif truth is not None:
         accuracies = {str(arch): [truth[arch]] for arch in archs}
     else:
         accuracies = standalone_accuracies(job, space, archs)
@@ -430,26 +512,55 @@ def _measure(job: RankJob, supernet, space: SearchSpace, archs: list[Architectur
              "supernet_top1": measures[str(arch)]["top1"], "supernet_loss": measures[str(arch)]["loss"],
              "standalone_top1": sum(accuracies[str(arch)]) / len(accuracies[str(arch)]),
              "standalone_runs": accuracies[str(arch)]} for i, arch in enumerate(archs)]
-    scores = [score_of(HoldoutMeasure(r["supernet_top1"], r["supernet_loss"]), job.score) for r in rows]
+    if benchmark is not None:
+        for row, arch in zip(rows, archs):
+            row.update(benchmark_flops=benchmark.entry(arch).flops, benchmark_params=benchmark.entry(arch).params)
+    keys = ("benchmark_flops", "benchmark_params") if benchmark is not None else ("flops", "params")
+    by_score = {name: score_statistics(job, rows, name, keys) for name in SCORES}
+    return write_outputs(job, rows, by_score, time.perf_counter() - started, unit)
+
+
+def score_statistics(job: RankJob, rows: list[dict], score: str, keys: tuple[str, str]) -> dict:
+    """Rank statistics of one score (``top1`` or ``loss``) over the rows, whole and per FLOPs window, with
+    FLOPs' and params' own tau as the baselines."""
+    from spos import rank
+    from spos.rank_windows import window_report
+    from spos.search.scoring import HoldoutMeasure, score_of
+
+    scores = [score_of(HoldoutMeasure(r["supernet_top1"], r["supernet_loss"]), score) for r in rows]
     statistics = rank.rank_statistics(scores, [r["standalone_top1"] for r in rows], samples=job.bootstrap,
                                       seed=job.seed)
-    return write_outputs(job, rows, statistics, time.perf_counter() - started)
+    windows = window_report([{**r, "flops": r[keys[0]], "params": r[keys[1]]} for r in rows], scores,
+                            job.flops_windows, samples=job.bootstrap, seed=job.seed)
+    baselines = {"flops": windows[0]["flops_tau"], "params": windows[0]["params_tau"]} if windows else {}
+    return {"statistics": statistics, "baselines": baselines, "windows": windows, "scores": scores}
 
 
-def write_outputs(job: RankJob, rows: list[dict], statistics: dict, seconds: float) -> dict:
+def write_outputs(job: RankJob, rows: list[dict], by_score: dict, seconds: float, unit: str = "") -> dict:
+    from spos.rank_windows import plot_window
     from spos.search import plots
 
     output = Path(job.output)
-    scatter = plots.plot_rank_scatter(rows, statistics, output / "rank_scatter.png", score=job.score)
+    chosen = by_score[job.score]
+    suffix = "" if job.score == "top1" else f"_{job.score}"  # one file per score: a --resume by the other keeps it
+    scatter = plots.plot_rank_scatter(rows, chosen["statistics"], output / f"rank_scatter{suffix}.png",
+                                      score=job.score)
+    label = plots.score_axis(job.score)[1]
+    window_plots = [str(plot_window(rows, chosen["scores"], window, output / f"rank_window{window['window']}{suffix}.png",
+                                    flops_key="benchmark_flops" if job.benchmark else "flops",
+                                    score_label=f"supernet path {label}"))
+                    for window in chosen["windows"][1:]]
     summary = {
         "supernet": job.supernet, "data": job.data, "holdout": job.holdout,
-        "truth": {"ground_truth": job.ground_truth} if job.ground_truth else
-                 {"standalone": job.standalone, "overrides": job.overrides, "seeds": job.seeds},
+        "truth": {"benchmark": job.benchmark} if job.benchmark else {"ground_truth": job.ground_truth}
+        if job.ground_truth else {"standalone": job.standalone, "overrides": job.overrides, "seeds": job.seeds},
         "score": job.score, "mean_supernet_top1": sum(r["supernet_top1"] for r in rows) / len(rows),
         "mean_supernet_loss": sum(r["supernet_loss"] for r in rows) / len(rows),
-        "mean_standalone_top1": sum(r["standalone_top1"] for r in rows) / len(rows),
-        "statistics": statistics, "rows": rows, "seconds": seconds,
-        "files": {"rank": str(output / "rank.json"), "scatter": str(scatter)},
+        "mean_standalone_top1": sum(r["standalone_top1"] for r in rows) / len(rows), "flops_unit": unit,
+        "statistics": chosen["statistics"], "baselines": chosen["baselines"], "windows": chosen["windows"],
+        "by_score": {name: {k: v for k, v in data.items() if k != "scores"} for name, data in by_score.items()},
+        "rows": rows, "seconds": seconds,
+        "files": {"rank": str(output / "rank.json"), "scatter": str(scatter), "windows": window_plots},
     }
     files.write_text_atomic(json.dumps(_nan_as_null(summary), indent=2) + "\n", output / "rank.json")
     return summary

@@ -1,0 +1,119 @@
+"""Ranking inside FLOPs windows: what a search under a FLOPs limit needs from a supernet.
+
+Over a wide FLOPs range FLOPs alone rank architectures well, so a supernet's tau there says little.
+Inside a narrow window FLOPs say almost nothing, and the supernet has to earn its tau. Per window
+(equal-count windows over the FLOPs range, and the whole range) `window_report` gives:
+
+- the supernet's Kendall tau against the truth, with its bootstrap interval;
+- the ceiling: how well the truth's own seeds rank each other there (mean tau over seed pairs), as
+  no predictor can be expected to agree with the truth better than the truth agrees with itself;
+- the baselines: FLOPs' and params' own tau (positive: more ranks better);
+- the supernet's first pick (its best-scored architecture): its rank and percentile among the
+  window's architectures by the truth, against what a random pick gets on average.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Sequence
+
+import numpy as np
+
+from spos import rank
+
+
+def equal_count_windows(flops: Sequence[float], count: int) -> list[tuple[float, float]]:
+    """``count`` windows [low, high] over the FLOPs, each holding about the same number of items (an item
+    lies in exactly one: windows are cut between distinct values)."""
+    values = np.sort(np.asarray(flops, dtype=np.float64))
+    edges = [int(round(i * len(values) / count)) for i in range(count + 1)]
+    windows = []
+    for start, end in zip(edges, edges[1:]):
+        if end > start:
+            windows.append((float(values[start]), float(values[end - 1])))
+    return windows
+
+
+def pick_percentile(truth: np.ndarray, index: int) -> tuple[int, float]:
+    """Rank (1: the best; ties share the better rank) and percentile (share no better, 100: the best) of
+    item ``index`` by ``truth``."""
+    value = truth[index]
+    return int((truth > value).sum()) + 1, float(100 * (truth <= value).mean())
+
+
+def seed_ceiling(seed_truths: Sequence[Sequence[float]] | None) -> float | None:
+    """Mean Kendall tau between every two seeds' accuracies of the same items (None: fewer than 2 seeds)."""
+    if not seed_truths:
+        return None
+    runs = min(len(s) for s in seed_truths)
+    columns = [np.array([s[k] for s in seed_truths]) for k in range(runs)]
+    taus = [rank.kendall_tau(columns[i], columns[j]) for i in range(runs) for j in range(i + 1, runs)]
+    taus = [t for t in taus if t == t]
+    return float(np.mean(taus)) if taus else None
+
+
+def window_statistics(scores, truth, flops, params, seed_truths=None, *, samples: int = 1000,
+                      seed: int = 0) -> dict:
+    """The statistics of one window (see the module docstring) as JSON-ready data."""
+    scores, truth = np.asarray(scores, dtype=np.float64), np.asarray(truth, dtype=np.float64)
+
+    def tau(values) -> dict:
+        return asdict(rank.bootstrap(rank.kendall_tau, values, truth, samples=samples, seed=seed))
+
+    pick = int(np.argmax(scores))  # the first of the best-scored, as a search's "best" would be
+    pick_rank, percentile = pick_percentile(truth, pick)
+    everyone = [pick_percentile(truth, i) for i in range(len(truth))]
+    return {"n": len(truth), "flops": [float(min(flops)), float(max(flops))],
+            "kendall_tau": tau(scores), "ceiling_tau": seed_ceiling(seed_truths),
+            "flops_tau": tau(flops), "params_tau": tau(params),
+            "pick": {"index": pick, "rank": pick_rank, "percentile": percentile, "accuracy": float(truth[pick])},
+            "random_pick": {"rank": float(np.mean([r for r, _ in everyone])),
+                            "percentile": float(np.mean([p for _, p in everyone]))}}
+
+
+def window_report(rows: Sequence[dict], scores: Sequence[float], count: int, *, flops_key: str = "flops",
+                  samples: int = 1000, seed: int = 0) -> list[dict]:
+    """The whole range, then ``count`` equal-count FLOPs windows (``count`` < 2: the whole range only), over
+    ``rows`` (`spos rank`'s: ``standalone_top1``, ``standalone_runs``, params and ``flops_key``)."""
+    flops = np.array([r[flops_key] for r in rows], dtype=np.float64)
+    windows = [(float(flops.min()), float(flops.max()))]
+    if count >= 2:
+        windows += equal_count_windows(flops, count)
+    report = []
+    for number, (low, high) in enumerate(windows):
+        inside = [i for i in range(len(rows)) if low <= flops[i] <= high]
+        if len(inside) < 3:
+            continue
+        runs = [rows[i].get("standalone_runs") or [] for i in inside]
+        statistics = window_statistics([scores[i] for i in inside], [rows[i]["standalone_top1"] for i in inside],
+                                       flops[inside], [rows[i]["params"] for i in inside],
+                                       runs if min(map(len, runs)) >= 2 else None, samples=samples, seed=seed)
+        statistics["pick"]["arch"] = rows[inside[statistics["pick"]["index"]]]["arch"]
+        report.append({"window": "whole" if number == 0 else number, **statistics})
+    return report
+
+
+def plot_window(rows: Sequence[dict], scores: Sequence[float], window: dict, path, *, flops_key: str = "flops",
+                score_label: str = "supernet score"):
+    """Supernet score against the truth inside one window, its first pick marked; through `plots.save_figure`."""
+    from spos.search.plots import plt
+    from spos.plots import save_figure
+
+    low, high = window["flops"]
+    inside = [i for i, r in enumerate(rows) if low <= r[flops_key] <= high]
+    fig, ax = plt.subplots(figsize=(5.6, 4.0))
+    ax.scatter([scores[i] for i in inside], [100 * rows[i]["standalone_top1"] for i in inside], s=10, alpha=0.6)
+    pick = inside[int(np.argmax([scores[i] for i in inside]))]
+    ax.scatter([scores[pick]], [100 * rows[pick]["standalone_top1"]], marker="*", s=200, color="gold",
+               edgecolors="black", zorder=5, label=f"first pick: percentile {window['pick']['percentile']:.0f}")
+    tau, flops_tau = window["kendall_tau"], window["flops_tau"]
+    ceiling = window["ceiling_tau"]
+    ax.set_title(f"FLOPs {low / 1e6:.1f}M-{high / 1e6:.1f}M, n={window['n']}: tau {tau['value']:.2f} "
+                 f"[{tau['low']:.2f}, {tau['high']:.2f}], FLOPs {flops_tau['value']:.2f}"
+                 + (f", seeds {ceiling:.2f}" if ceiling is not None else ""), fontsize=8)
+    ax.set_xlabel(score_label)
+    ax.set_ylabel("accuracy trained alone (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return save_figure(fig, path)
