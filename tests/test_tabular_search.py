@@ -19,6 +19,10 @@ from spos.space import Architecture
 
 @pytest.fixture(scope="module")
 def table_file(tmp_path_factory):
+    return full_table(tmp_path_factory.mktemp("table") / "table.json")
+
+
+def full_table(path):
     """Every key of the NAS-Bench-Macro space, scored by an additive + pairwise function of its canonical
     network (so twins agree, as in the real table), with spos's own FLOPs and params."""
     space = benchmark_spec("nas-bench-macro").search_space()
@@ -32,7 +36,6 @@ def table_file(tmp_path_factory):
         arch = Architecture(blocks, (0,) * 8)
         data["".join(map(str, blocks))] = {"test_acc": [80 + value] * 3, "params": table.params(arch),
                                            "flops": table.macs(arch)}
-    path = tmp_path_factory.mktemp("table") / "table.json"
     path.write_text(json.dumps(data))
     return path
 
