@@ -26,8 +26,8 @@ def test_train_search_and_judge_on_tiny_settings(script, tmp_path):
 
     benchmark = load_benchmark("nas-bench-macro", full_table(tmp_path / "table.json"))
     supernet = script.train_supernet(tmp_path / "supernet", config="digits-supernet", progress=False,
-                                     overrides=("space.width_mult=0.125", "train.iterations=2", "train.epochs=1", "validation.paths=1",
-                                                "validation.bn_batches=1"))
+                                     overrides=("space.width_mult=0.125", "train.iterations=2", "train.epochs=1",
+                                                "validation.paths=1", "validation.bn_batches=1"))
     assert supernet.is_file() and script.train_supernet(tmp_path / "supernet", config="digits-supernet") == supernet
     flops = sorted(e.flops for e in benchmark.networks.values())
     limit = flops[len(flops) // 2]
