@@ -35,3 +35,11 @@ def add_input_argument(parser) -> None:
                         help="input convention: spos (RGB 0..1 normalised by the dataset's mean/std) or official "
                              "(megvii's BGR 0..255, unnormalised) (default: what the checkpoint records, spos "
                              "when it records none)")
+
+
+def add_benchmark_arguments(group, purpose: str) -> None:
+    """``--benchmark NAME`` (a tabular benchmark, for ``purpose``) and ``--benchmark-file FILE``."""
+    group.add_argument("--benchmark", default=None, metavar="NAME",
+                       help=f"a tabular benchmark (nas-bench-macro; see `spos bench`): {purpose}")
+    group.add_argument("--benchmark-file", default=None, metavar="FILE",
+                       help="the table (default: where `spos bench NAME --download` put it)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spos.cli._common import add_command
+from spos.cli._common import add_benchmark_arguments, add_command
 
 ORDER = 35
 
@@ -53,12 +53,9 @@ def register(subparsers) -> None:
                        help="accuracies measured elsewhere instead of training here: JSON {\"ARCH\": accuracy} "
                             "or CSV with columns arch,accuracy (the arch text in quotes); fractions or percent "
                             "(the log says which it read)")
-    truth.add_argument("--benchmark", default=None, metavar="NAME",
-                       help="a tabular benchmark as the truth (nas-bench-macro; see `spos bench`): every distinct "
-                            "network of the table unless --archs or a FLOPs window says otherwise; --flops-min/"
-                            "--flops-max and --flops-windows are then in the table's FLOPs")
-    truth.add_argument("--benchmark-file", default=None, metavar="FILE",
-                       help="the table (default: where `spos bench NAME --download` put it)")
+    add_benchmark_arguments(truth, "the truth, every distinct network of the table unless --archs or a FLOPs "
+                                   "window says otherwise; --flops-min/--flops-max and --flops-windows are then in "
+                                   "the table's FLOPs")
     data = parser.add_argument_group("scoring data")
     data.add_argument("--data", default=None, help="dataset (default: the one the supernet was trained on)")
     data.add_argument("--data-root", default=None, help="dataset folder (default: the supernet's)")

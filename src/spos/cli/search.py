@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from spos.cli._common import add_command, add_input_argument
+from spos.cli._common import add_benchmark_arguments, add_command, add_input_argument
 from spos.search.engine import SearchConfig
 from spos.space import SEARCH_MODES
 
@@ -24,12 +24,8 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--supernet", default=None, metavar="CKPT", help="a supernet checkpoint")
     table = parser.add_argument_group("against a benchmark table instead of a supernet (measures the engine itself)")
-    table.add_argument("--benchmark", default=None, metavar="NAME",
-                       help="run the engine against a tabular benchmark (nas-bench-macro; see `spos bench`), "
-                            "beside random search, for --seeds seeds: queries to the optimum within the limits "
-                            "and the best found; in seconds, no supernet")
-    table.add_argument("--benchmark-file", default=None, metavar="FILE",
-                       help="the table (default: where `spos bench NAME --download` put it)")
+    add_benchmark_arguments(table, "run the engine against it, beside random search, for --seeds seeds: queries "
+                                   "to the optimum within the limits and the best found; in seconds, no supernet")
     table.add_argument("--seeds", type=int, default=20, help="searches per algorithm, seeds 0..N-1 (default 20)")
     table.add_argument("--budget", type=int, default=None, metavar="QUERIES",
                        help="queries (distinct networks scored) per search (default population x generations)")
