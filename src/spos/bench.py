@@ -228,7 +228,8 @@ def summary(benchmark: Benchmark) -> dict:
         "flops": [min(e.flops for e in networks.values()), max(e.flops for e in networks.values())],
         "params": [min(e.params for e in networks.values()), max(e.params for e in networks.values())],
         "accuracy": [accuracies[0], accuracies[len(accuracies) // 2], accuracies[-1]],
-        "best": {"arch": str(best), "key": benchmark.spec.key(best), "accuracy": networks[best].accuracy, "flops": networks[best].flops},
+        "best": {"arch": str(best), "key": benchmark.spec.key(best), "accuracy": networks[best].accuracy,
+                 "flops": networks[best].flops},
         "seed_tau": sum(seed_taus) / len(seed_taus) if seed_taus else None,
         "count_mismatches": benchmark.count_mismatches(), "citation": benchmark.spec.citation,
     }

@@ -34,10 +34,6 @@ def register(subparsers) -> None:
     which.add_argument("--flops-max", type=float, default=None,
                        help="only architectures with at most these FLOPs; a narrow window measures the ranking a "
                             "search under a FLOPs limit relies on, among architectures of about equal cost")
-    which.add_argument("--flops-windows", type=int, default=1, metavar="N",
-                       help="also report inside N equal-count FLOPs windows (tau with its interval, the truth's "
-                            "seed-to-seed tau, FLOPs' and params' tau, the supernet's first pick against a random "
-                            "pick) and plot each (default 1: the whole range only)")
     which.add_argument("--arch-file", default=None, metavar="FILE",
                        help="architectures to rank instead of drawing them: a JSON list or one "
                             "'B,..,B/C,..,C' per line")
@@ -53,9 +49,7 @@ def register(subparsers) -> None:
                        help="accuracies measured elsewhere instead of training here: JSON {\"ARCH\": accuracy} "
                             "or CSV with columns arch,accuracy (the arch text in quotes); fractions or percent "
                             "(the log says which it read)")
-    add_benchmark_arguments(truth, "the truth, every distinct network of the table unless --archs or a FLOPs "
-                                   "window says otherwise; --flops-min/--flops-max and --flops-windows are then in "
-                                   "the table's FLOPs")
+    _add_benchmark_arguments(which, truth)
     data = parser.add_argument_group("scoring data")
     data.add_argument("--data", default=None, help="dataset (default: the one the supernet was trained on)")
     data.add_argument("--data-root", default=None, help="dataset folder (default: the supernet's)")
@@ -80,6 +74,16 @@ def register(subparsers) -> None:
                              "resumes from its checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
+
+
+def _add_benchmark_arguments(which, truth) -> None:
+    which.add_argument("--flops-windows", type=int, default=1, metavar="N",
+                       help="also report inside N equal-count FLOPs windows (tau with its interval, the truth's "
+                            "seed-to-seed tau, FLOPs' and params' tau, the supernet's first pick against a random "
+                            "pick) and plot each (default 1: the whole range only)")
+    add_benchmark_arguments(truth, "the truth, every distinct network of the table unless --archs or a FLOPs "
+                                   "window says otherwise; --flops-min/--flops-max and --flops-windows are then in "
+                                   "the table's FLOPs")
 
 
 def run(args) -> int:

@@ -23,12 +23,7 @@ def register(subparsers) -> None:
                 "--holdout 50000 --flops-max 330e6 --output runs/search",
     )
     parser.add_argument("--supernet", default=None, metavar="CKPT", help="a supernet checkpoint")
-    table = parser.add_argument_group("against a benchmark table instead of a supernet (measures the engine itself)")
-    add_benchmark_arguments(table, "run the engine against it, beside random search, for --seeds seeds: queries "
-                                   "to the optimum within the limits and the best found; in seconds, no supernet")
-    table.add_argument("--seeds", type=int, default=20, help="searches per algorithm, seeds 0..N-1 (default 20)")
-    table.add_argument("--budget", type=int, default=None, metavar="QUERIES",
-                       help="queries (distinct networks scored) per search (default population x generations)")
+    _add_table_arguments(parser)
     data = parser.add_argument_group("data")
     data.add_argument("--data", default=None, help="dataset: imagefolder, cifar10, cifar100, mnist, digits, "
                                                    "synthetic (default: the one the supernet was trained on)")
@@ -75,6 +70,15 @@ def register(subparsers) -> None:
                         help="continue a killed search from OUTPUT/history.jsonl without re-scoring anything")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
+
+
+def _add_table_arguments(parser) -> None:
+    table = parser.add_argument_group("against a benchmark table instead of a supernet (measures the engine itself)")
+    add_benchmark_arguments(table, "run the engine against it, beside random search, for --seeds seeds: queries "
+                                   "to the optimum within the limits and the best found; in seconds, no supernet")
+    table.add_argument("--seeds", type=int, default=20, help="searches per algorithm, seeds 0..N-1 (default 20)")
+    table.add_argument("--budget", type=int, default=None, metavar="QUERIES",
+                       help="queries (distinct networks scored) per search (default population x generations)")
 
 
 def _add_engine_arguments(group, defaults) -> None:

@@ -33,7 +33,8 @@ class Limits:
     params_max: float | None = None
 
     def holds(self, flops: float, params: float) -> bool:
-        return ((self.flops_max is None or flops <= self.flops_max) and (self.flops_min is None or flops >= self.flops_min)
+        return ((self.flops_max is None or flops <= self.flops_max)
+                and (self.flops_min is None or flops >= self.flops_min)
                 and (self.params_max is None or params <= self.params_max))
 
 
