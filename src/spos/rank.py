@@ -49,18 +49,9 @@ def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
 
 def average_ranks(values: Sequence[float]) -> np.ndarray:
     """Ranks 1..n, tied values sharing the mean of their ranks (scipy's ``rankdata(method='average')``)."""
-    values = np.asarray(values, dtype=np.float64)
-    order = np.argsort(values, kind="stable")
-    sorted_values = values[order]
-    ranks = np.empty(len(values), dtype=np.float64)
-    start = 0
-    while start < len(values):
-        end = start
-        while end + 1 < len(values) and sorted_values[end + 1] == sorted_values[start]:
-            end += 1
-        ranks[order[start:end + 1]] = (start + end) / 2 + 1
-        start = end + 1
-    return ranks
+    from scipy.stats import rankdata
+
+    return rankdata(np.asarray(values, dtype=np.float64), method="average")
 
 
 def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float:

@@ -53,19 +53,25 @@ def seed_ceiling(seed_truths: Sequence[Sequence[float]] | None) -> float | None:
 
 
 def window_statistics(scores, truth, flops, params, seed_truths=None, *, samples: int = 1000,
-                      seed: int = 0) -> dict:
-    """The statistics of one window (see the module docstring) as JSON-ready data."""
+                      seed: int = 0, baseline_intervals: bool = True) -> dict:
+    """The statistics of one window (see the module docstring) as JSON-ready data; without
+    ``baseline_intervals`` FLOPs' and params' tau come without an interval (a bootstrap each costs seconds
+    on a whole table)."""
     scores, truth = np.asarray(scores, dtype=np.float64), np.asarray(truth, dtype=np.float64)
 
-    def tau(values) -> dict:
+    def tau(values, interval: bool = True) -> dict:
+        if not interval:
+            value = rank.kendall_tau(values, truth)
+            return {"value": value, "low": None, "high": None}
         return asdict(rank.bootstrap(rank.kendall_tau, values, truth, samples=samples, seed=seed))
 
     pick = int(np.argmax(scores))  # the first of the best-scored, as a search's "best" would be
     pick_rank, percentile = pick_percentile(truth, pick)
-    everyone = [pick_percentile(truth, i) for i in range(len(truth))]
+    no_better = np.searchsorted(np.sort(truth), truth, side="right")  # every item's pick_percentile at once
+    everyone = list(zip(len(truth) - no_better + 1, 100 * no_better / len(truth)))
     return {"n": len(truth), "flops": [float(min(flops)), float(max(flops))],
             "kendall_tau": tau(scores), "ceiling_tau": seed_ceiling(seed_truths),
-            "flops_tau": tau(flops), "params_tau": tau(params),
+            "flops_tau": tau(flops, baseline_intervals), "params_tau": tau(params, baseline_intervals),
             "pick": {"index": pick, "rank": pick_rank, "percentile": percentile, "accuracy": float(truth[pick])},
             "random_pick": {"rank": float(np.mean([r for r, _ in everyone])),
                             "percentile": float(np.mean([p for _, p in everyone]))}}
@@ -87,7 +93,8 @@ def window_report(rows: Sequence[dict], scores: Sequence[float], count: int, *, 
         runs = [rows[i].get("standalone_runs") or [] for i in inside]
         statistics = window_statistics([scores[i] for i in inside], [rows[i]["standalone_top1"] for i in inside],
                                        flops[inside], [rows[i]["params"] for i in inside],
-                                       runs if min(map(len, runs)) >= 2 else None, samples=samples, seed=seed)
+                                       runs if min(map(len, runs)) >= 2 else None, samples=samples, seed=seed,
+                                       baseline_intervals=number == 0)
         statistics["pick"]["arch"] = rows[inside[statistics["pick"]["index"]]]["arch"]
         report.append({"window": "whole" if number == 0 else number, **statistics})
     return report
