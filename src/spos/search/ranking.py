@@ -488,8 +488,9 @@ def _benchmark_for(job: RankJob, space: SearchSpace):
 
 def flops_unit(job: RankJob, space: SearchSpace, config: dict, benchmark=None) -> str:
     """What the FLOPs figures of a rank job count: the supernet's space at its width, or the benchmark's."""
-    width = (config.get("space") or {}).get("width_mult", 1.0)
-    own = (f"FLOPs are multiply-adds of the supernet's space {space.name} at width x{width:g}, "
+    width = (config.get("space") or {}).get("width_mult")
+    at = f"at width x{width:g}" if width is not None else "at the widths its checkpoint holds"
+    own = (f"FLOPs are multiply-adds of the supernet's space {space.name} {at}, "
            f"{space.input_size}x{space.input_size} input")
     if benchmark is None:
         return f"{own} (--flops-min/--flops-max and rank.json's flops)"
