@@ -546,11 +546,10 @@ def write_outputs(job: RankJob, rows: list[dict], by_score: dict, seconds: float
     suffix = "" if job.score == "top1" else f"_{job.score}"  # one file per score: a --resume by the other keeps it
     scatter = plots.plot_rank_scatter(rows, chosen["statistics"], output / f"rank_scatter{suffix}.png",
                                       score=job.score)
-    label = plots.score_axis(job.score)[1]
     window_plots = [str(plot_window(rows, chosen["scores"], window,
                                     output / f"rank_window{window['window']}{suffix}.png",
                                     flops_key="benchmark_flops" if job.benchmark else "flops",
-                                    score_label=f"supernet path {label}"))
+                                    score=job.score))
                     for window in chosen["windows"][1:]]
     summary = {
         "supernet": job.supernet, "data": job.data, "holdout": job.holdout,
