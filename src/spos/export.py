@@ -8,6 +8,7 @@ given, and refused when its output differs from eager PyTorch by more than ``tol
 from __future__ import annotations
 
 import json
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from spos import files
 from spos.data import InputConvention
 from spos.errors import UserError
 
@@ -134,12 +136,21 @@ def export_model(model: nn.Module, path: str | Path, batch: torch.Tensor, *, fmt
         raise UserError(f"export needs a batch of images shaped N,C,H,W; got {tuple(batch.shape)}")
     model = model.eval().cpu()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    example = batch[:1] if len(batch) > 1 else torch.cat([batch, batch])
-    partial = path.with_name(path.name + ".partial")
     if preprocessing is None and convention is not None:
         preprocessing = convention.to_dict()
     recorded = json.dumps(preprocessing) if preprocessing is not None else None
+    with tempfile.TemporaryDirectory(prefix="spos-export-") as scratch:  # private: the exporters want a path
+        partial = Path(scratch) / path.name
+        diff = _write_and_check(model, partial, batch, fmt, opset, tolerance, recorded)
+        files.copy_in_atomic(partial, path)
+    return ExportResult(path, fmt, diff, len(batch), convention)
+
+
+def _write_and_check(model: nn.Module, partial: Path, batch: torch.Tensor, fmt: str, opset: int, tolerance: float,
+                     recorded: str | None) -> float:
+    """Export to ``partial`` (with ``recorded``, the preprocessing JSON, in its metadata) and return its largest
+    difference to PyTorch on ``batch``; raise if too large."""
+    example = batch[:1] if len(batch) > 1 else torch.cat([batch, batch])
     with torch.no_grad():
         if fmt == "onnx":
             write_onnx(model, partial, example, opset)
@@ -153,8 +164,6 @@ def export_model(model: nn.Module, path: str | Path, batch: torch.Tensor, *, fmt
     diff = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
     allowed = allowed_difference(expected, tolerance)
     if not diff <= allowed:
-        partial.unlink(missing_ok=True)
         raise UserError(f"{fmt} export differs from PyTorch by {diff:.3g} (> {allowed:.3g}) on a batch of "
                         f"{len(batch)}; nothing was written")
-    partial.replace(path)
-    return ExportResult(path, fmt, diff, len(batch), convention)
+    return diff

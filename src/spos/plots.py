@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
+from spos.files import write_atomic  # noqa: E402
 from spos.space import Architecture, SearchSpace  # noqa: E402
 
 BLOCK_COLOURS = ("#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
@@ -74,9 +75,11 @@ def plot_training_curves(histories: dict[str, list[dict]], path: str | Path,
 
 
 def save_figure(fig, path: str | Path) -> Path:
-    """Write ``fig`` as a PNG (making its folder) and close it; every spos plot ends here."""
+    """Write ``fig`` as a PNG (making its folder) and close it; every spos plot ends here. Written by
+    `spos.files.write_atomic`, so a planted link at ``path`` is replaced, never followed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        write_atomic(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
+    finally:
+        plt.close(fig)
     return path

@@ -16,6 +16,7 @@ import torch
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from spos import files
 from spos.errors import UserError
 from spos.export import onnx_session, run_onnx
 
@@ -40,15 +41,14 @@ def quantize_onnx(onnx_path: str | Path, calibration: list[torch.Tensor], output
     quiet = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)  # onnxruntime logs advice on every call
     try:
-        with tempfile.TemporaryDirectory() as scratch:
-            prepared = Path(scratch) / "prepared.onnx"
+        with tempfile.TemporaryDirectory(prefix="spos-int8-") as scratch:  # private: onnxruntime wants paths
+            prepared, quantized = Path(scratch) / "prepared.onnx", Path(scratch) / "int8.onnx"
             quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
-            partial = output_path.with_name(output_path.name + ".partial")
-            quantize_static(str(prepared), str(partial), reader, quant_format=QuantFormat.QDQ,
+            quantize_static(str(prepared), str(quantized), reader, quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+            files.copy_in_atomic(quantized, output_path)
     finally:
         logging.getLogger().setLevel(quiet)
-    partial.replace(output_path)
     return output_path
 
 

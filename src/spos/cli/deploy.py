@@ -174,6 +174,8 @@ def run_export(args) -> int:
     if args.int8 and args.format != "onnx":
         raise UserError("--int8 needs --format onnx (it uses onnxruntime's quantization)")
     check_output_file(output, args.force)
+    if args.int8:
+        check_output_file(int8_output(output), args.force, "the --int8 model")
     from spos.checkpoint import convention_of
 
     convention = convention_of(data, args.input)
@@ -252,6 +254,11 @@ def write_model_folder(args, source: str, output: str | None, *, force: bool) ->
     return f"model folder {folder}: {CONFIG_NAME}, model.safetensors, README.md; {accuracy}; input {describe_record(record)}"
 
 
+def int8_output(path: Path) -> Path:
+    """Where ``--int8`` writes: beside the fp32 model, ``NAME.int8.onnx``."""
+    return path.with_name(path.stem + ".int8.onnx")
+
+
 def report_int8(path: Path, splits, batch, args) -> None:
     from spos.export import onnx_session, run_onnx
     from spos.latency import time_callable
@@ -263,7 +270,7 @@ def report_int8(path: Path, splits, batch, args) -> None:
 
     calibration = [x for x, _ in recalibration_batches(splits.train, batch_size=args.batch_size,
                                                        num_batches=args.calibration_batches, seed=0)]
-    int8_path = quantize_onnx(path, calibration, path.with_name(path.stem + ".int8.onnx"))
+    int8_path = quantize_onnx(path, calibration, int8_output(path))
     loader = build_loader(splits.val, batch_size=64, train=False)
     fp32_top1, int8_top1 = onnx_top1(path, loader), onnx_top1(int8_path, loader)
     fp32_session, int8_session = onnx_session(path), onnx_session(int8_path)
