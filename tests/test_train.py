@@ -199,7 +199,7 @@ def test_killed_and_resumed_supernet_run_ends_bit_identical(tmp_path, monkeypatc
     assert [r["val_top1"] for r in straight.history] == [r["val_top1"] for r in resumed.history]
 
 
-def test_cut_short_checkpoint_is_refused_and_the_run_falls_back(tmp_path, capsys):
+def test_cut_short_checkpoint_stops_the_resume_and_previous_pt_is_what_it_names(tmp_path, capsys):
     config = tiny_config("digits-retrain", "train.epochs=2", "arch=oneshot")
     run_training(config, tmp_path / "run", progress=False)
     last = tmp_path / "run" / "last.pt"
@@ -207,6 +207,9 @@ def test_cut_short_checkpoint_is_refused_and_the_run_falls_back(tmp_path, capsys
     last.write_bytes(data[: len(data) // 3])
     with pytest.raises(UserError, match="last.pt"):
         checkpoint.load(last)
+    with pytest.raises(UserError, match="no usable checkpoint .* move .*previous.pt to .*last.pt"):
+        load_resume_state(tmp_path / "run")  # no silent fallback: the user decides
+    (tmp_path / "run" / "previous.pt").replace(last)
     state = load_resume_state(tmp_path / "run")
     assert state is not None and state["epoch"] == 1  # previous.pt: written after the first epoch
     assert not list((tmp_path / "run").glob(".*tmp*"))

@@ -2,8 +2,10 @@
 
 A run writes into a new or empty output folder (or, with ``--resume``, its own earlier run's
 folder), holding ``FOLDER/.lock`` for as long as it runs: ``config.yaml`` (the resolved config), ``last.pt`` (every
-epoch, and every N steps if asked), ``previous.pt`` (the one before, the fallback when
-``last.pt`` is damaged), ``best.pt``, ``metrics.jsonl`` and ``metrics.csv``.
+epoch, and every N steps if asked), ``previous.pt`` (the one before, which a resume continues when a
+kill came between moving ``last.pt`` aside and writing the new one), ``best.pt``, ``metrics.jsonl``
+and ``metrics.csv``. A resume that cannot read or restore its checkpoint stops with one line and
+writes nothing (`cannot_resume` says how to go on); it never starts over in a run's folder.
 
 Resuming restores the model, optimizer, EMA, AMP scaler, the path sampler's RNG, the global
 RNGs and the position in the data order (which depends on (seed, epoch) only), so a run killed
@@ -13,7 +15,8 @@ a function of the step count, so it needs no state of its own.
 Writes are ordered so that a kill at any instant, then ``--resume``, gives the files an
 uninterrupted run gives: ``best.pt`` before ``last.pt`` (a lost ``best.pt`` is rewritten when
 the epoch runs again), and the metrics files are rewritten whole from the history held in the
-checkpoint (a row lost to a kill comes back). A resume whose config differs from the saved one
+checkpoint (a row lost to a kill comes back); a mid-epoch checkpoint holds the epoch's running loss
+and accuracy sums, so a resumed epoch reports all its batches. A resume whose config differs from the saved one
 in anything but where and how it runs (`spos.train.config.RESUMABLE_KEYS`) is refused.
 """
 
@@ -38,6 +41,7 @@ from spos import checkpoint, files
 from spos.data import build_datasets, build_loader, recalibration_batches
 from spos.errors import UserError
 from spos.fixed import FixedNet
+from spos.records import MayBeMissing, problem
 from spos.space import Architecture, get_space
 from spos.supernet import SuperNet
 from spos.train import distributed
@@ -159,20 +163,57 @@ def _restore_rng(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def load_resume_state(output: Path) -> dict | None:
-    """``last.pt``, or ``previous.pt`` when the last one was cut short by a kill."""
+# What a checkpoint needs to be resumed (a `spos.records` schema), checked where it is read: a damaged or
+# hand-made last.pt is one line naming it, not a KeyError in the middle of restoring it.
+TRAINING_STATE = {
+    "model": dict, "optimizer": {"state": dict, "param_groups": [dict]}, "scaler": dict, "ema": (dict, None),
+    "sampler": ({"rng": list, "epoch": int}, None),
+    "rng": {"torch": torch.Tensor, "python": list, "cuda": MayBeMissing([torch.Tensor]),
+            "numpy": {"name": str, "keys": torch.Tensor, "pos": int, "has_gauss": int, "cached_gaussian": float}},
+    "epoch": int, "step": int, "batches_done": int, "best_top1": float, "history": MayBeMissing([dict]),
+    "config": dict, "epoch_sums": MayBeMissing(({"loss": torch.Tensor, "correct": torch.Tensor, "seen": int}, None)),
+}
+
+
+def resume_checkpoint(output: Path) -> Path | None:
+    """The checkpoint a resume continues: ``last.pt``, or ``previous.pt`` when a kill came between moving
+    ``last.pt`` aside and writing the new one (`Trainer.save`); None when the run was killed before its first."""
     for name in ("last.pt", "previous.pt"):
-        path = output / name
-        if not path.exists():
-            continue
-        try:
-            return checkpoint.load(path)
-        except UserError as error:
-            log.warning(f"warning: {error}; falling back to the previous checkpoint")
+        if (output / name).exists() or (output / name).is_symlink():
+            return output / name
     return None
 
 
+def cannot_resume(path: Path, why: str) -> str:
+    """The one line of a resume that cannot use its checkpoint: it stops, changes nothing, and says how to go on
+    (never a silent start from scratch that replaces the run's best.pt)."""
+    previous = path.with_name("previous.pt")
+    if path.name == "last.pt" and previous.is_file():
+        how = (f"to go on from the checkpoint before it, move {previous} to {path} and resume again, or start a "
+               "new run in another --output")
+    else:
+        how = "start a new run in another --output"
+    return f"--resume: no usable checkpoint in {path.parent}: {why}; nothing was changed: {how}"
+
+
+def load_resume_state(output: Path) -> dict | None:
+    """The checkpoint `resume_checkpoint` names, checked against `TRAINING_STATE`; a UserError (see
+    `cannot_resume`) when it cannot be read or lacks what a resume restores."""
+    path = resume_checkpoint(output)
+    if path is None:
+        return None
+    try:
+        state = checkpoint.load(path)
+    except UserError as error:
+        raise UserError(cannot_resume(path, str(error))) from None
+    found = problem(state, TRAINING_STATE)
+    if found:
+        raise UserError(cannot_resume(path, f"{path} is damaged ({found})"))
+    return state
+
+
 RUN_MARKERS = ("last.pt", "previous.pt", "config.yaml")
+TRAINING_FILES = ("config.yaml", "last.pt", "previous.pt", "best.pt", "metrics.jsonl", "metrics.csv")  # it writes
 
 
 def read_resume_state(output: Path, config: dict) -> dict | None:
@@ -189,6 +230,8 @@ def read_resume_state(output: Path, config: dict) -> dict | None:
         raise UserError(f"--resume: no usable checkpoint in {output} (last.pt / previous.pt); choose another "
                         "--output to start a new run")
     differences = resume_differences(saved_config, config)
+    if state is not None and state["kind"] == "fixed":  # compared by what it is in `Trainer._resume`, not by
+        differences = [d for d in differences if not d.startswith("arch ")]  # the path naming its file
     if differences:
         raise UserError(f"--resume: {output} was started with other settings ({'; '.join(differences)}); resume "
                         "with the same settings or start a new run in another --output")
@@ -262,10 +305,12 @@ class Trainer:
         self._build_optimization()
         self._build_path_sampling(splits.train)
         self.epoch, self.step, self.batches_done, self.best_top1 = 0, 0, 0, -1.0
+        self.epoch_sums: dict | None = None  # the epoch in progress's running loss and accuracy (`train_epoch`)
         self.history: list[dict] = []
         if resume_state is not None:
-            self._resume(resume_state)
+            self._resume(resume_state, resume_checkpoint(self.output))
         if distributed.is_main():
+            files.remove_stale_temps(self.output, TRAINING_FILES)
             files.write_text_atomic(dump(config), self.output / "config.yaml")
         self.tensorboard = self._tensorboard()
 
@@ -343,7 +388,20 @@ class Trainer:
             return None
         return SummaryWriter(str(self.output / "tensorboard"))
 
-    def _resume(self, state: dict) -> None:
+    def _resume(self, state: dict, path: Path) -> None:
+        """Restore the run from ``state`` (read from ``path``); one line, and nothing written, when it cannot be."""
+        if not self.supernet and Architecture.from_dict(state["arch"]) != self.model.arch:
+            raise UserError(f"--resume: {self.output} was started with other settings (arch "
+                            f"{Architecture.from_dict(state['arch'])} -> {self.model.arch}); resume with the same "
+                            "architecture or start a new run in another --output")
+        try:
+            self._restore(state)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as error:
+            why = (str(error).splitlines() or [type(error).__name__])[0]
+            raise UserError(cannot_resume(path, f"{path} cannot be restored ({why})")) from None
+        log.info(f"resumed {self.output} at epoch {self.epoch + 1}, step {self.step}")
+
+    def _restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
@@ -355,7 +413,7 @@ class Trainer:
         self.epoch, self.step = state["epoch"], state["step"]
         self.batches_done, self.best_top1 = state["batches_done"], state["best_top1"]
         self.history = state.get("history", [])
-        log.info(f"resumed {self.output} at epoch {self.epoch + 1}, step {self.step}")
+        self.epoch_sums = state.get("epoch_sums")
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -364,7 +422,8 @@ class Trainer:
                      ema=self.ema.module.state_dict() if self.ema is not None else None,
                      sampler=self.sampler.state() if self.sampler is not None else None,
                      rng=_rng_state(), epoch=self.epoch, step=self.step, batches_done=self.batches_done,
-                     best_top1=self.best_top1, history=self.history, config=self.config)
+                     best_top1=self.best_top1, history=self.history, config=self.config,
+                     epoch_sums=self.epoch_sums if self.batches_done else None)
         if self.supernet:
             return checkpoint.supernet_payload(self.model, self.convention, **extra)
         return checkpoint.fixed_payload(self.model, self.convention, **extra)
@@ -402,9 +461,8 @@ class Trainer:
         main = distributed.is_main()
         bar = tqdm(total=len(self.train_loader), initial=self.batches_done, disable=not (self.progress and main),
                    desc=f"epoch {self.epoch + 1}/{self.epochs}", leave=False, dynamic_ncols=True)
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device)
-        seen, started = 0, time.perf_counter()
+        loss_sum, correct, seen = self._running_sums()
+        seen_before, started = seen, time.perf_counter()  # images/s: only this process's own batches
         refresh = postfix_every(int(self.config["train"]["log_every"]), len(self.train_loader))
         archs: list = [None]
         for index, (x, y) in enumerate(self.train_loader):
@@ -436,17 +494,27 @@ class Trainer:
                 self._optimizer_step(archs)
                 every = self.config["train"]["checkpoint_every_steps"]
                 if every and self.step % int(every) == 0 and self.batches_done < len(self.train_loader):
-                    self.save()  # mid-epoch: resuming skips the batches already trained
+                    self.epoch_sums = {"loss": loss_sum, "correct": correct, "seen": seen}
+                    self.save()  # mid-epoch: resuming skips the batches already trained, and goes on from these sums
             bar.update(1)
             if main and self.progress and ((index + 1) % refresh == 0 or index + 1 == len(self.train_loader)):
                 elapsed = time.perf_counter() - started
                 bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}",
                                 lr=f"{self.optimizer.param_groups[0]['lr']:.4f}",
-                                img_s=f"{seen * self.world / max(elapsed, 1e-9):.0f}")
+                                img_s=f"{(seen - seen_before) * self.world / max(elapsed, 1e-9):.0f}")
         bar.close()
         elapsed = time.perf_counter() - started
         return {"train_loss": loss_sum.item() / max(seen, 1), "train_top1": correct.item() / max(seen, 1),
-                "images_per_s": seen * self.world / max(elapsed, 1e-9), "train_seconds": elapsed}
+                "images_per_s": (seen - seen_before) * self.world / max(elapsed, 1e-9), "train_seconds": elapsed}
+
+    def _running_sums(self) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """(loss sum, correct, images seen) to start the epoch from: zero, or, resuming mid-epoch, the sums the
+        checkpoint saved, so the epoch's train_loss and train_top1 cover every batch, not only those after it."""
+        sums = self.epoch_sums if self.batches_done else None
+        self.epoch_sums = None
+        if sums is None:
+            return torch.zeros((), device=self.device), torch.zeros((), device=self.device), 0
+        return sums["loss"].to(self.device), sums["correct"].to(self.device), int(sums["seen"])
 
     def _path_loss(self, logits, targets, teacher):
         """The labels' loss, or with in-place distillation the cross-entropy against the teacher
