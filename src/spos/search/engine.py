@@ -9,14 +9,14 @@ measures with limits), so it is tested on known objectives and serves the supern
 - ``history`` (records of an earlier, killed run) pre-fills the cache: the search replays the
   same random stream from the start and only scores what the cache lacks, so a resumed run
   scores nothing twice and ends exactly where an uninterrupted one ends.
-- ``score_many`` scores a generation's new candidates in one call (torchrun ranks split it).
+- ``score_many`` scores a generation's new candidates in one call (torchrun ranks split it); each
+  score is recorded as it is yielded, so a kill mid-generation keeps what was scored before it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -27,6 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from spos.errors import UserError
+from spos.records import MayBeMissing, damaged_lines_text, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class SearchResult:
     records: list[dict]
     best_per_generation: list[float]
     front: list[dict] = field(default_factory=list)
-    num_scored: int = 0
+    num_scored: int = 0  # candidates the result rests on, those scored before a resume included
     score_seconds: float = 0.0
     total_seconds: float = 0.0
 
@@ -97,51 +98,36 @@ class SearchResult:
 
 
 class HistoryWriter:
-    """JSON lines, flushed and fsynced per record: a kill loses at most the record being written."""
+    """JSON lines, flushed and fsynced per record: a kill loses at most the record being written.
+    Appended through `spos.files.AppendLog`, which never follows a planted link."""
 
     def __init__(self, path: str | Path) -> None:
+        from spos.files import AppendLog
+
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = open(self.path, "a")
+        self._log = AppendLog(self.path)
 
     def write(self, record: dict) -> None:
-        self._handle.write(json.dumps(record) + "\n")
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        self._log.write_line(json.dumps(record))
 
     def close(self) -> None:
-        self._handle.close()
+        self._log.close()
 
 
-def _parse_record(line: bytes) -> dict | None:
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) and "genes" in record and "score" in record else None
+# What a history line must hold to be used: anything else is dropped and scored again.
+HISTORY_RECORD = {"genes": [int], "score": float, "generation": MayBeMissing(int)}
 
 
 def read_history(path: str | Path) -> list[dict]:
-    """Records of a history file. Damaged lines (a kill mid-write, a disk error) are dropped and
-    counted, the good records after them kept, and the file is rewritten without them so that
-    appending goes on from a clean line."""
+    """Records of a history file. Damaged lines (a kill mid-write, a disk error, a record of the wrong
+    shape) are dropped and counted, the good records after them kept, and the file is rewritten
+    without them so that appending goes on from a clean line."""
     from spos.files import write_atomic
 
     path = Path(path)
-    records, good_lines, damaged = [], [], []
-    with open(path, "rb") as handle:
-        for number, line in enumerate(handle, 1):
-            record = _parse_record(line) if line.strip() else None
-            if record is None:
-                if line.strip():
-                    damaged.append(number)
-                continue
-            records.append(record)
-            good_lines.append(line if line.endswith(b"\n") else line + b"\n")
+    records, damaged, good_lines = read_jsonl(path, HISTORY_RECORD)
     if damaged:
-        shown = ", ".join(map(str, damaged[:10])) + (", ..." if len(damaged) > 10 else "")
-        log.warning(f"warning: {path}: dropped {len(damaged)} damaged line{'s' if len(damaged) > 1 else ''} "
-                    f"(line {shown}); kept {len(records)} records, the dropped ones are scored again")
+        log.warning(damaged_lines_text(path, damaged, len(records), "the dropped ones are scored again"))
     if damaged or (good_lines and b"".join(good_lines) != path.read_bytes()):
         write_atomic(path, lambda handle: handle.write(b"".join(good_lines)))
     return records
@@ -161,15 +147,18 @@ class Evaluator:
 
     def evaluate(self, candidates: Sequence[Genes], generation: int) -> list[float]:
         fresh = list(dict.fromkeys(g for g in candidates if g not in self.cache))
-        if fresh:
-            started = time.perf_counter()
-            scores = self.score_many(fresh) if self.score_many else [self.score_fn(g) for g in fresh]
+        # Each score is recorded (and handed to ``on_evaluated``, the history) the moment it exists: one
+        # by one, or as ``score_many`` yields them, so a kill mid-generation loses one candidate's work.
+        started = time.perf_counter()
+        scores = iter(self.score_many(fresh)) if self.score_many and fresh else (self.score_fn(g) for g in fresh)
+        for genes in fresh:
+            score = float(next(scores))
             self.seconds += time.perf_counter() - started
-            self.num_scored += len(fresh)
-            for genes, score in zip(fresh, scores):
-                self.cache[genes] = float(score)
-                if self.on_evaluated:
-                    self.on_evaluated({"genes": list(genes), "score": float(score), "generation": generation})
+            self.num_scored += 1
+            self.cache[genes] = score
+            if self.on_evaluated:
+                self.on_evaluated({"genes": list(genes), "score": score, "generation": generation})
+            started = time.perf_counter()
         for genes in candidates:
             self.records.setdefault(genes, {"genes": list(genes), "score": self.cache[genes], "generation": generation})
         return [self.cache[g] for g in candidates]
@@ -385,8 +374,8 @@ def _result(evaluator: Evaluator, best_per_generation, started, front_cost) -> S
     genes, score = evaluator.best()
     records = list(evaluator.records.values())
     front = pareto_front(records, [front_cost]) if front_cost else [evaluator.records[genes]]
-    return SearchResult(genes, score, records, best_per_generation, front, evaluator.num_scored,
-                        evaluator.seconds, time.perf_counter() - started)
+    return SearchResult(genes, score, records, best_per_generation, front, len(records), evaluator.seconds,
+                        time.perf_counter() - started)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -498,5 +487,5 @@ def nsga2_search(counts: Sequence[int], score_fn: Callable[[Genes], float],
     bar.close()
     genes, score = evaluator.best()
     records = list(evaluator.records.values())
-    return SearchResult(genes, score, records, best_per_generation, pareto_front(records, costs),
-                        evaluator.num_scored, evaluator.seconds, time.perf_counter() - started)
+    return SearchResult(genes, score, records, best_per_generation, pareto_front(records, costs), len(records),
+                        evaluator.seconds, time.perf_counter() - started)

@@ -12,6 +12,7 @@ from pathlib import Path
 from spos import checkpoint, files
 from spos.errors import UserError
 from spos.flops import cost_table
+from spos.records import MayBeMissing, read_json
 from spos.search.engine import SearchConfig
 from spos.space import Architecture, SearchSpace, canonical_mode, save_architecture
 
@@ -199,6 +200,11 @@ def load_scoring_data(job: SearchJob, space: SearchSpace, device, convention=Non
 
 JOB_FILE = "job.json"
 SEARCH_MARKERS = ("history.jsonl", JOB_FILE)
+# Every file a search writes, for `files.remove_stale_temps` (globs relative to the output folder).
+SEARCH_FILES = ("history.jsonl", JOB_FILE, "summary.json", "best.json", "front/arch-*.json", "search_scatter.png",
+                "best_per_generation.png")
+# job.json as a resume reads it: an object of saved settings (compared one by one with the new job's)
+JOB_RECORD = {"population": MayBeMissing(int)}
 # What defines a search: a resume that changes any of these would mix two searches' scores.
 # ``generations`` may grow on resume: the search replays its stream and goes on.
 FINGERPRINT_FIELDS = ("data", "holdout", "split", "batch_size", "bn_batches", "eval_batches", "flops_max",
@@ -214,6 +220,18 @@ def _sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def input_fingerprint(value: str | Path | None) -> dict | str | None:
+    """What an input is, not how its path was written: a file (a checkpoint, a CIFAR-10 .npz) by its sha256,
+    a folder by its resolved path, anything else (a config or dataset name) as given; so a resume from
+    another working directory matches, and a replaced file does not."""
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if path.is_file():
+        return {"sha256": _sha256(path)}
+    return {"folder": str(path.resolve())} if path.is_dir() else str(value)
+
+
 def job_fingerprint(job: SearchJob) -> dict:
     """The settings and input files (by sha256) that define ``job``'s scores, as JSON data."""
     fingerprint = {name: getattr(job, name) for name in FINGERPRINT_FIELDS}
@@ -222,6 +240,8 @@ def job_fingerprint(job: SearchJob) -> dict:
         fingerprint["input"] = job.input
     if job.score != "top1":  # likewise for searches saved before --score existed
         fingerprint["score"] = job.score
+    if job.data_root is not None:  # likewise for searches saved before the data root was recorded
+        fingerprint["data_root"] = input_fingerprint(job.data_root)
     from spos.pretrained import weights_file
 
     supernet = weights_file(job.supernet)  # a model folder is known by its weights
@@ -246,15 +266,21 @@ def check_resumed_job(output: Path, fingerprint: dict) -> None:
             raise UserError(f"--resume: {output} holds no {JOB_FILE} (an older spos search), so spos cannot check "
                             "that it is the same search; start a new one in another --output")
         return
-    try:
-        saved = _children_counted(json.loads(saved_path.read_text()))
-    except (ValueError, OSError) as error:
-        raise UserError(f"--resume: {saved_path} is damaged ({error}); start a new search in another --output") from None
+    saved = _children_counted(read_json(saved_path, JOB_RECORD, "start a new search in another --output"))
     differing = [f"{key} {saved.get(key)!r} -> {fingerprint.get(key)!r}" for key in dict.fromkeys([*saved, *fingerprint])
                  if saved.get(key) != fingerprint.get(key)]
     if differing:
         raise UserError(f"--resume: {output} holds another search ({'; '.join(differing)}); resume with the same "
                         "settings or choose another --output")
+
+
+def check_generations(history: list[dict], generations: int, path: Path) -> None:
+    """Refuse a resume with fewer generations than its history already holds: its best would be taken from
+    the first generations while the history keeps the later ones."""
+    reached = max((record.get("generation", 0) for record in history), default=-1) + 1
+    if reached > generations:
+        raise UserError(f"--resume --generations {generations}: {path} already holds {reached} generations; resume "
+                        f"with --generations {reached} or more, or start a new search in another --output")
 
 
 def run_search(job: SearchJob) -> dict:
@@ -303,8 +329,10 @@ def _run_search(job: SearchJob, output: Path) -> dict:
     distributed.barrier()  # every rank has looked at the output folder before rank 0 writes into it
     history = engine.read_history(history_path) if job.resume and history_path.exists() else []
     if history:
+        check_generations(history, job.generations, history_path)
         log.info(f"resuming from {history_path}: {len(history)} candidates already scored")
     if distributed.is_main():
+        files.remove_stale_temps(output, SEARCH_FILES)
         files.write_text_atomic(json.dumps(fingerprint, indent=2) + "\n", output / JOB_FILE)
     writer = engine.HistoryWriter(history_path) if distributed.is_main() else None
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -100,13 +100,18 @@ class SupernetScorer:
     def __call__(self, arch: Architecture) -> float:
         return score_of(self.measure(arch), self.score)
 
-    def score_many(self, candidates: Sequence[Architecture]) -> list[float]:
-        """Score a generation; under torch.distributed each rank takes every world-th candidate."""
+    def score_many(self, candidates: Sequence[Architecture]) -> Iterator[float]:
+        """The scores of a generation, yielded in order as they are measured, so the caller can record each
+        at once. Under torch.distributed the ranks take ``world`` candidates at a time, one each, and
+        share their scores, so every rank yields every score."""
         rank, world = rank_and_world()
         if world == 1:
-            return [self(arch) for arch in candidates]
-        mine = {i: self(candidates[i]) for i in range(rank, len(candidates), world)}
-        gathered: list[dict] = [None] * world  # type: ignore[list-item]
-        dist.all_gather_object(gathered, mine)
-        merged = {i: score for part in gathered for i, score in part.items()}
-        return [merged[i] for i in range(len(candidates))]
+            for arch in candidates:
+                yield self(arch)
+            return
+        for start in range(0, len(candidates), world):
+            mine = {start + rank: self(candidates[start + rank])} if start + rank < len(candidates) else {}
+            gathered: list[dict] = [None] * world  # type: ignore[list-item]
+            dist.all_gather_object(gathered, mine)
+            merged = {i: score for part in gathered for i, score in part.items()}
+            yield from (merged[i] for i in range(start, min(start + world, len(candidates))))
