@@ -30,6 +30,7 @@ from spos import checkpoint, files
 from spos.errors import UserError
 from spos.canonical import canonicalizer, distinct
 from spos.flops import CostTable, cost_table
+from spos.records import MayBeMissing, damaged_lines_text, read_json, read_jsonl
 from spos.search.scoring import SCORES
 from spos.space import Architecture, SearchSpace, sample_architecture, save_architecture
 
@@ -252,29 +253,49 @@ def choose_architectures(job: RankJob, space: SearchSpace, truth: dict[Architect
 # The output folder
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+# What a resume reads back, each checked where it is read (`spos.records`).
+SETTINGS_RECORD = {"job": dict, "architectures": [str]}
+SCORE_ROW = {"arch": str, "supernet_top1": float, "supernet_loss": MayBeMissing(float)}  # rows of SCORES_LOG
+STANDALONE_ROW = {"index": int, "seed": int, "top1": float}  # rows of the stand-alone logs
+# The files rank 0 writes at the top of the output folder, for `files.remove_stale_temps`.
+RANK_FILES = (SETTINGS, STANDALONE_LOG, SCORES_LOG, "rank.json", "rank_scatter.png")
+
+
+def _read_jsonl(path: Path, schema, quiet: bool = False) -> list[dict]:
+    """The rows of a log that fit ``schema``; a line cut by a kill or damaged is dropped (with a warning
+    unless ``quiet``) and that result measured again."""
     if not path.is_file():
         return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut by a kill: that result is measured again
+    rows, damaged, _ = read_jsonl(path, schema)
+    if damaged and not quiet:
+        log.warning(damaged_lines_text(path, damaged, len(rows), "the dropped results are measured again"))
     return rows
 
 
 def _append_jsonl(path: Path, row: dict) -> None:
-    with open(path, "a") as handle:
-        handle.write(json.dumps(row) + "\n")
-        handle.flush()
+    with files.AppendLog(path) as appended:
+        appended.write_line(json.dumps(row))
 
 
 def _settings(job: RankJob, archs: list[Architecture]) -> dict:
+    """What defines the job: its options, with every input file by what it holds (`input_fingerprint`), so a
+    resume from another working directory matches and a replaced supernet does not."""
+    from spos.search.run import input_fingerprint
+
     asked = {k: v for k, v in asdict(job).items()
              if k not in ("output", "resume", "progress", "device", "split_seed", "score", "flops_windows",
                           "benchmark_file")}  # score and windows: statistics only
+    asked.update({k: input_fingerprint(asked[k]) for k in ("supernet", "arch_file", "ground_truth", "standalone",
+                                                           "data_root")})
     return {"job": asked, "architectures": [str(a) for a in archs]}
+
+
+def _saved_architectures(path: Path) -> list[Architecture]:
+    saved = read_json(path, SETTINGS_RECORD, "start the rank job again in another --output")
+    try:
+        return [Architecture.parse(text) for text in saved["architectures"]]
+    except UserError as error:
+        raise UserError(f"{path} is damaged ({error}); start the rank job again in another --output") from None
 
 
 def prepare_output(job: RankJob, archs: list[Architecture]) -> list[Architecture]:
@@ -288,18 +309,20 @@ def prepare_output(job: RankJob, archs: list[Architecture]) -> list[Architecture
     settings = _settings(job, archs)
     if launcher_rank_and_world()[0] != 0:
         _wait_until(saved.is_file, f"waiting for rank 0 to write {saved}", poll=0.5)
-        return [Architecture.parse(text) for text in json.loads(saved.read_text())["architectures"]]
+        return _saved_architectures(saved)
     if job.resume:
         if not saved.is_file():
             raise UserError(f"--resume: {output} holds no rank job ({SETTINGS} is missing)")
-        previous = json.loads(saved.read_text())
+        previous = read_json(saved, SETTINGS_RECORD, "start the rank job again in another --output")
         changed = [k for k, v in settings["job"].items() if previous["job"].get(k) != v]
         if changed:
             raise UserError(f"--resume: {output} was started with other settings ({', '.join(changed)}); "
                             "repeat the first command's options or choose another --output")
-        return [Architecture.parse(text) for text in previous["architectures"]]
+        archs = _saved_architectures(saved)
     output.mkdir(parents=True, exist_ok=True)
-    files.write_text_atomic(json.dumps(settings, indent=2) + "\n", saved)
+    files.remove_stale_temps(output, RANK_FILES)
+    if not job.resume:
+        files.write_text_atomic(json.dumps(settings, indent=2) + "\n", saved)
     return archs
 
 
@@ -315,7 +338,7 @@ def supernet_measures(job: RankJob, supernet, archs: list[Architecture], device,
 
     log_path = Path(job.output) / SCORES_LOG
     measures = {row["arch"]: {"top1": row["supernet_top1"], "loss": row["supernet_loss"]}
-                for row in _read_jsonl(log_path) if "supernet_loss" in row}
+                for row in _read_jsonl(log_path, SCORE_ROW) if "supernet_loss" in row}
     todo = [arch for arch in archs if str(arch) not in measures]
     if not todo:
         return measures
@@ -359,9 +382,10 @@ def standalone_config(job: RankJob, arch_file: Path, seed_offset: int) -> dict:
                               "device": str(shared_device(job.device or config["train"]["device"]))})
 
 
-def _standalone_logs(output: Path) -> dict[tuple[int, int], dict]:
+def _standalone_logs(output: Path, quiet: bool = False) -> dict[tuple[int, int], dict]:
     """Every finished stand-alone run, from rank 0's log and the other ranks' (``standalone.rankR.jsonl``)."""
-    rows = [row for path in sorted(output.glob("standalone*.jsonl")) for row in _read_jsonl(path)]
+    rows = [row for path in sorted(output.glob("standalone*.jsonl")) for row in _read_jsonl(path, STANDALONE_ROW,
+                                                                                              quiet)]
     return {(row["index"], row["seed"]): row for row in rows}
 
 
@@ -393,6 +417,7 @@ def standalone_accuracies(job: RankJob, space: SearchSpace, archs: list[Architec
             continue
         arch_file = output / "archs" / f"{index}.json"
         if not arch_file.is_file():
+            files.remove_stale_temps(output, (f"archs/{index}.json",))  # this rank's own: no other writes it
             save_architecture(arch_file, archs[index], space)
         folder = output / "standalone" / f"{index}-seed{seed}"
         cut = any((folder / marker).exists() for marker in RUN_MARKERS)
@@ -406,7 +431,8 @@ def standalone_accuracies(job: RankJob, space: SearchSpace, archs: list[Architec
                                  "steps": result.last["step"]})
     if rank != 0:
         return None
-    _wait_until(lambda: set(runs) <= set(_standalone_logs(output)), "waiting for the other ranks' stand-alone runs")
+    _wait_until(lambda: set(runs) <= set(_standalone_logs(output, quiet=True)),
+                "waiting for the other ranks' stand-alone runs")
     done = _standalone_logs(output)
     accuracies: dict[str, list[float]] = {}
     for index, seed in runs:
