@@ -15,7 +15,7 @@ import math
 import random
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -23,6 +23,7 @@ import torch
 from spos import files
 from spos.errors import UserError
 from spos.flops import cost_table
+from spos.records import dataclass_schema, read_json
 from spos.space import Architecture, SearchSpace, sample_architecture, save_architecture
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,8 @@ def demo_settings(data: str = "digits", *, data_root: str | None = None, downloa
         from spos.space import load_space
 
         load_space(space)  # an unknown name or a bad file stops here, before anything runs
-    return replace(PRESETS[data], data_root=data_root, download=download, seed=seed, space=space,
+    root = str(Path(data_root).expanduser().absolute()) if data_root else None  # a resume may run from elsewhere
+    return replace(PRESETS[data], data_root=root, download=download, seed=seed, space=space,
                    progress=progress).scaled(budget)
 
 
@@ -163,14 +165,41 @@ def _check_new_output(output: Path) -> None:
                         "--output (the demo never overwrites a run)")
 
 
+# Every file the demo writes at the top of its folder (each stage's folder is its own run), for
+# `files.remove_stale_temps`.
+DEMO_FILES = (SETTINGS_FILE, "summary.json", "report.md", "random.json", "best.onnx", "training_curves.png",
+              "best_architecture.png", "random_architecture.png")
+
+
+def check_stage_configs(settings: DemoSettings) -> None:
+    """Both training configs the settings make load and pass their checks (a negative --seed stops here)."""
+    _config(settings.supernet_config, settings, settings.supernet_epochs)
+    _config(settings.retrain_config, settings, settings.retrain_epochs)
+
+
+def _saved_settings(saved: Path, progress: bool) -> DemoSettings:
+    """The settings a demo saved, checked like the ones given on the command line."""
+    remedy = "start a new demo in another --output"
+    data = read_json(saved, dataclass_schema(DemoSettings), remedy)
+    settings = DemoSettings(**{f.name: data[f.name] for f in fields(DemoSettings) if f.name in data})
+    try:
+        check_stage_configs(settings)
+    except UserError as error:
+        raise UserError(f"{saved} holds settings the demo cannot run ({error}); {remedy}") from None
+    return replace(settings, progress=progress)
+
+
 def _prepare_output(settings: DemoSettings, output: Path, resume: bool) -> DemoSettings:
-    """A new or empty folder gets the settings written; ``resume`` reads them back instead."""
+    """A new or empty folder gets the settings written, once they are known to run; ``resume`` reads them back."""
     saved = output / SETTINGS_FILE
     if resume:
         if not saved.is_file():
             raise UserError(f"--resume: {output} holds no demo ({SETTINGS_FILE} is missing)")
-        return replace(DemoSettings(**json.loads(saved.read_text())), progress=settings.progress)
+        settings = _saved_settings(saved, settings.progress)
+        files.remove_stale_temps(output, DEMO_FILES)
+        return settings
     _check_new_output(output)
+    check_stage_configs(settings)
     files.write_text_atomic(json.dumps(asdict(settings), indent=2) + "\n", saved)
     return settings
 
