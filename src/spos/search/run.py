@@ -302,7 +302,6 @@ def _run_search(job: SearchJob, output: Path) -> dict:
     from spos.search.scoring import SupernetScorer, score_text
     from spos.train import distributed
 
-    history_path = output / "history.jsonl"
     distributed.init_distributed()  # under torchrun: each rank scores a share of every generation
     device = distributed.local_device(job.device)
     state = checkpoint.load_kind(job.supernet, "supernet")
@@ -327,15 +326,7 @@ def _run_search(job: SearchJob, output: Path) -> dict:
     scorer, score_many = genes.scoring(arch_scorer)
 
     distributed.barrier()  # every rank has looked at the output folder before rank 0 writes into it
-    history = engine.read_history(history_path) if job.resume and history_path.exists() else []
-    if history:
-        check_generations(history, job.generations, history_path)
-        log.info(f"resuming from {history_path}: {len(history)} candidates already scored")
-    if distributed.is_main():
-        files.remove_stale_temps(output, SEARCH_FILES)
-        files.write_text_atomic(json.dumps(fingerprint, indent=2) + "\n", output / JOB_FILE)
-    writer = engine.HistoryWriter(history_path) if distributed.is_main() else None
-
+    history, writer = _prepare_folder(job, output, fingerprint)
     measured = measure_once(measures)
 
     def on_evaluated(record: dict) -> None:
@@ -360,6 +351,24 @@ def _run_search(job: SearchJob, output: Path) -> dict:
     elapsed = time.perf_counter() - started
     return write_outputs(job, space, genes, measured, result, elapsed, supernet_top1=supernet_top1,
                          holdout=arch_scorer.measure) if distributed.is_main() else {}
+
+
+def _prepare_folder(job: SearchJob, output: Path, fingerprint: dict):
+    """(the history a resume continues, checked against --generations; on rank 0 the history opened for
+    appending, else None), with rank 0's folder made ready: stale temporary files removed, job.json written."""
+    from spos.search import engine
+    from spos.train import distributed
+
+    history_path = output / "history.jsonl"
+    history = engine.read_history(history_path) if job.resume and history_path.exists() else []
+    if history:
+        check_generations(history, job.generations, history_path)
+        log.info(f"resuming from {history_path}: {len(history)} candidates already scored")
+    if not distributed.is_main():
+        return history, None
+    files.remove_stale_temps(output, SEARCH_FILES)
+    files.write_text_atomic(json.dumps(fingerprint, indent=2) + "\n", output / JOB_FILE)
+    return history, engine.HistoryWriter(history_path)
 
 
 def _mean_path_top1(state: dict) -> float | None:
