@@ -16,3 +16,19 @@ def _deterministic():
 def tiny_space():
     """The oneshot space at 32x32 input with every width quartered: same 20 choice layers."""
     return get_space("oneshot", input_size=32, num_classes=10, width_mult=0.25)
+
+
+@pytest.fixture(scope="session")
+def digits_space():
+    """The oneshot space at digits' size (8x8 grey, 10 classes) with every width quartered."""
+    return get_space("oneshot", input_size=8, num_classes=10, in_channels=1, width_mult=0.25)
+
+
+@pytest.fixture(scope="session")
+def digits_supernet_file(tmp_path_factory, digits_space):
+    """An untrained supernet checkpoint of `digits_space`, for commands that only read one."""
+    from spos import checkpoint
+    from spos.supernet import SuperNet
+
+    path = tmp_path_factory.mktemp("digits-supernet") / "supernet.pt"
+    return checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(digits_space)), path)

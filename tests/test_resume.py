@@ -6,7 +6,6 @@ record a resume reads is checked where it is read (one line naming the file, nev
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from spos.search import ranking
 from spos.space import get_space
 from spos.supernet import SuperNet
 from spos.train import load_config, run_training
+from test_safety import Killed, _kill_at, _RunsCode  # kills at write points, a checkpoint that runs code
 
 TINY = ["space.width_mult=0.25", "train.log_every=1000", "validation.paths=2", "validation.bn_batches=2"]
 RETRAIN = ["train.epochs=2", "arch=oneshot", "data.batch_size=512", "data.val_batch_size=512"]
@@ -26,10 +26,6 @@ SEARCH_SMALL = ["--population", "4", "--parents", "2", "--mutations", "2", "--cr
                 "--batch-size", "64", "--eval-batches", "1", "--no-progress"]
 RANK_FAST = ["--bn-batches", "1", "--eval-batches", "1", "--batch-size", "64", "--bootstrap", "20", "--no-progress"]
 TIMING = ("images_per_s", "train_seconds")
-
-
-class Killed(Exception):
-    pass
 
 
 def _one_error_line(capsys) -> str:
@@ -44,17 +40,6 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
             if p.is_file() and p.name != ".lock"}
 
 
-@pytest.fixture(scope="module")
-def space():
-    return get_space("oneshot", input_size=8, num_classes=10, in_channels=1, width_mult=0.25)
-
-
-@pytest.fixture(scope="module")
-def supernet_file(tmp_path_factory, space):
-    path = tmp_path_factory.mktemp("supernet") / "supernet.pt"
-    return checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(space)), path)
-
-
 # -- a resume that cannot read its checkpoint stops, exit 2, and touches nothing ------------------------
 
 def _train_argv(out, resume: bool = True):
@@ -67,16 +52,6 @@ def finished_training(tmp_path_factory):
     out = tmp_path_factory.mktemp("training") / "run"
     assert main(_train_argv(out, resume=False)) == 0
     return out
-
-
-class _RunsCode:
-    """Unpickling this calls os.system: what an attacker puts in a checkpoint."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
 
 
 def _cut(path: Path) -> None:
@@ -164,22 +139,6 @@ def _rows(folder: Path) -> list[dict]:
     return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
 
 
-def _kill_at(monkeypatch, name: str, occurrence: int) -> None:
-    """Make the ``occurrence``-th atomic write of a file called ``name`` die before it lands."""
-    from spos import files
-
-    original, seen = files.write_atomic, {"n": 0}
-
-    def write_or_die(path, write):
-        if os.path.basename(path) == name:
-            seen["n"] += 1
-            if seen["n"] == occurrence:
-                raise Killed(f"killed writing {name} #{occurrence}")
-        return original(path, write)
-
-    monkeypatch.setattr(files, "write_atomic", write_or_die)
-
-
 @pytest.fixture(scope="module")
 def straight_mid_epoch(tmp_path_factory):
     out = tmp_path_factory.mktemp("straight")
@@ -211,14 +170,14 @@ def _ground_truth(folder: Path, space) -> Path:
     return truth
 
 
-def test_a_rank_resume_against_a_replaced_supernet_is_refused(tmp_path, capsys, space):
-    supernet = checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(space)), tmp_path / "supernet.pt")
-    truth, out = _ground_truth(tmp_path, space), tmp_path / "rank"
+def test_a_rank_resume_against_a_replaced_supernet_is_refused(tmp_path, capsys, digits_space):
+    supernet = checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(digits_space)), tmp_path / "net.pt")
+    truth, out = _ground_truth(tmp_path, digits_space), tmp_path / "rank"
     command = ["rank", "--supernet", str(supernet), "--ground-truth", str(truth), "--output", str(out), *RANK_FAST]
     assert main(command) == 0
     before = _snapshot(out)
     torch.manual_seed(1)
-    checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(space)), supernet)  # same path, other weights
+    checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(digits_space)), supernet)  # same path, new weights
     capsys.readouterr()
     assert main([*command, "--resume"]) == 2
     err = _one_error_line(capsys)
@@ -226,11 +185,12 @@ def test_a_rank_resume_against_a_replaced_supernet_is_refused(tmp_path, capsys, 
     assert _snapshot(out) == before
 
 
-def test_a_rank_resume_from_another_working_directory_continues(tmp_path, monkeypatch, supernet_file, space):
+def test_a_rank_resume_from_another_working_directory_continues(tmp_path, monkeypatch, digits_supernet_file,
+                                                                digits_space):
     first, second = tmp_path / "a", tmp_path / "b"
     first.mkdir(), second.mkdir()
-    shutil.copy(supernet_file, first / "supernet.pt")
-    _ground_truth(first, space)
+    shutil.copy(digits_supernet_file, first / "supernet.pt")
+    _ground_truth(first, digits_space)
     monkeypatch.chdir(first)
     assert main(["rank", "--supernet", "supernet.pt", "--ground-truth", "truth.json", "--output", "rank",
                  *RANK_FAST]) == 0
@@ -239,15 +199,14 @@ def test_a_rank_resume_from_another_working_directory_continues(tmp_path, monkey
                  "--resume", *RANK_FAST]) == 0
 
 
-def test_a_training_resume_names_its_architecture_file_by_any_path_but_not_another_architecture(tmp_path,
-                                                                                                 monkeypatch, capsys):
+def test_a_training_resume_names_its_architecture_file_by_any_path_but_not_another_architecture(
+        tmp_path, monkeypatch, capsys, digits_space):
     from spos.space import Architecture, save_architecture
 
-    oneshot_space = get_space("oneshot", input_size=8, num_classes=10, in_channels=1, width_mult=0.25)
     first, second = tmp_path / "a", tmp_path / "b"
     second.mkdir()
-    save_architecture(first / "arch.json", Architecture((0,) * 20, (7,) * 20), oneshot_space)
-    save_architecture(second / "other.json", Architecture((1,) * 20, (7,) * 20), oneshot_space)
+    save_architecture(first / "arch.json", Architecture((0,) * 20, (7,) * 20), digits_space)
+    save_architecture(second / "other.json", Architecture((1,) * 20, (7,) * 20), digits_space)
     settings = [arg for override in [*TINY, "train.iterations=1"] for arg in ("--set", override)]
     monkeypatch.chdir(first)
     assert main(["train", "--config", "digits-retrain", "--arch", "arch.json", "--output", "run", "--no-progress",
@@ -294,9 +253,9 @@ def test_a_search_resume_on_other_data_is_refused_and_on_the_same_data_by_anothe
     assert search("../a.npz", "--resume") == 0
 
 
-def test_a_search_resume_with_fewer_generations_is_refused(tmp_path, capsys, supernet_file):
+def test_a_search_resume_with_fewer_generations_is_refused(tmp_path, capsys, digits_supernet_file):
     out = tmp_path / "search"
-    command = ["search", "--supernet", str(supernet_file), "--output", str(out), *SEARCH_SMALL]
+    command = ["search", "--supernet", str(digits_supernet_file), "--output", str(out), *SEARCH_SMALL]
     assert main([*command, "--generations", "2"]) == 0
     before = _snapshot(out)
     capsys.readouterr()
@@ -325,15 +284,15 @@ def test_a_demo_resume_from_another_working_directory_finds_its_data(tmp_path, m
 
 # -- a kill mid-generation: every scored candidate is in the history, the summary counts them all -----------
 
-def _search(supernet_file, out, *extra):
-    return main(["search", "--supernet", str(supernet_file), "--output", str(out), "--generations", "2",
+def _search(digits_supernet_file, out, *extra):
+    return main(["search", "--supernet", str(digits_supernet_file), "--output", str(out), "--generations", "2",
                  *SEARCH_SMALL, *extra])
 
 
 @pytest.fixture(scope="module")
-def straight_search(tmp_path_factory, supernet_file):
+def straight_search(tmp_path_factory, digits_supernet_file):
     out = tmp_path_factory.mktemp("straight-search") / "search"
-    assert _search(supernet_file, out) == 0
+    assert _search(digits_supernet_file, out) == 0
     return out
 
 
@@ -354,17 +313,16 @@ def _count_scoring(monkeypatch, kill_at: int | None = None) -> list:
 
 
 @pytest.mark.parametrize("kill_at", [3, 6])  # in the first generation, in the second
-def test_a_search_killed_mid_generation_scores_nothing_twice_and_counts_everything(tmp_path, monkeypatch,
-                                                                                   supernet_file, straight_search,
-                                                                                   kill_at):
+def test_a_search_killed_mid_generation_scores_nothing_twice_and_counts_everything(
+        tmp_path, monkeypatch, digits_supernet_file, straight_search, kill_at):
     out = tmp_path / "search"
     with monkeypatch.context() as patch:
         _count_scoring(patch, kill_at)
         with pytest.raises(Killed):
-            _search(supernet_file, out)
+            _search(digits_supernet_file, out)
     assert len((out / "history.jsonl").read_text().splitlines()) == kill_at - 1  # written as scored
     calls = _count_scoring(monkeypatch)
-    assert _search(supernet_file, out, "--resume") == 0
+    assert _search(digits_supernet_file, out, "--resume") == 0
     straight = json.loads((straight_search / "summary.json").read_text())
     resumed = json.loads((out / "summary.json").read_text())
     assert len(calls) == straight["scored"] - (kill_at - 1)
@@ -375,7 +333,7 @@ def test_a_search_killed_mid_generation_scores_nothing_twice_and_counts_everythi
 
 # -- damaged run-folder records: one line naming the file, or dropped and measured again ----------------------
 
-def test_history_records_of_the_wrong_shape_are_dropped_and_scored_again(tmp_path, caplog, supernet_file,
+def test_history_records_of_the_wrong_shape_are_dropped_and_scored_again(tmp_path, caplog, digits_supernet_file,
                                                                          straight_search):
     out = tmp_path / "search"
     shutil.copytree(straight_search, out)
@@ -384,7 +342,7 @@ def test_history_records_of_the_wrong_shape_are_dropped_and_scored_again(tmp_pat
     lines[2] = json.dumps({**json.loads(lines[2]), "score": "high"})
     (out / "history.jsonl").write_text("\n".join(lines) + "\n")
     with caplog.at_level("WARNING"):
-        assert _search(supernet_file, out, "--resume") == 0
+        assert _search(digits_supernet_file, out, "--resume") == 0
     assert "dropped 2 damaged lines (line 2, 3)" in caplog.text
     assert sorted((out / "history.jsonl").read_text().splitlines()) == \
         sorted((straight_search / "history.jsonl").read_text().splitlines())
@@ -395,22 +353,22 @@ def test_history_records_of_the_wrong_shape_are_dropped_and_scored_again(tmp_pat
     ('{"population": "4"}', "job.json is damaged (population is '4', not a whole number)"),
     ("{not json", "job.json is damaged (not valid JSON)"),
 ])
-def test_a_damaged_job_json_is_one_line(tmp_path, capsys, supernet_file, straight_search, content, message):
+def test_a_damaged_job_json_is_one_line(tmp_path, capsys, digits_supernet_file, straight_search, content, message):
     out = tmp_path / "search"
     shutil.copytree(straight_search, out)
     (out / "job.json").write_text(content)
     before = _snapshot(out)
-    assert _search(supernet_file, out, "--resume") == 2
+    assert _search(digits_supernet_file, out, "--resume") == 2
     err = _one_error_line(capsys)
     assert message in err and "start a new search in another --output" in err
     assert _snapshot(out) == before
 
 
 @pytest.fixture(scope="module")
-def finished_rank(tmp_path_factory, supernet_file, space):
+def finished_rank(tmp_path_factory, digits_supernet_file, digits_space):
     folder = tmp_path_factory.mktemp("rank")
-    truth = _ground_truth(folder, space)
-    command = ["rank", "--supernet", str(supernet_file), "--ground-truth", str(truth), "--output",
+    truth = _ground_truth(folder, digits_space)
+    command = ["rank", "--supernet", str(digits_supernet_file), "--ground-truth", str(truth), "--output",
                str(folder / "rank"), *RANK_FAST]
     assert main(command) == 0
     return folder / "rank", command
@@ -440,7 +398,8 @@ def test_damaged_supernet_score_rows_are_dropped_and_measured_again(tmp_path, ca
     with caplog.at_level("WARNING"):
         assert main([*[str(out) if part == str(finished) else part for part in command], "--resume"]) == 0
     assert "dropped 2 damaged lines (line 1, 2)" in caplog.text
-    assert json.loads((out / "rank.json").read_text())["rows"] == json.loads((finished / "rank.json").read_text())["rows"]
+    rows = json.loads((out / "rank.json").read_text())["rows"]
+    assert rows == json.loads((finished / "rank.json").read_text())["rows"]
 
 
 @pytest.mark.parametrize("content, message", [
@@ -462,3 +421,13 @@ def test_a_demo_with_a_bad_seed_writes_nothing(tmp_path, capsys):
     assert main(["demo", "--seed", "-1", "--output", str(out), "--budget", "0.01", "--no-progress"]) == 2
     assert "train.seed: -1" in _one_error_line(capsys)
     assert not out.exists()
+
+
+def test_damaged_standalone_log_rows_are_dropped_and_trained_again(tmp_path, caplog):
+    good = {"index": 1, "seed": 0, "arch": "x", "top1": 0.5, "best_top1": 0.5, "steps": 2}
+    (tmp_path / ranking.STANDALONE_LOG).write_text("\n".join([
+        "5", json.dumps({"seed": 0, "top1": 0.4}), json.dumps({**good, "index": "0"}), json.dumps(good),
+        '{"index": 2, "se']) + "\n")
+    with caplog.at_level("WARNING"):
+        assert ranking._standalone_logs(tmp_path) == {(1, 0): good}
+    assert "dropped 4 damaged lines (line 1, 2, 3, 5)" in caplog.text

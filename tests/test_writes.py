@@ -10,14 +10,12 @@ import os
 import shutil
 
 import pytest
-import torch
 
 from spos import checkpoint, files
 from spos.cli import main
 from spos.fixed import FixedNet
 from spos.search import ranking
-from spos.space import Architecture, get_space
-from spos.supernet import SuperNet
+from spos.space import Architecture
 from spos.train import load_config, run_training
 
 ARCH = Architecture((0,) * 20, (7,) * 20)
@@ -34,22 +32,11 @@ def _one_error_line(capsys) -> str:
 
 
 @pytest.fixture(scope="module")
-def space():
-    return get_space("oneshot", input_size=8, num_classes=10, in_channels=1, width_mult=0.25)
-
-
-@pytest.fixture(scope="module")
-def fixed_file(tmp_path_factory, space):
+def fixed_file(tmp_path_factory, digits_space):
     """A digits-sized FixedNet checkpoint whose config names digits: export checks and calibrates on it."""
     path = tmp_path_factory.mktemp("fixed") / "net.pt"
-    payload = checkpoint.fixed_payload(FixedNet(space, ARCH).eval(), config={"data": {"name": "digits"}})
+    payload = checkpoint.fixed_payload(FixedNet(digits_space, ARCH).eval(), config={"data": {"name": "digits"}})
     return checkpoint.save_atomic(payload, path)
-
-
-@pytest.fixture(scope="module")
-def supernet_file(tmp_path_factory, space):
-    path = tmp_path_factory.mktemp("supernet") / "supernet.pt"
-    return checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(space)), path)
 
 
 def _victim(tmp_path, name="victim.txt"):
@@ -137,31 +124,32 @@ def test_an_append_after_a_line_cut_by_a_kill_starts_a_line_of_its_own(tmp_path)
     assert log.read_text().splitlines() == ['{"a": 1}', '{"b": ', '{"c": 3}']
 
 
-def _search_argv(supernet_file, out, *extra):
-    return ["search", "--supernet", str(supernet_file), "--output", str(out), *SEARCH_SMALL, *extra]
+def _search_argv(digits_supernet_file, out, *extra):
+    return ["search", "--supernet", str(digits_supernet_file), "--output", str(out), *SEARCH_SMALL, *extra]
 
 
 @pytest.fixture(scope="module")
-def finished_search(tmp_path_factory, supernet_file):
+def finished_search(tmp_path_factory, digits_supernet_file):
     out = tmp_path_factory.mktemp("search") / "search"
-    assert main(_search_argv(supernet_file, out)) == 0
+    assert main(_search_argv(digits_supernet_file, out)) == 0
     return out
 
 
 @pytest.mark.parametrize("name", ["search_scatter.png", "best_per_generation.png", "best.json", "front/arch-00.json",
                                   "summary.json"])
-def test_a_resumed_search_replaces_links_planted_in_its_folder(tmp_path, supernet_file, finished_search, name):
+def test_a_resumed_search_replaces_links_planted_in_its_folder(tmp_path, digits_supernet_file, finished_search, name):
     out = tmp_path / "search"
     shutil.copytree(finished_search, out)
     victim = _victim(tmp_path)
     (out / name).unlink()
     (out / name).symlink_to(victim)
-    assert main(_search_argv(supernet_file, out, "--resume")) == 0
+    assert main(_search_argv(digits_supernet_file, out, "--resume")) == 0
     assert victim.read_text() == VICTIM
     assert (out / name).is_file() and not (out / name).is_symlink()
 
 
-def test_a_resumed_search_refuses_to_append_to_a_linked_history(tmp_path, capsys, supernet_file, finished_search):
+def test_a_resumed_search_refuses_to_append_to_a_linked_history(tmp_path, capsys, digits_supernet_file,
+                                                                finished_search):
     out = tmp_path / "search"
     shutil.copytree(finished_search, out)
     victim = tmp_path / "victim.jsonl"
@@ -169,28 +157,28 @@ def test_a_resumed_search_refuses_to_append_to_a_linked_history(tmp_path, capsys
     (out / "history.jsonl").unlink()
     (out / "history.jsonl").symlink_to(victim)
     before = victim.read_bytes()
-    assert main(_search_argv(supernet_file, out, "--resume")) == 2
+    assert main(_search_argv(digits_supernet_file, out, "--resume")) == 2
     assert "cannot append to" in _one_error_line(capsys)
     assert victim.read_bytes() == before
 
 
-def _rank_argv(supernet_file, truth, out, *extra):
-    return ["rank", "--supernet", str(supernet_file), "--ground-truth", str(truth), "--output", str(out),
+def _rank_argv(digits_supernet_file, truth, out, *extra):
+    return ["rank", "--supernet", str(digits_supernet_file), "--ground-truth", str(truth), "--output", str(out),
             *RANK_FAST, *extra]
 
 
 @pytest.fixture(scope="module")
-def finished_rank(tmp_path_factory, supernet_file, space):
+def finished_rank(tmp_path_factory, digits_supernet_file, digits_space):
     """(rank folder, ground-truth file) of a finished rank job against a ground truth."""
     folder = tmp_path_factory.mktemp("rank")
-    archs = ranking.draw_architectures(space, 4, "none", seed=5)
+    archs = ranking.draw_architectures(digits_space, 4, "none", seed=5)
     truth = folder / "truth.json"
     truth.write_text(json.dumps({str(a): 0.5 + i / 20 for i, a in enumerate(archs)}))
-    assert main(_rank_argv(supernet_file, truth, folder / "rank")) == 0
+    assert main(_rank_argv(digits_supernet_file, truth, folder / "rank")) == 0
     return folder / "rank", truth
 
 
-def test_a_resumed_rank_replaces_a_linked_plot_and_never_appends_to_a_linked_log(tmp_path, capsys, supernet_file,
+def test_a_resumed_rank_replaces_a_linked_plot_and_never_appends_to_a_linked_log(tmp_path, capsys, digits_supernet_file,
                                                                                  finished_rank):
     finished, truth = finished_rank
     out = tmp_path / "rank"
@@ -198,42 +186,42 @@ def test_a_resumed_rank_replaces_a_linked_plot_and_never_appends_to_a_linked_log
     plot_victim, log_victim = _victim(tmp_path, "plot-victim"), _victim(tmp_path, "log-victim")
     (out / "rank_scatter.png").unlink()
     (out / "rank_scatter.png").symlink_to(plot_victim)
-    assert main(_rank_argv(supernet_file, truth, out, "--resume")) == 0
+    assert main(_rank_argv(digits_supernet_file, truth, out, "--resume")) == 0
     assert plot_victim.read_text() == VICTIM and not (out / "rank_scatter.png").is_symlink()
     (out / ranking.SCORES_LOG).unlink()
     (out / ranking.SCORES_LOG).symlink_to(log_victim)  # reads as no scores: every path is measured again
     capsys.readouterr()
-    assert main(_rank_argv(supernet_file, truth, out, "--resume")) == 2
+    assert main(_rank_argv(digits_supernet_file, truth, out, "--resume")) == 2
     assert "cannot append to" in _one_error_line(capsys)
     assert log_victim.read_text() == VICTIM
 
 
 # -- the run lock: a .lock spos did not write is someone's file --------------------------------------
 
-def _refused_argv(command, out, supernet_file):
+def _refused_argv(command, out, digits_supernet_file):
     return {"train": ["train", "--config", "digits-retrain", "--arch", "oneshot", "--output", str(out),
                       "--no-progress", "--set", "train.iterations=1", "--set", "space.width_mult=0.25"],
-            "search": _search_argv(supernet_file, out),
+            "search": _search_argv(digits_supernet_file, out),
             "demo": ["demo", "--output", str(out), "--budget", "0.01", "--no-progress"],
-            "rank": ["rank", "--supernet", str(supernet_file), "--output", str(out), "--standalone",
+            "rank": ["rank", "--supernet", str(digits_supernet_file), "--output", str(out), "--standalone",
                      "digits-retrain", "--archs", "3", *RANK_FAST]}[command]
 
 
 @pytest.mark.parametrize("command", ["train", "search", "demo", "rank"])
-def test_a_folder_holding_only_someones_lock_file_is_not_empty(tmp_path, capsys, supernet_file, command):
+def test_a_folder_holding_only_someones_lock_file_is_not_empty(tmp_path, capsys, digits_supernet_file, command):
     out = tmp_path / "out"
     out.mkdir()
     (out / ".lock").write_text("my lock notes\n")
-    assert main(_refused_argv(command, out, supernet_file)) == 2
+    assert main(_refused_argv(command, out, digits_supernet_file)) == 2
     assert "not empty" in _one_error_line(capsys)
     assert (out / ".lock").read_text() == "my lock notes\n" and os.listdir(out) == [".lock"]
 
 
-def test_a_resume_stops_at_someones_lock_file_in_its_folder(tmp_path, capsys, supernet_file, finished_search):
+def test_a_resume_stops_at_someones_lock_file_in_its_folder(tmp_path, capsys, digits_supernet_file, finished_search):
     out = tmp_path / "search"
     shutil.copytree(finished_search, out)
     (out / ".lock").write_text("not a pid\n")
-    assert main(_search_argv(supernet_file, out, "--resume")) == 2
+    assert main(_search_argv(digits_supernet_file, out, "--resume")) == 2
     assert "is not a spos lock" in _one_error_line(capsys)
     assert (out / ".lock").read_text() == "not a pid\n"
 
@@ -263,7 +251,7 @@ def test_a_resumed_training_run_removes_its_stale_temporary_files_only(tmp_path)
     assert all(path.read_text() == "left behind\n" for path in others)
 
 
-def test_a_resumed_search_removes_its_stale_temporary_files_only(tmp_path, supernet_file, finished_search):
+def test_a_resumed_search_removes_its_stale_temporary_files_only(tmp_path, digits_supernet_file, finished_search):
     out = tmp_path / "search"
     shutil.copytree(finished_search, out)
     own = [out / STALE.format("history.jsonl"), out / "front" / STALE.format("arch-00.json"),
@@ -271,7 +259,7 @@ def test_a_resumed_search_removes_its_stale_temporary_files_only(tmp_path, super
     others = [out / STALE.format("mine.json"), out / "front" / STALE.format("notes")]
     for path in own + others:
         path.write_text("left behind\n")
-    assert main(_search_argv(supernet_file, out, "--resume")) == 0
+    assert main(_search_argv(digits_supernet_file, out, "--resume")) == 0
     assert not any(path.exists() for path in own)
     assert all(path.read_text() == "left behind\n" for path in others)
 
