@@ -280,13 +280,14 @@ def _append_jsonl(path: Path, row: dict) -> None:
 def _settings(job: RankJob, archs: list[Architecture]) -> dict:
     """What defines the job: its options, with every input file by what it holds (`input_fingerprint`), so a
     resume from another working directory matches and a replaced supernet does not."""
+    from spos.pretrained import weights_file
     from spos.search.run import input_fingerprint
 
     asked = {k: v for k, v in asdict(job).items()
              if k not in ("output", "resume", "progress", "device", "split_seed", "score", "flops_windows",
                           "benchmark_file")}  # score and windows: statistics only
-    asked.update({k: input_fingerprint(asked[k]) for k in ("supernet", "arch_file", "ground_truth", "standalone",
-                                                           "data_root")})
+    asked.update({k: input_fingerprint(asked[k]) for k in ("arch_file", "ground_truth", "standalone", "data_root")})
+    asked["supernet"] = input_fingerprint(weights_file(job.supernet))  # a model folder is known by its weights
     return {"job": asked, "architectures": [str(a) for a in archs]}
 
 
