@@ -329,11 +329,12 @@ def test_entangled_supernet_extracts_fixed_nets_equal_to_their_paths(tiny_space)
     rng = random.Random(1)
     for _ in range(4):
         arch = sample_architecture(tiny_space, rng)
-        recalibrate_bn(supernet.path(arch), [(torch.randn(8, 3, 32, 32), torch.zeros(8, dtype=torch.long))])
+        calibration = [(torch.randn(8, 3, 32, 32), torch.zeros(8, dtype=torch.long))]
+        recalibrate_bn(supernet.path(arch), calibration)
         supernet.eval()
         with torch.no_grad():
             expected = supernet(x, arch)
-            got = supernet.extract(arch).eval()(x)
+            got = supernet.extract(arch, calibration).eval()(x)
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -412,10 +413,12 @@ def test_aligned_supernet_extracts_fixed_nets_equal_to_their_paths_after_trainin
         arch = sample_architecture(tiny_space, rng)
         if blocks:
             arch = type(arch)(blocks, arch.channels)
-        recalibrate_bn(supernet.path(arch), [(torch.randn(8, 3, 32, 32), torch.zeros(8, dtype=torch.long))])
+        calibration = [(torch.randn(8, 3, 32, 32), torch.zeros(8, dtype=torch.long))]
+        recalibrate_bn(supernet.path(arch), calibration)
         supernet.eval()
         with torch.no_grad():
-            torch.testing.assert_close(supernet.extract(arch).eval()(x), supernet(x, arch), atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(supernet.extract(arch, calibration).eval()(x), supernet(x, arch),
+                                       atol=1e-5, rtol=1e-5)
 
 
 def test_aligned_choices_need_entangled_kernels_and_survive_a_checkpoint(tmp_path):

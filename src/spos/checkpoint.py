@@ -146,3 +146,27 @@ def load_kind(path: str | Path, kind: str | None) -> dict:
 
 def load_model(path: str | Path, *, kind: str | None = None, prefer_ema: bool = False) -> FixedNet | SuperNet:
     return build_model(load_kind(path, kind), prefer_ema=prefer_ema)
+
+
+def training_splits(data: dict, *, name: str | None = None, root: str | None = None, download: bool = False,
+                    holdout: float | int | None = None, convention: InputConvention | None = None, space=None):
+    """The dataset the checkpoint ``data`` was trained on, split as its run split it: its config's data,
+    root, hold-out and seed, in ``convention`` (default: the one it records). ``name``/``root`` (``--data``,
+    ``--data-root``) replace what it records, ``holdout`` its hold-out; ``space`` is checked to fit.
+
+    Its ``train`` split is what a supernet path's BN is recalibrated on (`spos.train.bn.calibration_batches`)."""
+    from spos.data import build_datasets
+
+    config = data.get("config") or {}
+    data_cfg, train_cfg = config.get("data") or {}, config.get("train") or {}
+    name = name or data_cfg.get("name")
+    if not name:
+        raise UserError("this checkpoint does not say which data it was trained on (a converted official one "
+                        "records none); pass --data and --data-root")
+    splits = build_datasets(name, root or data_cfg.get("root"), download=download,
+                            holdout=data_cfg.get("holdout", 0) if holdout is None else holdout,
+                            seed=train_cfg.get("seed", 0), input_size=None if space is None else space.input_size,
+                            convention=convention_of(data) if convention is None else convention)
+    if space is not None:
+        splits.info.check_fits(space)
+    return splits

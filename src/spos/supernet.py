@@ -15,7 +15,7 @@ the ShuffleNet ones and starts every choice of a layer computing nearly the same
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import torch
 from torch import nn
@@ -77,20 +77,35 @@ class SuperNet(nn.Module):
         for module in self.path_modules(arch):
             yield from module.parameters()
 
-    @torch.no_grad()
-    def extract(self, arch: Architecture) -> FixedNet:
-        """A FixedNet of ``arch`` holding this supernet's weights (leading slices, centred kernels)
-        and BN statistics, built module by module from the path (`spos.dynamic.inherit`).
+    def extract(self, arch: Architecture, calibration: Iterable | None = None) -> FixedNet:
+        """A FixedNet of ``arch`` holding this supernet's weights (leading slices, centred kernels),
+        built module by module from the path (`spos.dynamic.inherit`), with its BN statistics
+        re-estimated for this path on ``calibration``: training batches, those of
+        `spos.train.bn.calibration_batches` for the numbers ``spos eval`` and ``spos export`` give.
 
-        Its eval-mode output equals ``self.eval()(x, arch)``. The supernet's BN has no affine
+        The supernet's own running statistics belong to no path (training mixes every path, and
+        validating a path resets the BN of every op off it), so a copy without recalibration is
+        refused rather than handed over. The result's eval-mode output equals
+        ``self.path(arch)`` recalibrated on the same batches. The supernet's BN has no affine
         parameters, so the FixedNet's start at weight 1 and bias 0.
         """
-        net = FixedNet(self.space, arch, affine=True)
+        if calibration is None:
+            raise UserError("a supernet path's BN statistics must be recalibrated before it is a network of its "
+                            "own: pass calibration batches, e.g. extract(arch, spos.train.bn.calibration_batches("
+                            "<the supernet's training split>))")
+        from spos.train.bn import recalibrate_bn  # spos.train builds supernets, so it is imported here
+
+        return recalibrate_bn(self._inherited(arch), calibration).train(self.training)
+
+    @torch.no_grad()
+    def _inherited(self, arch: Architecture) -> FixedNet:
+        """The path's weights and (stale) BN statistics copied into a FixedNet on this supernet's device."""
+        net = FixedNet(self.space, arch, affine=True).to(next(self.parameters()).device)
         inherit(net.first_conv, self.first_conv)
         for fixed, layer, block in zip(net.features, self.features, arch.blocks):
             inherit(fixed, layer[block])
         inherit(net.head, self.head)
-        return net.train(self.training)
+        return net
 
 
 def entangle_layer(layer: nn.ModuleList, *, aligned: bool = False) -> list[DynamicConv2d]:

@@ -23,7 +23,8 @@ def _register_export(subparsers) -> None:
     export = add_command(
         subparsers, "export", help="export a network to ONNX or TorchScript, checked against PyTorch",
         description="Export a trained FixedNet (a checkpoint from `spos train`, a supernet checkpoint with --arch, "
-                    "or a zoo name with fresh weights) to ONNX (dynamic batch) or TorchScript. The export is run "
+                    "or a zoo name with fresh weights) to ONNX (dynamic batch) or TorchScript. A supernet path's BN "
+                    "is recalibrated on the supernet's training images first, as `spos eval` does. The export is run "
                     "back on a real batch and refused if it differs from PyTorch by more than --tolerance. "
                     "--fuse folds BN into the convs first; --int8 also writes an onnxruntime int8 model "
                     "calibrated on training batches and reports its accuracy drop and speed-up.",
@@ -45,8 +46,12 @@ def _register_export(subparsers) -> None:
     export.add_argument("--fuse", action="store_true", help="fold BN into the convs before exporting")
     export.add_argument("--int8", action="store_true", help="also write an int8 ONNX model (onnxruntime)")
     export.add_argument("--calibration-batches", type=int, default=8, help="int8 calibration batches (8)")
-    export.add_argument("--data", default=None, help="dataset for the check batch and int8 calibration "
-                                                     "(default: the one the checkpoint was trained on)")
+    export.add_argument("--bn-batches", type=int, default=20,
+                        help="with a supernet checkpoint: training batches the path's BN is recalibrated on, as "
+                             "`spos eval` recalibrates it (default 20)")
+    export.add_argument("--data", default=None, help="dataset for the check batch, int8 calibration and a "
+                                                     "supernet path's BN (default: the one the checkpoint was "
+                                                     "trained on)")
     export.add_argument("--data-root", default=None, help="folder of --data")
     export.add_argument("--download", action="store_true",
                         help="download the dataset if missing (CIFAR-10/100, MNIST; needs internet)")
@@ -113,8 +118,12 @@ def _space_for(args, default: str = "oneshot"):
     return get_space(args.space or default, **space_adaptation(args))
 
 
-def load_network(source: str, arch_ref: str | None, args):
-    """(FixedNet in eval mode, the checkpoint dict or None): from a checkpoint, or a zoo name / file."""
+def load_network(source: str, arch_ref: str | None, args, *, calibrate: bool = True):
+    """(FixedNet in eval mode, the checkpoint dict or None): from a checkpoint, or a zoo name / file.
+
+    A supernet path becomes a network with its BN recalibrated as ``spos eval`` recalibrates it
+    (`supernet_path_network`); ``calibrate=False``, for timing only, gives the path's network with
+    fresh weights instead, since no statistics are worth computing for a stopwatch."""
     from spos import checkpoint
     from spos.fixed import FixedNet
     from spos.zoo import resolve_architecture
@@ -128,13 +137,29 @@ def load_network(source: str, arch_ref: str | None, args):
             if not arch_ref:
                 raise UserError(f"{source} is a supernet; pass --arch with the path to use")
             arch = resolve_architecture(arch_ref, space=model.space)[0]
-            model = model.extract(arch)
+            model = supernet_path_network(model, arch, data, args) if calibrate else FixedNet(model.space, arch)
         elif arch_ref:
             raise UserError("--arch is only for supernet checkpoints")
         return model.eval(), data
     arch, space = resolve_architecture(source, space=_space_for(args) if args.space else None,
                                        **space_adaptation(args))
     return FixedNet(space, arch).eval(), None
+
+
+def supernet_path_network(supernet, arch, data: dict, args):
+    """The supernet path ``arch`` as a FixedNet, its BN recalibrated on ``--bn-batches`` batches of the
+    supernet's own training images: the batches ``spos eval`` recalibrates on, so both give one network."""
+    from spos import checkpoint
+    from spos.train.bn import BN_BATCHES, calibration_batches
+
+    bn_batches = getattr(args, "bn_batches", BN_BATCHES)  # `spos hub push` takes eval's default
+    if bn_batches < 1:
+        raise UserError("--bn-batches must be at least 1")
+    splits = checkpoint.training_splits(data, name=args.data, root=args.data_root, download=args.download,
+                                        convention=checkpoint.convention_of(data, args.input), space=supernet.space)
+    print(f"supernet path {arch}: BN recalibrated on {bn_batches} batches of {splits.info.name} training "
+          "images, as `spos eval` recalibrates it")
+    return supernet.extract(arch, calibration_batches(splits.train, bn_batches))
 
 
 def data_splits(args, data: dict | None, space, convention=None):
@@ -165,6 +190,8 @@ def run_export(args) -> int:
     if args.format == "hf":
         print(write_model_folder(args, args.source, args.output, force=args.force))
         return 0
+    if args.output:  # refused before a supernet path is calibrated
+        check_output_file(args.output, args.force)
     model, data = load_network(args.source, args.arch, args)
     space = model.space
     suffix = ".onnx" if args.format == "onnx" else ".ts"
@@ -342,7 +369,7 @@ def run_latency_model(args) -> int:
         stats = time_callable(lambda: run_onnx(session, x), repeats=args.repeats, batch_size=args.batch_size,
                               threads=args.threads)
     else:
-        model, _ = load_network(args.source, args.arch, args)
+        model, _ = load_network(args.source, args.arch, args, calibrate=False)
         space = model.space
         stats = measure_model(model, (space.in_channels, space.input_size, space.input_size),
                               batch_size=args.batch_size, repeats=args.repeats, threads=args.threads,

@@ -38,7 +38,9 @@ def register(subparsers) -> None:
     data.add_argument("--split", choices=("holdout", "val"), default="holdout",
                       help="split the candidates are scored on (default holdout; val is the test set: avoid)")
     data.add_argument("--batch-size", type=int, default=128, help="batch size for scoring (default 128)")
-    data.add_argument("--bn-batches", type=int, default=20, help="BN recalibration batches (official: 20)")
+    data.add_argument("--bn-batches", type=int, default=20,
+                      help="training batches each path's BN is recalibrated on, the ones `spos eval` and "
+                           "`spos export` use (official: 20)")
     data.add_argument("--eval-batches", type=int, default=None, help="cap on hold-out batches per candidate")
     add_input_argument(data)
     data.add_argument("--workers", type=int, default=0, help="data loader workers (default 0)")

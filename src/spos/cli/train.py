@@ -68,7 +68,9 @@ def register(subparsers) -> None:
                           help="split to evaluate on (default val)")
     evaluate.add_argument("--holdout", default=None, help="hold-out size when --split holdout (count or fraction)")
     evaluate.add_argument("--arch", default=None, help="for a supernet checkpoint: the path to evaluate")
-    evaluate.add_argument("--bn-batches", type=int, default=20, help="BN recalibration batches for a supernet path (default 20)")
+    evaluate.add_argument("--bn-batches", type=int, default=20,
+                          help="for a supernet path: training batches its BN is recalibrated on, as export and "
+                               "search recalibrate it (default 20)")
     evaluate.add_argument("--ema", action="store_true", help="evaluate the EMA weights when the checkpoint has them")
     add_input_argument(evaluate)
     evaluate.add_argument("--batch-size", type=int, default=256, help="evaluation batch size (default 256)")
@@ -113,36 +115,31 @@ def run_train(args) -> int:
 
 def run_eval(args) -> int:
     from spos import checkpoint
-    from spos.data import build_datasets, build_loader, recalibration_batches
+    from spos.data import build_loader
     from spos.errors import UserError
     from spos.data import parse_holdout
-    from spos.train import evaluate, recalibrate_bn
+    from spos.train import evaluate
+    from spos.train.bn import calibration_batches
     from spos.train.distributed import local_device
 
     data = checkpoint.load(args.checkpoint)
     model = checkpoint.build_model(data, prefer_ema=args.ema)
     config = data.get("config") or {}
-    name = args.data or config.get("data", {}).get("name")
-    root = args.data_root or config.get("data", {}).get("root")
-    if not name:
-        raise UserError("this checkpoint does not say which data it was trained on; pass --data")
     holdout = parse_holdout(args.holdout) if args.holdout else config.get("data", {}).get("holdout", 0)
     if args.split == "holdout" and not holdout:
         raise UserError("--split holdout needs --holdout N (or a fraction)")
-    space = model.space
-    splits = build_datasets(name, root, download=args.download, holdout=holdout, seed=config.get("train", {}).get("seed", 0),
-                            input_size=space.input_size, convention=checkpoint.convention_of(data, args.input))
-    splits.info.check_fits(space)
+    if data["kind"] == "supernet" and not args.arch:
+        raise UserError("a supernet checkpoint needs --arch: the path to evaluate ('B,..,B/C,..,C' or a file)")
+    splits = checkpoint.training_splits(data, name=args.data, root=args.data_root, download=args.download,
+                                        holdout=holdout, convention=checkpoint.convention_of(data, args.input),
+                                        space=model.space)
     device = local_device(args.device)
     model.to(device)
     if data["kind"] == "supernet":
-        if not args.arch:
-            raise UserError("a supernet checkpoint needs --arch: the path to evaluate ('B,..,B/C,..,C' or a file)")
         from spos.zoo import resolve_architecture
 
-        model = model.path(resolve_architecture(args.arch, space=space)[0])
-        recalibrate_bn(model, recalibration_batches(splits.train, batch_size=args.batch_size,
-                                                    num_batches=args.bn_batches, seed=0))
+        arch = resolve_architecture(args.arch, space=model.space)[0]
+        model = model.extract(arch, calibration_batches(splits.train, args.bn_batches))
     dataset = {"val": splits.val, "holdout": splits.holdout, "train": splits.train}[args.split]
     metrics = evaluate(model, build_loader(dataset, batch_size=args.batch_size, train=False), device=device)
     if args.json:

@@ -175,8 +175,9 @@ def with_supernet_data(job, saved_config: dict):
 
 
 def load_scoring_data(job: SearchJob, space: SearchSpace, device, convention=None):
-    from spos.data import build_datasets, build_loader, recalibration_batches
+    from spos.data import build_datasets, build_loader
     from spos.search.scoring import materialize
+    from spos.train.bn import calibration_batches
 
     split_seed = job.seed if job.split_seed is None else job.split_seed
     splits = build_datasets(job.data, job.data_root, download=job.download, holdout=job.holdout,
@@ -191,8 +192,7 @@ def load_scoring_data(job: SearchJob, space: SearchSpace, device, convention=Non
         if splits.holdout is None:
             raise UserError("--split holdout needs a hold-out set: give --holdout N or a fraction")
         scored = splits.holdout
-    calibration = materialize(recalibration_batches(splits.train, batch_size=job.batch_size,
-                                                    num_batches=job.bn_batches, seed=job.seed), device)
+    calibration = materialize(calibration_batches(splits.train, job.bn_batches), device)  # as eval and export
     loader = build_loader(scored, batch_size=job.batch_size, train=False, workers=job.workers, device=str(device))
     evaluation = materialize(loader, device, limit=job.eval_batches)
     return calibration, evaluation

@@ -1,0 +1,89 @@
+"""What spos hands over is what it measured: an exported supernet path or checkpoint is the network
+`spos eval` evaluated (its BN statistics, its weights), to 1e-5 in logits."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from spos import checkpoint
+from spos.cli import main
+from spos.data import build_datasets, first_batch
+from spos.errors import UserError
+from spos.export import onnx_session, run_onnx
+from spos.space import sample_architecture
+from spos.supernet import SuperNet
+from spos.train import load_config, run_training
+
+TINY = ["train.log_every=1000", "validation.paths=2", "validation.bn_batches=2"]
+
+
+@pytest.fixture(scope="module")
+def supernet_file(tmp_path_factory):
+    """A digits supernet trained (and validated) for one epoch by spos: its saved BN statistics are those
+    the last validation left, right for one path only."""
+    out = tmp_path_factory.mktemp("supernet")
+    run_training(load_config("digits-supernet", ["train.epochs=1", *TINY]), out, progress=False)
+    return out / "last.pt"
+
+
+@pytest.fixture(scope="module")
+def digits_val_batch():
+    return first_batch(build_datasets("digits").val, 64)
+
+
+def evaluated_network(monkeypatch, capsys, argv: list[str]):
+    """(the network `spos eval ARGV` evaluated, the metrics it printed)."""
+    import spos.train
+
+    seen = {}
+    real = spos.train.evaluate
+
+    def capture(model, loader, **kwargs):
+        seen["model"] = model
+        return real(model, loader, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(spos.train, "evaluate", capture)
+        capsys.readouterr()
+        assert main(["eval", *argv, "--json"]) == 0
+    return seen["model"].eval(), json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def exported_logits(argv: list[str], output, batch) -> torch.Tensor:
+    assert main(["export", *argv, "--output", str(output)]) == 0
+    return torch.from_numpy(run_onnx(onnx_session(output), batch))
+
+
+def test_an_exported_supernet_path_is_the_network_eval_measures(supernet_file, digits_val_batch, tmp_path,
+                                                                monkeypatch, capsys):
+    space = checkpoint.load_model(supernet_file).space
+    arch = str(sample_architecture(space, random.Random(5)))  # not a validation path: its saved BN is stale
+    evaluated, _ = evaluated_network(monkeypatch, capsys, [str(supernet_file), "--arch", arch])
+    with torch.no_grad():
+        expected = evaluated(digits_val_batch)
+    got = exported_logits([str(supernet_file), "--arch", arch], tmp_path / "path.onnx", digits_val_batch)
+    assert expected.abs().max() > 0.1
+    assert (got - expected).abs().max().item() <= 1e-5
+    assert "BN recalibrated on 20 batches" in capsys.readouterr().out
+
+
+def test_a_supernet_path_is_never_extracted_with_the_supernets_stale_statistics(supernet_file):
+    supernet = checkpoint.load_model(supernet_file)
+    with pytest.raises(UserError, match="pass calibration batches"):
+        supernet.extract(sample_architecture(supernet.space, random.Random(0)))
+
+
+def test_a_supernet_that_records_no_data_is_exported_only_with_data_named(tmp_path, capsys, tiny_space):
+    bare = tmp_path / "official.pt"
+    checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(tiny_space)), bare)  # as convert-official writes
+    arch = str(sample_architecture(tiny_space, random.Random(0)))
+    assert main(["export", str(bare), "--arch", arch, "--output", str(tmp_path / "a.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "pass --data and --data-root" in err and len(err.splitlines()) == 1
+    assert main(["export", str(bare), "--arch", arch, "--data", "synthetic", "--bn-batches", "2",
+                 "--output", str(tmp_path / "a.onnx")]) == 0
+    assert (tmp_path / "a.onnx").is_file()
