@@ -58,6 +58,11 @@ def exported_logits(argv: list[str], output, batch) -> torch.Tensor:
     return torch.from_numpy(run_onnx(onnx_session(output), batch))
 
 
+def assert_same_logits(got: torch.Tensor, expected: torch.Tensor) -> None:
+    """Equal to 1e-5, relative to the largest logit when that exceeds 1 (float32 keeps 7 digits)."""
+    assert (got - expected).abs().max().item() <= 1e-5 * max(1.0, expected.abs().max().item())
+
+
 def test_an_exported_supernet_path_is_the_network_eval_measures(supernet_file, digits_val_batch, tmp_path,
                                                                 monkeypatch, capsys):
     space = checkpoint.load_model(supernet_file).space
@@ -67,7 +72,7 @@ def test_an_exported_supernet_path_is_the_network_eval_measures(supernet_file, d
         expected = evaluated(digits_val_batch)
     got = exported_logits([str(supernet_file), "--arch", arch], tmp_path / "path.onnx", digits_val_batch)
     assert expected.abs().max() > 0.1
-    assert (got - expected).abs().max().item() <= 1e-5
+    assert_same_logits(got, expected)
     assert "BN recalibrated on 20 batches" in capsys.readouterr().out
 
 
@@ -87,3 +92,35 @@ def test_a_supernet_that_records_no_data_is_exported_only_with_data_named(tmp_pa
     assert main(["export", str(bare), "--arch", arch, "--data", "synthetic", "--bn-batches", "2",
                  "--output", str(tmp_path / "a.onnx")]) == 0
     assert (tmp_path / "a.onnx").is_file()
+
+
+@pytest.fixture(scope="module")
+def ema_checkpoint(tmp_path_factory):
+    """A digits network trained 30 steps with EMA 0.99: its EMA weights are far from its raw ones."""
+    out = tmp_path_factory.mktemp("ema")
+    run_training(load_config("digits-retrain", ["train.iterations=30", "train.ema=0.99", *TINY]), out, progress=False)
+    return out / "best.pt"
+
+
+@pytest.mark.parametrize("choice, weights", [([], "raw"), (["--no-ema"], "raw"), (["--ema"], "ema")])
+def test_export_ships_the_weights_eval_reports(ema_checkpoint, digits_val_batch, tmp_path, monkeypatch, capsys,
+                                               choice, weights):
+    evaluated, printed = evaluated_network(monkeypatch, capsys, [str(ema_checkpoint), *choice])
+    with torch.no_grad():
+        expected = evaluated(digits_val_batch)
+    got = exported_logits([str(ema_checkpoint), *choice], tmp_path / "net.onnx", digits_val_batch)
+    assert_same_logits(got, expected)
+    assert printed["weights"] == weights
+    assert f"weights: {'EMA' if weights == 'ema' else 'raw'}" in capsys.readouterr().out
+    other, _ = evaluated_network(monkeypatch, capsys, [str(ema_checkpoint), "--ema" if weights == "raw" else "--no-ema"])
+    with torch.no_grad():
+        assert (other(digits_val_batch) - expected).abs().max() > 0.1  # the choice is a real one
+
+
+def test_ema_weights_asked_of_a_checkpoint_without_them_are_refused(supernet_file, tmp_path, capsys):
+    for argv in (["eval", str(supernet_file), "--arch", "0," * 19 + "0/" + "9," * 19 + "9", "--ema"],
+                 ["search", "--supernet", str(supernet_file), "--ema", "--output", str(tmp_path / "s")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "holds no EMA weights" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "s").exists()

@@ -119,6 +119,20 @@ def convention_of(data: dict | None, override: str | None = None) -> InputConven
     return input_convention(recorded)
 
 
+WEIGHTS = ("raw", "ema")
+
+
+def chosen_weights(data: dict, ema: bool | None = None) -> str:
+    """Which of a checkpoint's weights a command uses: ``"raw"``, or ``"ema"`` when ``ema`` (``--ema``) asks.
+
+    Raw by default: they are the weights ``best.pt`` was chosen by and a run's val top-1 measures, so
+    ``spos eval``, ``spos export``, the search and the demo's export hand over the network they report
+    unless ``--ema`` picks the EMA weights in all of them."""
+    if ema and not data.get("ema"):
+        raise UserError("this checkpoint holds no EMA weights (its run did not set train.ema); drop --ema")
+    return "ema" if ema else "raw"
+
+
 def build_model(data: dict, *, prefer_ema: bool = False) -> FixedNet | SuperNet:
     """The network a loaded checkpoint describes, with its weights (the EMA ones if asked and present)."""
     space = SearchSpace.from_dict(data["space"])

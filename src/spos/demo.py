@@ -311,7 +311,8 @@ def _retrain(settings: DemoSettings, output: Path) -> dict:
 
 def export_best(result, path: Path, val, info):
     """The best epoch's checkpoint (the one the report's figure comes from) as ONNX, checked on val images
-    of the dataset ``info`` describes, with the whole preprocessing in its metadata."""
+    of the dataset ``info`` describes, with the whole preprocessing in its metadata: its raw weights, the
+    ones that figure measured (`spos.checkpoint.chosen_weights`)."""
     from spos import checkpoint
     from spos.data import first_batch
     from spos.export import export_model
@@ -351,7 +352,7 @@ def summarise(settings, output, space, supernet_run, search, limit, best, baseli
                    "best_holdout_loss": search["best"].get("holdout_loss"), "folder": str(Path(output) / "search")},
         "best": net("best", best),
         "random": net("random", baseline),
-        "onnx": {"path": str(exported.path), "max_abs_diff": exported.max_abs_diff},
+        "onnx": {"path": str(exported.path), "max_abs_diff": exported.max_abs_diff, "weights": "raw"},
         "seconds": asdict(times) | {"total": times.total},
         "torch_threads": torch.get_num_threads(),
     }

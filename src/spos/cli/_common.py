@@ -43,3 +43,10 @@ def add_benchmark_arguments(group, purpose: str) -> None:
                        help=f"a tabular benchmark (nas-bench-macro; see `spos bench`): {purpose}")
     group.add_argument("--benchmark-file", default=None, metavar="FILE",
                        help="the table (default: where `spos bench NAME --download` put it)")
+
+
+def add_weights_argument(parser) -> None:
+    """``--ema``/``--no-ema``: which of a checkpoint's weights to use (`spos.checkpoint.chosen_weights`)."""
+    parser.add_argument("--ema", action=argparse.BooleanOptionalAction, default=False,
+                        help="use the checkpoint's EMA weights; --no-ema (the default) uses the raw weights, the "
+                             "ones best.pt was chosen by. eval, export and search all take the same choice")

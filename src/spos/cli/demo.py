@@ -54,6 +54,7 @@ def run(args) -> int:
           f"\nrandom   {rand['arch']}: {rand['flops'] / 1e6:.3f}M FLOPs, val top-1 {100 * rand['best_val_top1']:.1f}%"
           f"\nranking: {measured_ranking(settings.data, summary['space']['name'])}"
           f"\n\nreport:   {output}/report.md\nplots:    {output}/*.png, {output}/search/*.png"
-          f"\nONNX:     {summary['onnx']['path']}\nsupernet: {summary['supernet']['checkpoint']}"
+          f"\nONNX:     {summary['onnx']['path']} ({summary['onnx']['weights']} weights, those its val top-1 "
+          "measured)\nsupernet: {summary['supernet']['checkpoint']}"
           f"\nretrained: {best['checkpoint']}\ntotal {summary['seconds']['total']:.0f} s")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from spos.cli._common import add_command, add_input_argument, add_plugin_argument
+from spos.cli._common import add_command, add_input_argument, add_plugin_argument, add_weights_argument
 from spos.cli.models import add_space_arguments, space_adaptation
 from spos.errors import UserError
 from spos.files import check_output_file
@@ -56,6 +56,7 @@ def _register_export(subparsers) -> None:
     export.add_argument("--download", action="store_true",
                         help="download the dataset if missing (CIFAR-10/100, MNIST; needs internet)")
     add_input_argument(export)
+    add_weights_argument(export)
     add_space_arguments(export)
     export.set_defaults(func=run_export)
 
@@ -132,7 +133,8 @@ def load_network(source: str, arch_ref: str | None, args, *, calibrate: bool = T
     if path.suffix in (".pt", ".pth", ".tar") or (path.is_file() and path.suffix != ".json") or path.is_dir() \
             or source.startswith(checkpoint.HUB_PREFIX):
         data = checkpoint.load(source)
-        model = checkpoint.build_model(data, prefer_ema=bool(data.get("ema")))
+        weights = checkpoint.chosen_weights(data, getattr(args, "ema", False))  # latency takes no --ema: raw
+        model = checkpoint.build_model(data, prefer_ema=weights == "ema")
         if data["kind"] == "supernet":
             if not arch_ref:
                 raise UserError(f"{source} is a supernet; pass --arch with the path to use")
@@ -233,6 +235,8 @@ def run_export(args) -> int:
                           convention=convention, preprocessing=record)
     print(result)
     print(f"preprocessing recorded in {output.name}: {describe_record(record)}")
+    if data is not None:
+        print(exported_weights_text(data, args.ema))
     if args.int8:
         report_int8(result.path, splits, batch, args)
     return 0
@@ -284,6 +288,17 @@ def write_model_folder(args, source: str, output: str | None, *, force: bool) ->
 def int8_output(path: Path) -> Path:
     """Where ``--int8`` writes: beside the fp32 model, ``NAME.int8.onnx``."""
     return path.with_name(path.stem + ".int8.onnx")
+
+
+def exported_weights_text(data: dict, ema: bool) -> str:
+    """Which of the checkpoint's weights went into the file, and the other choice when there is one."""
+    from spos.checkpoint import chosen_weights
+
+    weights = chosen_weights(data, ema)
+    if weights == "ema":
+        return "weights: EMA (--ema); `spos eval --ema` reports them"
+    other = "; the checkpoint also holds EMA weights (--ema)" if data.get("ema") else ""
+    return f"weights: raw, the ones best.pt was chosen by and `spos eval` reports{other}"
 
 
 def report_int8(path: Path, splits, batch, args) -> None:

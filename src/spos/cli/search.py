@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from spos.cli._common import add_benchmark_arguments, add_command, add_input_argument
+from spos.cli._common import add_benchmark_arguments, add_command, add_input_argument, add_weights_argument
 from spos.search.engine import SearchConfig
 from spos.space import SEARCH_MODES
 
@@ -43,6 +43,7 @@ def register(subparsers) -> None:
                            "`spos export` use (official: 20)")
     data.add_argument("--eval-batches", type=int, default=None, help="cap on hold-out batches per candidate")
     add_input_argument(data)
+    add_weights_argument(data)
     data.add_argument("--workers", type=int, default=0, help="data loader workers (default 0)")
     limits = parser.add_argument_group("limits")
     limits.add_argument("--flops-max", type=float, default=None, help="FLOPs (multiply-adds) limit, e.g. 330e6")
@@ -130,7 +131,7 @@ def run(args) -> int:
         params_max=args.params_max,
         latency_max=args.latency_max, latency_table=args.latency_table,
         algorithm="nsga2" if objectives else args.algorithm, objectives=objectives, mode=args.mode,
-        device=args.device, resume=args.resume, progress=not args.no_progress, input=args.input,
+        device=args.device, resume=args.resume, progress=not args.no_progress, input=args.input, ema=args.ema,
         **{f.name: getattr(args, f.name) for f in fields(SearchConfig) if f.name in vars(args)},
     )
     summary = run_search(job)
@@ -138,7 +139,7 @@ def run(args) -> int:
         best = summary["best"]
         print(f"best: {best['arch']}  accuracy {best['accuracy']:.4f}  {best['flops'] / 1e6:.1f}M FLOPs  "
               f"{best['params'] / 1e6:.2f}M params  ({summary['scored']} candidates scored in "
-              f"{summary['seconds']:.0f}s)")
+              f"{summary['seconds']:.0f}s, {summary['weights']} weights)")
         for name, path in (("history", summary["files"]["history"]), ("best", summary["files"]["best"])):
             print(f"{name:>8}: {path}")
         print(f"{'front':>8}: {len(summary['files']['front'])} files in {args.output}/front")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from spos.cli._common import add_command, add_input_argument
+from spos.cli._common import add_command, add_input_argument, add_weights_argument
 
 ORDER = 20
 
@@ -71,7 +71,7 @@ def register(subparsers) -> None:
     evaluate.add_argument("--bn-batches", type=int, default=20,
                           help="for a supernet path: training batches its BN is recalibrated on, as export and "
                                "search recalibrate it (default 20)")
-    evaluate.add_argument("--ema", action="store_true", help="evaluate the EMA weights when the checkpoint has them")
+    add_weights_argument(evaluate)
     add_input_argument(evaluate)
     evaluate.add_argument("--batch-size", type=int, default=256, help="evaluation batch size (default 256)")
     evaluate.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
@@ -123,7 +123,8 @@ def run_eval(args) -> int:
     from spos.train.distributed import local_device
 
     data = checkpoint.load(args.checkpoint)
-    model = checkpoint.build_model(data, prefer_ema=args.ema)
+    weights = checkpoint.chosen_weights(data, args.ema)
+    model = checkpoint.build_model(data, prefer_ema=weights == "ema")
     config = data.get("config") or {}
     holdout = parse_holdout(args.holdout) if args.holdout else config.get("data", {}).get("holdout", 0)
     if args.split == "holdout" and not holdout:
@@ -143,8 +144,8 @@ def run_eval(args) -> int:
     dataset = {"val": splits.val, "holdout": splits.holdout, "train": splits.train}[args.split]
     metrics = evaluate(model, build_loader(dataset, batch_size=args.batch_size, train=False), device=device)
     if args.json:
-        print(json.dumps({"split": args.split, "images": len(dataset), **metrics}))
+        print(json.dumps({"split": args.split, "images": len(dataset), "weights": weights, **metrics}))
     else:
-        print(f"{args.split} ({len(dataset)} images): top-1 {metrics['top1']:.4f}  top-5 {metrics['top5']:.4f}  "
+        print(f"{args.split} ({len(dataset)} images, {weights} weights): top-1 {metrics['top1']:.4f}  top-5 {metrics['top5']:.4f}  "
               f"loss {metrics['loss']:.4f}")
     return 0

@@ -50,6 +50,7 @@ class SearchJob(SearchConfig):
     progress: bool = True
     progress_label: str = "search"  # the bar reads "<label>: generation 3/5, best 17.8%"
     input: str | None = None  # input convention preset; None: the one the supernet checkpoint records
+    ema: bool = False  # score the checkpoint's EMA weights (`spos.checkpoint.chosen_weights`)
 
     @property
     def cost_axis(self) -> str:
@@ -242,6 +243,8 @@ def job_fingerprint(job: SearchJob) -> dict:
         fingerprint["score"] = job.score
     if job.data_root is not None:  # likewise for searches saved before the data root was recorded
         fingerprint["data_root"] = input_fingerprint(job.data_root)
+    if job.ema:  # likewise for --ema
+        fingerprint["ema"] = True
     from spos.pretrained import weights_file
 
     supernet = weights_file(job.supernet)  # a model folder is known by its weights
@@ -306,7 +309,8 @@ def _run_search(job: SearchJob, output: Path) -> dict:
     device = distributed.local_device(job.device)
     state = checkpoint.load_kind(job.supernet, "supernet")
     job = with_supernet_data(job, state.get("config") or {})
-    supernet = checkpoint.build_model(state).to(device)
+    weights = checkpoint.chosen_weights(state, job.ema)
+    supernet = checkpoint.build_model(state, prefer_ema=weights == "ema").to(device)
     supernet_top1 = _mean_path_top1(state)
     convention = checkpoint.convention_of(state, job.input)
     del state
@@ -410,7 +414,7 @@ def write_outputs(job: SearchJob, space, genes: GeneMap, measured, result, elaps
                                            chance=1 / space.num_classes, supernet_top1=supernet_top1,
                                            score=job.score)
     summary = {
-        "best": {"arch": str(best), **best_measures}, "score": job.score,
+        "best": {"arch": str(best), **best_measures}, "score": job.score, "weights": "ema" if job.ema else "raw",
         "scored": result.num_scored, "seconds": elapsed, "algorithm": job.algorithm,
         "limits": {k: getattr(job, k) for k in ("flops_max", "flops_min", "params_max", "latency_max")
                    if getattr(job, k) is not None},
