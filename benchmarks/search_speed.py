@@ -51,6 +51,7 @@ def main() -> None:
         try:
             summary = run_search(SearchJob(
                 supernet=str(supernet_file), output=str(Path(scratch) / "search"), data="synthetic", holdout=0.2,
+                allow_trained_images=True,  # an untrained supernet, timed: which images it scores does not matter
                 batch_size=args.batch_size, bn_batches=args.bn_batches, eval_batches=args.eval_batches,
                 population=args.population, generations=args.generations, parents=max(2, args.population // 5),
                 mutations=args.population // 2, crossovers=args.population // 2, progress=False))

@@ -25,10 +25,18 @@ def digits_space():
 
 
 @pytest.fixture(scope="session")
-def digits_supernet_file(tmp_path_factory, digits_space):
-    """An untrained supernet checkpoint of `digits_space`, for commands that only read one."""
+def digits_supernet_file(tmp_path_factory, digits_space, digits_run):
+    """An untrained supernet checkpoint of `digits_space`, recording the config of a digits run (so it may be
+    searched and ranked on the images that run held out), for commands that only read one."""
     from spos import checkpoint
     from spos.supernet import SuperNet
 
     path = tmp_path_factory.mktemp("digits-supernet") / "supernet.pt"
-    return checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(digits_space)), path)
+    return checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(digits_space), config=digits_run), path)
+
+
+@pytest.fixture(scope="session")
+def digits_run():
+    """What a spos digits supernet run records in its checkpoint's config: its data, hold-out and seed, so
+    search and rank score it on the images it never trained on (a bare supernet records nothing)."""
+    return {"data": {"name": "digits", "holdout": 0.2}, "train": {"seed": 0}}

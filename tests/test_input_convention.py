@@ -161,7 +161,7 @@ def test_search_scores_in_the_supernets_convention_unless_told(tmp_path, monkeyp
     monkeypatch.setattr(search_run, "load_scoring_data", capture)
     for extra in ([], ["--input", "spos"]):
         assert main(["search", "--supernet", str(path), "--output", str(tmp_path / f"out{len(used)}"),
-                     "--no-progress", *extra]) == 2
+                     "--holdout-from", "val", "--no-progress", *extra]) == 2
     assert used == [CONVENTIONS["official"], CONVENTIONS["spos"]]
 
 

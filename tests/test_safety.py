@@ -133,9 +133,9 @@ SEARCH_SMALL = ["--population", "4", "--generations", "1", "--parents", "2", "--
 
 
 @pytest.fixture(scope="module")
-def supernet_file(tmp_path_factory, space):
+def supernet_file(tmp_path_factory, space, digits_run):
     path = tmp_path_factory.mktemp("supernet") / "supernet.pt"
-    checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(space)), path)
+    checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(space), config=digits_run), path)
     return path
 
 
@@ -249,13 +249,14 @@ def test_a_resume_may_change_where_it_runs(tmp_path, capsys):
 @pytest.mark.parametrize("change, key", [
     (["--seed", "1"], "seed"), (["--flops-max", "2e6"], "flops_max"), ("supernet", "supernet_sha256")])
 def test_a_search_resume_with_another_supernet_or_seed_is_refused(tmp_path, capsys, supernet_file, space,
-                                                                  change, key):
+                                                                  digits_run, change, key):
     out = tmp_path / "search"
     assert main(["search", "--supernet", str(supernet_file), "--output", str(out), *SEARCH_SMALL]) == 0
     supernet = supernet_file
     if change == "supernet":
         torch.manual_seed(1)
-        supernet = checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(space)), tmp_path / "other.pt")
+        supernet = checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(space), config=digits_run),
+                                          tmp_path / "other.pt")
         change = []
     before = (out / "history.jsonl").read_text()
     capsys.readouterr()

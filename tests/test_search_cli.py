@@ -25,9 +25,9 @@ def space():
 
 
 @pytest.fixture(scope="module")
-def supernet_file(tmp_path_factory, space):
+def supernet_file(tmp_path_factory, space, digits_run):
     path = tmp_path_factory.mktemp("supernet") / "supernet.pt"
-    checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(space)), path)
+    checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(space), config=digits_run), path)
     return path
 
 
@@ -169,8 +169,9 @@ def test_foreign_latency_table_is_refused(supernet_file, tmp_path, capsys):
     (["--flops-max", "1"], "no"),
     (["--objectives", "flops"], "start with acc"),
     (["--population", "0"], "at least 1"),
-    (["--data", "cifar10", "--data-root", "/no/such/folder"], "does not exist"),
-    (["--data", "synthetic"], "3 channels but the network expects 10 and 1"),
+    (["--data", "cifar10", "--data-root", "/no/such/folder", "--holdout-from", "val"], "does not exist"),
+    (["--data", "synthetic", "--holdout-from", "val"], "3 channels but the network expects 10 and 1"),
+    (["--data", "mnist"], "was trained on digits, so nothing says which mnist images it saw"),
     pytest.param(["--device", "cuda"], "CUDA is not available",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
 ])
@@ -246,13 +247,17 @@ def test_one_cost_axis_for_the_front_and_the_scatter():
 
 def test_search_scores_on_the_supernets_own_data_and_holdout_split():
     """Without --data/--holdout a search scores on the images its supernet held out (its data, hold-out
-    fraction and training seed); other data asked for gets the plain defaults."""
+    fraction and training seed); data on which the supernet records no hold-out is refused unless the
+    hold-out comes from val or trained images are allowed (tests/test_holdout_rule.py has every case)."""
+    from spos.errors import UserError
     from spos.search.run import SearchJob, with_supernet_data
 
     saved = {"data": {"name": "cifar10", "root": "/d/cifar", "holdout": 0.1}, "train": {"seed": 3}}
     job = with_supernet_data(SearchJob(supernet="s.pt"), saved)
     assert (job.data, job.data_root, job.holdout, job.split_seed, job.seed) == ("cifar10", "/d/cifar", 0.1, 3, 0)
-    other = with_supernet_data(SearchJob(supernet="s.pt", data="mnist"), saved)
+    with pytest.raises(UserError, match="was trained on cifar10, so nothing says which mnist images it saw"):
+        with_supernet_data(SearchJob(supernet="s.pt", data="mnist"), saved)
+    other = with_supernet_data(SearchJob(supernet="s.pt", data="mnist", holdout_from="val"), saved)
     assert (other.data, other.data_root, other.holdout, other.split_seed) == ("mnist", None, 0.2, None)
-    told = with_supernet_data(SearchJob(supernet="s.pt", holdout=500), {})
+    told = with_supernet_data(SearchJob(supernet="s.pt", holdout=500, allow_trained_images=True), {})
     assert (told.data, told.holdout, told.split_seed) == ("digits", 500, None)

@@ -195,13 +195,14 @@ def test_channel_warmup_on_a_space_with_one_width():
 
 
 @pytest.fixture(scope="module")
-def mbv2_supernet_file(tmp_path_factory):
+def mbv2_supernet_file(tmp_path_factory, digits_run):
     from spos import checkpoint
     from spos.supernet import SuperNet
 
     space = get_space("mbv2-macro-cifar", input_size=8, num_classes=10, in_channels=1, width_mult=0.25)
     path = tmp_path_factory.mktemp("mbv2") / "supernet.pt"
-    checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(space, entangled_kernels=True)), path)
+    checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(space, entangled_kernels=True), config=digits_run),
+                           path)
     return path
 
 

@@ -424,8 +424,24 @@ def parse_holdout(text: str) -> float | int:
     return value if 0 < value < 1 else int(value)
 
 
+def holdout_count(holdout: float | int, n: int) -> int:
+    """How many of ``n`` images a hold-out of ``holdout`` (a count, or a fraction of ``n``) takes."""
+    return int(round(holdout * n)) if isinstance(holdout, float) else int(holdout)
+
+
+def carve(dataset: Dataset, holdout: float | int, seed: int) -> Dataset:
+    """A seeded random part of ``dataset`` of ``holdout`` images (a count or a fraction), drawn as
+    `build_datasets` draws its hold-out from train: e.g. a hold-out taken from the val split."""
+    count = holdout_count(holdout, len(dataset))
+    if not 0 < count < len(dataset):
+        raise UserError(f"a part of {holdout} of {len(dataset)} images: give a count between 1 and "
+                        f"{len(dataset) - 1} or a fraction between 0 and 1")
+    _, held = _holdout_indices(len(dataset), holdout, seed)
+    return dataset.subset(held) if isinstance(dataset, TensorImages) else Subset(dataset, held.tolist())
+
+
 def _holdout_indices(n: int, holdout: float | int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    count = int(round(holdout * n)) if isinstance(holdout, float) else int(holdout)
+    count = holdout_count(holdout, n)
     if isinstance(holdout, float) and not 0 < holdout < 1:
         raise UserError(f"holdout fraction {holdout} must be between 0 and 1")
     if not 0 < count < n:

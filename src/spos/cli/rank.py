@@ -55,7 +55,14 @@ def register(subparsers) -> None:
     data.add_argument("--data-root", default=None, help="dataset folder (default: the supernet's)")
     data.add_argument("--holdout", default=None,
                       help="hold-out images the paths are scored on: a count or a fraction (default: the "
-                           "supernet's hold-out, else 0.2)")
+                           "supernet's own hold-out, the images it never trained on; with --holdout-from val, "
+                           "0.2 of val). More than the supernet held out is refused")
+    data.add_argument("--holdout-from", choices=("train", "val"), default="train",
+                      help="carve the hold-out from train (default: the supernet's recorded hold-out) or from "
+                           "val, for a supernet that trained on every training image")
+    data.add_argument("--allow-trained-images", action="store_true",
+                      help="score on a hold-out carved from train even when the supernet trained on some of it; "
+                           "rank.json records it")
     data.add_argument("--batch-size", type=int, default=128, help="batch size for scoring (default 128)")
     data.add_argument("--bn-batches", type=int, default=20, help="BN recalibration batches (official: 20)")
     data.add_argument("--eval-batches", type=int, default=None, help="cap on hold-out batches per path")
@@ -95,7 +102,8 @@ def run(args) -> int:
         stratify=args.stratify, flops_min=args.flops_min, flops_max=args.flops_max, standalone=args.standalone,
         seeds=args.seeds, overrides=list(args.overrides),
         ground_truth=args.ground_truth, data=args.data, data_root=args.data_root,
-        holdout=parse_holdout(args.holdout) if args.holdout is not None else None, batch_size=args.batch_size,
+        holdout=parse_holdout(args.holdout) if args.holdout is not None else None, holdout_from=args.holdout_from,
+        allow_trained_images=args.allow_trained_images, batch_size=args.batch_size,
         bn_batches=args.bn_batches, eval_batches=args.eval_batches, score=args.score, seed=args.seed,
         bootstrap=args.bootstrap, benchmark=args.benchmark, benchmark_file=args.benchmark_file,
         flops_windows=args.flops_windows,

@@ -32,9 +32,17 @@ def register(subparsers) -> None:
     data.add_argument("--download", action="store_true",
                       help="download the dataset if missing (CIFAR-10/100, MNIST; needs internet)")
     data.add_argument("--holdout", default=None,
-                      help="hold-out images carved from train: a count or a fraction (default: the supernet's "
-                           "hold-out, split by its seed, so no candidate is scored on images it trained on; "
-                           "else 0.2; the paper holds out 50000 ImageNet images)")
+                      help="hold-out images the candidates are scored on: a count or a fraction (default: the "
+                           "supernet's own hold-out, split by its seed, so no candidate is scored on images it "
+                           "trained on; with --holdout-from val, 0.2 of val). More than the supernet held out is "
+                           "refused, fewer are a seeded part of its hold-out")
+    data.add_argument("--holdout-from", choices=("train", "val"), default="train",
+                      help="carve the hold-out from train (default: the supernet's recorded hold-out) or from "
+                           "val, for a supernet that trained on every training image (a converted official one, "
+                           "or one trained with data.holdout 0)")
+    data.add_argument("--allow-trained-images", action="store_true",
+                      help="score on a hold-out carved from train even when the supernet trained on some of it "
+                           "(it records no hold-out, or --holdout asks for more); the outputs record it")
     data.add_argument("--split", choices=("holdout", "val"), default="holdout",
                       help="split the candidates are scored on (default holdout; val is the test set: avoid)")
     data.add_argument("--batch-size", type=int, default=128, help="batch size for scoring (default 128)")
@@ -126,6 +134,7 @@ def run(args) -> int:
     job = SearchJob(
         supernet=args.supernet, output=args.output, data=args.data, data_root=args.data_root,
         download=args.download, holdout=None if args.holdout is None else parse_holdout(args.holdout), split=args.split,
+        holdout_from=args.holdout_from, allow_trained_images=args.allow_trained_images,
         batch_size=args.batch_size, bn_batches=args.bn_batches, eval_batches=args.eval_batches,
         score=args.score, workers=args.workers, flops_max=args.flops_max, flops_min=args.flops_min,
         params_max=args.params_max,
@@ -140,6 +149,8 @@ def run(args) -> int:
         print(f"best: {best['arch']}  accuracy {best['accuracy']:.4f}  {best['flops'] / 1e6:.1f}M FLOPs  "
               f"{best['params'] / 1e6:.2f}M params  ({summary['scored']} candidates scored in "
               f"{summary['seconds']:.0f}s, {summary['weights']} weights)")
+        scored = summary["scored_images"]
+        print(f"{'scored':>8}: {scored['images']} {scored['data']} images, {scored['basis']}")
         for name, path in (("history", summary["files"]["history"]), ("best", summary["files"]["best"])):
             print(f"{name:>8}: {path}")
         print(f"{'front':>8}: {len(summary['files']['front'])} files in {args.output}/front")

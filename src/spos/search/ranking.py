@@ -60,6 +60,9 @@ class RankJob:
     data: str | None = None
     data_root: str | None = None
     holdout: float | int | None = None
+    holdout_from: str = "train"  # the split the scored hold-out is carved from (`spos.search.run.scoring_sets`)
+    allow_trained_images: bool = False
+    supernet_holdout: float | int | None = None  # the hold-out the supernet recorded (`with_supernet_data`)
     batch_size: int = 128
     bn_batches: int = 20
     eval_batches: int | None = None
@@ -285,7 +288,8 @@ def _settings(job: RankJob, archs: list[Architecture]) -> dict:
 
     asked = {k: v for k, v in asdict(job).items()
              if k not in ("output", "resume", "progress", "device", "split_seed", "score", "flops_windows",
-                          "benchmark_file")}  # score and windows: statistics only
+                          "benchmark_file", "supernet_holdout")  # score and windows: statistics only
+             and (k, v) not in (("holdout_from", "train"), ("allow_trained_images", False))}  # as jobs saved before
     asked.update({k: input_fingerprint(asked[k]) for k in ("arch_file", "ground_truth", "standalone", "data_root")})
     asked["supernet"] = input_fingerprint(weights_file(job.supernet))  # a model folder is known by its weights
     return {"job": asked, "architectures": [str(a) for a in archs]}
@@ -331,10 +335,20 @@ def prepare_output(job: RankJob, archs: list[Architecture]) -> list[Architecture
 # Measuring
 
 
+def scoring_job(job: RankJob):
+    """The search job whose scoring a rank job's paths get: the same data, hold-out and batches."""
+    from spos.search.run import SearchJob
+
+    return SearchJob(supernet=job.supernet, data=job.data, data_root=job.data_root, holdout=job.holdout,
+                     holdout_from=job.holdout_from, allow_trained_images=job.allow_trained_images,
+                     supernet_holdout=job.supernet_holdout, batch_size=job.batch_size, bn_batches=job.bn_batches,
+                     eval_batches=job.eval_batches, seed=job.seed, split_seed=job.split_seed)
+
+
 def supernet_measures(job: RankJob, supernet, archs: list[Architecture], device, convention=None) -> dict[str, dict]:
     """Each path's hold-out top-1 and cross-entropy (``{"top1", "loss"}``), logged as measured so a
     resumed job measures only what is missing (rows from before the loss was logged included)."""
-    from spos.search.run import SearchJob, load_scoring_data
+    from spos.search.run import load_scoring_data
     from spos.search.scoring import SupernetScorer
 
     log_path = Path(job.output) / SCORES_LOG
@@ -343,10 +357,7 @@ def supernet_measures(job: RankJob, supernet, archs: list[Architecture], device,
     todo = [arch for arch in archs if str(arch) not in measures]
     if not todo:
         return measures
-    scoring = SearchJob(supernet=job.supernet, data=job.data, data_root=job.data_root, holdout=job.holdout,
-                        batch_size=job.batch_size, bn_batches=job.bn_batches, eval_batches=job.eval_batches,
-                        seed=job.seed, split_seed=job.split_seed)
-    calibration, evaluation = load_scoring_data(scoring, supernet.space, device, convention)
+    calibration, evaluation, _ = load_scoring_data(scoring_job(job), supernet.space, device, convention)
     scorer = SupernetScorer(supernet, calibration, evaluation)
     log.info(f"scoring {len(todo):,} supernet paths{f' ({len(measures):,} measured before)' if measures else ''}")
     started = time.perf_counter()
@@ -472,7 +483,7 @@ def run_rank(job: RankJob) -> dict:
 
     Under torchrun every rank trains a share of the stand-alone runs; rank 0 also scores the paths,
     waits for the others and writes the results (the other ranks return an empty dict)."""
-    from spos.search.run import with_supernet_data
+    from spos.search.run import scoring_sets, with_supernet_data
     from spos.train.distributed import launcher_rank_and_world, shared_device
 
     check_job(job)
@@ -498,9 +509,11 @@ def run_rank(job: RankJob) -> dict:
             standalone_accuracies(job, space, prepare_output(job, chosen))
         return {}
     files.check_output_folder(job.output, kind="rank", resume=job.resume, markers=(SETTINGS,))  # before locking
+    convention = checkpoint.convention_of(saved)
+    scored_images = scoring_sets(scoring_job(job), space, convention).record  # refused before anything is written
     with files.run_lock(job.output):
-        return _measure(job, supernet, space, prepare_output(job, chosen), truth, device, started,
-                        checkpoint.convention_of(saved), benchmark, unit)
+        return _measure(job, supernet, space, prepare_output(job, chosen), truth, device, started, convention,
+                        benchmark, unit, scored_images)
 
 
 def _benchmark_for(job: RankJob, space: SearchSpace):
@@ -527,7 +540,7 @@ def flops_unit(job: RankJob, space: SearchSpace, config: dict, benchmark=None) -
 
 def _measure(job: RankJob, supernet, space: SearchSpace, archs: list[Architecture],
              truth: dict[Architecture, float] | None, device, started: float, convention=None,
-             benchmark=None, unit: str = "") -> dict:
+             benchmark=None, unit: str = "", scored_images: dict | None = None) -> dict:
     measures = supernet_measures(job, supernet, archs, device, convention)  # the input the supernet was trained on
     if benchmark is not None:
         accuracies = {str(arch): list(benchmark.entry(arch).accuracies) for arch in archs}
@@ -545,7 +558,7 @@ def _measure(job: RankJob, supernet, space: SearchSpace, archs: list[Architectur
             row.update(benchmark_flops=benchmark.entry(arch).flops, benchmark_params=benchmark.entry(arch).params)
     keys = ("benchmark_flops", "benchmark_params") if benchmark is not None else ("flops", "params")
     by_score = {name: score_statistics(job, rows, name, keys) for name in SCORES}
-    return write_outputs(job, rows, by_score, time.perf_counter() - started, unit)
+    return write_outputs(job, rows, by_score, time.perf_counter() - started, unit, scored_images)
 
 
 def score_statistics(job: RankJob, rows: list[dict], score: str, keys: tuple[str, str]) -> dict:
@@ -564,7 +577,8 @@ def score_statistics(job: RankJob, rows: list[dict], score: str, keys: tuple[str
     return {"statistics": statistics, "baselines": baselines, "windows": windows, "scores": scores}
 
 
-def write_outputs(job: RankJob, rows: list[dict], by_score: dict, seconds: float, unit: str = "") -> dict:
+def write_outputs(job: RankJob, rows: list[dict], by_score: dict, seconds: float, unit: str = "",
+                  scored_images: dict | None = None) -> dict:
     from spos.rank_windows import plot_window
     from spos.search import plots
 
@@ -579,7 +593,7 @@ def write_outputs(job: RankJob, rows: list[dict], by_score: dict, seconds: float
                                     score=job.score))
                     for window in chosen["windows"][1:]]
     summary = {
-        "supernet": job.supernet, "data": job.data, "holdout": job.holdout,
+        "supernet": job.supernet, "data": job.data, "holdout": job.holdout, "scored_images": scored_images,
         "truth": {"benchmark": job.benchmark} if job.benchmark else {"ground_truth": job.ground_truth}
         if job.ground_truth else {"standalone": job.standalone, "overrides": job.overrides, "seeds": job.seeds},
         "score": job.score, "mean_supernet_top1": sum(r["supernet_top1"] for r in rows) / len(rows),

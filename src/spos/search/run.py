@@ -30,6 +30,9 @@ class SearchJob(SearchConfig):
     data_root: str | None = None
     download: bool = False
     holdout: float | int | None = None
+    holdout_from: str = "train"  # the split the scored hold-out is carved from: train or val
+    allow_trained_images: bool = False  # score on training images the supernet may have trained on
+    supernet_holdout: float | int | None = None  # the hold-out the supernet recorded (`with_supernet_data`)
     split_seed: int | None = None  # the seed that carved the hold-out split; None: ``seed``
     split: str = "holdout"
     batch_size: int = 128
@@ -161,45 +164,133 @@ def build_constraints(job: SearchJob, measures: dict) -> list:
     return constraints
 
 
+HOLDOUT_SOURCES = ("train", "val")
+DEFAULT_HOLDOUT = 0.2  # of val with --holdout-from val; of train with --allow-trained-images
+
+
 def with_supernet_data(job, saved_config: dict):
-    """``job`` (a search or rank job) scoring on the supernet's own data and hold-out split unless told
-    otherwise: the images the supernet never trained on, carved by its training seed."""
+    """``job`` (a search or rank job) scoring on the supernet's own data unless told otherwise, with the
+    hold-out the supernet recorded (``supernet_holdout``: the images it never trained on, carved by its
+    training seed) as the default. A job whose scored images the supernet may have trained on is
+    refused here (`check_holdout_source`) or, once the data's size is known, by `scoring_sets`."""
     from dataclasses import replace
 
     data = saved_config.get("data") or {}
     same_data = job.data is None or job.data == data.get("name")
-    holdout = job.holdout if job.holdout is not None else ((data.get("holdout") if same_data else None) or 0.2)
-    return replace(job, data=job.data or data.get("name") or "digits",
-                   data_root=job.data_root or (data.get("root") if same_data else None), holdout=holdout,
-                   split_seed=job.split_seed if job.split_seed is not None else
-                   (saved_config.get("train", {}).get("seed") if same_data else None))
+    recorded = (data.get("holdout") or None) if same_data else None
+    job = replace(job, data=job.data or data.get("name") or "digits",
+                  data_root=job.data_root or (data.get("root") if same_data else None),
+                  split_seed=job.split_seed if job.split_seed is not None else
+                  (saved_config.get("train", {}).get("seed") if same_data else None), supernet_holdout=recorded)
+    check_holdout_source(job, _unknown_holdout(saved_config, same_data, job.data))
+    default = recorded if job.holdout_from == "train" and recorded else DEFAULT_HOLDOUT
+    return replace(job, holdout=job.holdout if job.holdout is not None else default)
 
 
-def load_scoring_data(job: SearchJob, space: SearchSpace, device, convention=None):
-    from spos.data import build_datasets, build_loader
-    from spos.search.scoring import materialize
-    from spos.train.bn import calibration_batches
+def _unknown_holdout(saved_config: dict, same_data: bool, name: str) -> str:
+    """Why a supernet has no hold-out on ``name`` that it is known never to have trained on."""
+    if not saved_config:
+        return "records no training config (as a converted official supernet), so nothing says which images it saw"
+    if not same_data:
+        return f"was trained on {saved_config['data'].get('name')}, so nothing says which {name} images it saw"
+    return f"was trained on every {name} training image (data.holdout 0)"
 
-    split_seed = job.seed if job.split_seed is None else job.split_seed
-    splits = build_datasets(job.data, job.data_root, download=job.download, holdout=job.holdout,
-                            seed=split_seed, input_size=space.input_size, num_classes=space.num_classes,
-                            convention=convention)
-    splits.info.check_fits(space)
+
+def check_holdout_source(job, why: str) -> None:
+    """Refuse, before any data is read, a job that would score on a hold-out carved from training images
+    its supernet may have trained on (``why`` says why no hold-out of the supernet's applies)."""
+    if job.holdout_from not in HOLDOUT_SOURCES:
+        raise UserError(f"--holdout-from {job.holdout_from!r}: use train or val")
+    split = getattr(job, "split", "holdout")  # a rank job scores the hold-out split only
+    if split == "val" and job.holdout_from == "val":
+        raise UserError("--split val scores the whole validation split and --holdout-from val a part of it; "
+                        "give one of the two")
+    if split == "val" or job.holdout_from == "val" or job.supernet_holdout or job.allow_trained_images:
+        return
+    raise UserError(f"the supernet {job.supernet} {why}: a hold-out carved from the {job.data} training images "
+                    "could score candidates on images it trained on; pass --holdout-from val to score on part of "
+                    "the validation split, or --allow-trained-images to score on training images anyway")
+
+
+@dataclass
+class ScoringSets:
+    train: object  # the supernet's training split: BN is recalibrated on it
+    scored: object  # the images candidates are scored on
+    record: dict  # which images those are and whether the supernet trained on them, for the outputs
+
+
+def scoring_sets(job: SearchJob, space: SearchSpace, convention=None) -> ScoringSets:
+    """The training split to recalibrate on and the images to score (`with_supernet_data` settled the
+    job): the supernet's hold-out or a seeded part of it, the validation split or a part of it, or, with
+    ``allow_trained_images`` only, a hold-out carved from images the supernet trained on."""
+    from spos.data import carve, holdout_count
+
+    from_train = job.split == "holdout" and job.holdout_from == "train"
+    if from_train and not job.supernet_holdout:
+        splits = _build_splits(job, space, convention, job.holdout)
+        return _scoring(job, splits.train, splits.holdout, False, "training images, asked for with "
+                        "--allow-trained-images: the supernet records no hold-out, so it trained on them")
+    splits = _build_splits(job, space, convention, job.supernet_holdout or 0)  # the supernet's own train split
     if job.split == "val":
         log.warning("warning: scoring candidates on the val/test split: the search then overfits the set you "
                     "report on; use --split holdout")
-        scored = splits.val
-    else:
-        if splits.holdout is None:
-            raise UserError("--split holdout needs a hold-out set: give --holdout N or a fraction")
-        scored = splits.holdout
-    calibration = materialize(calibration_batches(splits.train, job.bn_batches), device)  # as eval and export
-    loader = build_loader(scored, batch_size=job.batch_size, train=False, workers=job.workers, device=str(device))
+        return _scoring(job, splits.train, splits.val, True, "the validation split, which training never reads")
+    if job.holdout_from == "val":
+        return _scoring(job, splits.train, carve(splits.val, job.holdout, job.seed), True,
+                        f"a part of the validation split drawn by seed {job.seed}; training never reads it")
+    held, total = len(splits.holdout), len(splits.train) + len(splits.holdout)
+    wanted = holdout_count(job.holdout, total)
+    own = f"the supernet's hold-out (data.holdout {job.supernet_holdout}, seed {job.split_seed})"
+    if wanted == held:
+        return _scoring(job, splits.train, splits.holdout, True, own)
+    if wanted < held:
+        return _scoring(job, splits.train, carve(splits.holdout, wanted, job.seed), True,
+                        f"{wanted} of the {held} images of {own}, drawn by seed {job.seed}")
+    if not job.allow_trained_images:
+        raise UserError(f"--holdout {job.holdout} asks for {wanted} images but the supernet held out {held} "
+                        f"(data.holdout {job.supernet_holdout}): it trained on the other {wanted - held}; give "
+                        f"--holdout {held} or fewer (or omit it), or pass --allow-trained-images")
+    larger = _build_splits(job, space, convention, job.holdout)
+    return _scoring(job, larger.train, larger.holdout, False, f"{own} and {wanted - held} images it trained "
+                    "on, asked for with --allow-trained-images")
+
+
+def _build_splits(job: SearchJob, space: SearchSpace, convention, holdout):
+    from spos.data import build_datasets
+
+    splits = build_datasets(job.data, job.data_root, download=job.download, holdout=holdout,
+                            seed=job.seed if job.split_seed is None else job.split_seed,
+                            input_size=space.input_size, num_classes=space.num_classes, convention=convention)
+    splits.info.check_fits(space)
+    return splits
+
+
+def _scoring(job: SearchJob, train, scored, unseen: bool, basis: str) -> ScoringSets:
+    """`ScoringSets` with its record: what `spos search` and `spos rank` write about the images they scored."""
+    images = len(scored) if job.eval_batches is None else min(len(scored), job.eval_batches * job.batch_size)
+    source = None if job.split == "val" else job.holdout_from
+    record = {"data": job.data, "split": job.split, "from": source,
+              "holdout": None if job.split == "val" else job.holdout, "images": images,
+              "unseen_by_supernet": unseen, "basis": basis}
+    return ScoringSets(train, scored, record)
+
+
+def load_scoring_data(job: SearchJob, space: SearchSpace, device, convention=None):
+    """(calibration batches, scored batches, the record of `scoring_sets`), on the device."""
+    from spos.data import build_loader
+    from spos.search.scoring import materialize
+    from spos.train.bn import calibration_batches
+
+    sets = scoring_sets(job, space, convention)
+    calibration = materialize(calibration_batches(sets.train, job.bn_batches), device)  # as eval and export
+    loader = build_loader(sets.scored, batch_size=job.batch_size, train=False, workers=job.workers,
+                          device=str(device))
     evaluation = materialize(loader, device, limit=job.eval_batches)
-    return calibration, evaluation
+    return calibration, evaluation, sets.record
 
 
 JOB_FILE = "job.json"
+SCORED_IMAGES = "scored_images"  # the key of `scoring_sets`' record in job.json, best.json, summary.json, rank.json
 SEARCH_MARKERS = ("history.jsonl", JOB_FILE)
 # Every file a search writes, for `files.remove_stale_temps` (globs relative to the output folder).
 SEARCH_FILES = ("history.jsonl", JOB_FILE, "summary.json", "best.json", "front/arch-*.json", "search_scatter.png",
@@ -245,6 +336,10 @@ def job_fingerprint(job: SearchJob) -> dict:
         fingerprint["data_root"] = input_fingerprint(job.data_root)
     if job.ema:  # likewise for --ema
         fingerprint["ema"] = True
+    if job.holdout_from != "train":  # and for the hold-out rules
+        fingerprint["holdout_from"] = job.holdout_from
+    if job.allow_trained_images:
+        fingerprint["allow_trained_images"] = True
     from spos.pretrained import weights_file
 
     supernet = weights_file(job.supernet)  # a model folder is known by its weights
@@ -270,6 +365,7 @@ def check_resumed_job(output: Path, fingerprint: dict) -> None:
                             "that it is the same search; start a new one in another --output")
         return
     saved = _children_counted(read_json(saved_path, JOB_RECORD, "start a new search in another --output"))
+    saved.pop(SCORED_IMAGES, None)  # what the settings chose, recorded beside them
     differing = [f"{key} {saved.get(key)!r} -> {fingerprint.get(key)!r}" for key in dict.fromkeys([*saved, *fingerprint])
                  if saved.get(key) != fingerprint.get(key)]
     if differing:
@@ -325,12 +421,12 @@ def _run_search(job: SearchJob, output: Path) -> dict:
         if name not in measures:
             raise UserError(f"unknown objective {name!r}; use acc with flops, params or latency")
     engine.check_feasible(genes.counts, constraints, job.seed, job.max_tries)  # before writing
-    calibration, evaluation = load_scoring_data(job, space, device, convention)
+    calibration, evaluation, scored_images = load_scoring_data(job, space, device, convention)
     arch_scorer = SupernetScorer(supernet, calibration, evaluation, job.score)
     scorer, score_many = genes.scoring(arch_scorer)
 
     distributed.barrier()  # every rank has looked at the output folder before rank 0 writes into it
-    history, writer = _prepare_folder(job, output, fingerprint)
+    history, writer = _prepare_folder(job, output, {**fingerprint, SCORED_IMAGES: scored_images})
     measured = measure_once(measures)
 
     def on_evaluated(record: dict) -> None:
@@ -354,7 +450,7 @@ def _run_search(job: SearchJob, output: Path) -> dict:
         writer.close()
     elapsed = time.perf_counter() - started
     return write_outputs(job, space, genes, measured, result, elapsed, supernet_top1=supernet_top1,
-                         holdout=arch_scorer.measure) if distributed.is_main() else {}
+                         holdout=arch_scorer.measure, scored_images=scored_images) if distributed.is_main() else {}
 
 
 def _prepare_folder(job: SearchJob, output: Path, fingerprint: dict):
@@ -382,8 +478,9 @@ def _mean_path_top1(state: dict) -> float | None:
 
 
 def write_outputs(job: SearchJob, space, genes: GeneMap, measured, result, elapsed: float, *,
-                  supernet_top1: float | None = None, holdout=None) -> dict:
-    """best.json, front/*.json, the plots and summary.json; ``measured`` is `measure_once`'s.
+                  supernet_top1: float | None = None, holdout=None, scored_images: dict | None = None) -> dict:
+    """best.json, front/*.json, the plots and summary.json; ``measured`` is `measure_once`'s, ``scored_images``
+    `scoring_sets`' record of the images scored, written into best.json and summary.json.
 
     The files' ``accuracy`` is always hold-out top-1: a search by loss measures it (``holdout``:
     arch -> `HoldoutMeasure`) for the best architecture and the front, and records the loss beside it."""
@@ -398,7 +495,8 @@ def write_outputs(job: SearchJob, space, genes: GeneMap, measured, result, elaps
     output = Path(job.output)
     best = genes.arch(result.best_genes)
     best_measures = {**reported(result.best_genes, result.best_score), **measured(result.best_genes)}
-    save_architecture(output / "best.json", best, space, **best_measures, score=job.score)
+    save_architecture(output / "best.json", best, space, **best_measures, score=job.score,
+                      **{SCORED_IMAGES: scored_images})
     front_files = [str(save_architecture(output / "front" / f"arch-{i:02d}.json", genes.arch(record["genes"]), space,
                                          **reported(record["genes"], record["score"]), **measured(record["genes"]),
                                          score=job.score))
@@ -417,7 +515,7 @@ def write_outputs(job: SearchJob, space, genes: GeneMap, measured, result, elaps
         "best": {"arch": str(best), **best_measures}, "score": job.score, "weights": "ema" if job.ema else "raw",
         "scored": result.num_scored, "seconds": elapsed, "algorithm": job.algorithm,
         "limits": {k: getattr(job, k) for k in ("flops_max", "flops_min", "params_max", "latency_max")
-                   if getattr(job, k) is not None},
+                   if getattr(job, k) is not None}, SCORED_IMAGES: scored_images,
         "files": {"history": str(output / "history.jsonl"), "best": str(output / "best.json"),
                   "front": front_files, "plots": [str(scatter), str(curve)]},
     }

@@ -1,0 +1,149 @@
+"""Search and rank score only on images the supernet never trained on, and say which images they scored.
+
+The cases of issue #23: a supernet trained with ``data.holdout: 0`` (every training image seen), a
+``--holdout`` larger than the supernet's (a superset of its hold-out, so partly seen), a converted
+official supernet (no config at all); and the ways out: the supernet's own hold-out or part of it,
+the validation split or part of it (``--holdout-from val``), or ``--allow-trained-images``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from spos import checkpoint
+from spos.cli import main
+from spos.data import build_datasets
+from spos.errors import UserError
+from spos.search.ranking import draw_architectures
+from spos.search.run import SearchJob, scoring_sets, with_supernet_data
+from spos.space import get_space
+from spos.supernet import SuperNet
+
+SEARCH = ["--population", "4", "--generations", "1", "--parents", "2", "--mutations", "2", "--crossovers", "2",
+          "--bn-batches", "1", "--eval-batches", "1", "--batch-size", "64", "--no-progress"]
+RANK = ["--bn-batches", "1", "--eval-batches", "1", "--batch-size", "64", "--bootstrap", "20", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def space():
+    return get_space("oneshot", input_size=8, num_classes=10, in_channels=1, width_mult=0.25)
+
+
+@pytest.fixture(scope="module")
+def supernets(tmp_path_factory, space, digits_run):
+    """Supernet files: one that held out 0.2 of digits (287 images), one trained on all of it, one with no
+    config (as `spos convert-official` writes them)."""
+    folder = tmp_path_factory.mktemp("supernets")
+    configs = {"held": digits_run, "all": {**digits_run, "data": {"name": "digits", "holdout": 0}}, "official": None}
+    paths = {}
+    for name, config in configs.items():
+        extra = {"config": config} if config else {}
+        paths[name] = checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(space), **extra),
+                                             folder / f"{name}.pt")
+    return paths
+
+
+@pytest.fixture(scope="module")
+def truth(tmp_path_factory, space):
+    path = tmp_path_factory.mktemp("truth") / "truth.json"
+    path.write_text(json.dumps({str(a): 0.5 + i / 10 for i, a in enumerate(draw_architectures(space, 3, "none", 2))}))
+    return path
+
+
+def _rows(images: torch.Tensor) -> set:
+    return {tuple(row) for row in images.flatten(1).tolist()}
+
+
+def _scored(supernet, space, **job) -> tuple:
+    """(the images a search of ``supernet`` with ``job``'s settings scores, their record)."""
+    saved = checkpoint.load(supernet).get("config") or {}
+    sets = scoring_sets(with_supernet_data(SearchJob(supernet=str(supernet), **job), saved), space)
+    return sets.scored.images, sets.record
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+# -- which images --------------------------------------------------------------------------------
+
+def test_by_default_the_scored_images_are_exactly_the_supernets_hold_out(supernets, space):
+    held = build_datasets("digits", holdout=0.2, seed=0)  # what the supernet's run split off
+    images, record = _scored(supernets["held"], space)
+    assert torch.equal(images, held.holdout.images)
+    assert record["unseen_by_supernet"] and record["images"] == 287 and record["from"] == "train"
+
+
+def test_a_smaller_holdout_is_a_part_of_the_supernets_hold_out(supernets, space):
+    held = _rows(build_datasets("digits", holdout=0.2, seed=0).holdout.images)
+    images, record = _scored(supernets["held"], space, holdout=100)
+    assert len(images) == 100 and _rows(images) <= held
+    assert record["unseen_by_supernet"] and record["holdout"] == 100
+
+
+def test_a_larger_holdout_is_refused_and_with_the_flag_scores_some_trained_images(supernets, space):
+    with pytest.raises(UserError, match=r"asks for 431 images but the supernet held out 287 .* other 144"):
+        _scored(supernets["held"], space, holdout=431)
+    images, record = _scored(supernets["held"], space, holdout=431, allow_trained_images=True)
+    trained = _rows(build_datasets("digits", holdout=0.2, seed=0).train.images)
+    assert len(images) == 431 and len(_rows(images) & trained) >= 144
+    assert not record["unseen_by_supernet"] and "--allow-trained-images" in record["basis"]
+
+
+@pytest.mark.parametrize("name", ["all", "official"])
+def test_a_supernet_that_held_nothing_out_is_scored_on_val_or_not_at_all(supernets, space, name):
+    with pytest.raises(UserError, match="--holdout-from val .* --allow-trained-images"):
+        _scored(supernets[name], space)
+    val = build_datasets("digits").val.images
+    images, record = _scored(supernets[name], space, holdout_from="val", holdout=100)
+    assert len(images) == 100 and _rows(images) <= _rows(val) and record["from"] == "val"
+    images, record = _scored(supernets[name], space, split="val")
+    assert torch.equal(images, val) and record["split"] == "val" and record["unseen_by_supernet"]
+    _, record = _scored(supernets[name], space, allow_trained_images=True)
+    assert not record["unseen_by_supernet"]
+
+
+# -- the commands: refused in one line, or the outputs record the images --------------------------
+
+@pytest.mark.parametrize("name, extra", [("all", []), ("official", []), ("held", ["--holdout", "431"])])
+def test_search_and_rank_refuse_images_the_supernet_trained_on(supernets, truth, tmp_path, capsys, name, extra):
+    for argv in (["search", *SEARCH], ["rank", "--ground-truth", str(truth), *RANK]):
+        out = tmp_path / argv[0]
+        assert main([*argv, "--supernet", str(supernets[name]), "--output", str(out), *extra]) == 2
+        err = _one_error_line(capsys)
+        assert "--allow-trained-images" in err and ("--holdout-from val" in err or "--holdout 287" in err)
+        assert not out.exists()
+
+
+def _search_records(out) -> list[dict]:
+    return [json.loads((out / name).read_text())["scored_images"] for name in ("job.json", "best.json",
+                                                                                "summary.json")]
+
+
+def test_search_outputs_record_the_images_they_scored(supernets, tmp_path, capsys):
+    out = tmp_path / "held"
+    assert main(["search", "--supernet", str(supernets["held"]), "--output", str(out), *SEARCH]) == 0
+    assert "64 digits images, the supernet's hold-out" in capsys.readouterr().out
+    for record in _search_records(out):
+        assert record["unseen_by_supernet"] and record["images"] == 64 and record["holdout"] == 0.2
+    assert main(["search", "--supernet", str(supernets["held"]), "--output", str(out), "--resume",
+                 "--allow-trained-images", *SEARCH]) == 2
+    assert "allow_trained_images None -> True" in _one_error_line(capsys)  # a resume keeps the rule it began with
+    out = tmp_path / "allowed"
+    assert main(["search", "--supernet", str(supernets["all"]), "--output", str(out), "--allow-trained-images",
+                 *SEARCH]) == 0
+    assert all(not record["unseen_by_supernet"] for record in _search_records(out))
+
+
+def test_rank_records_the_images_it_scored(supernets, truth, tmp_path):
+    for name, extra, unseen in (("held", [], True), ("official", ["--holdout-from", "val"], True),
+                                ("all", ["--allow-trained-images"], False)):
+        out = tmp_path / name
+        assert main(["rank", "--supernet", str(supernets[name]), "--ground-truth", str(truth), "--output", str(out),
+                     *RANK, *extra]) == 0
+        assert json.loads((out / "rank.json").read_text())["scored_images"]["unseen_by_supernet"] is unseen
