@@ -197,18 +197,45 @@ def _search_rank(rank: int, world: int, port: int, job, threads: int) -> None:
     torch.distributed.destroy_process_group()
 
 
-def test_two_processes_score_a_generation_between_them_with_the_same_result(supernet_file, tmp_path):
+class _Timing:
+    def __init__(self, median_ms: float) -> None:
+        self.median_ms = median_ms
+
+
+def _timings_of_rank(rank: int):
+    """A stand-in for `spos.latency.measure_model` whose latency of an architecture depends on the rank
+    measuring it (0-10 ms): timing noise, made large and reproducible."""
+    import zlib
+
+    def measure_model(net, shape, **kwargs):
+        return _Timing(zlib.crc32(repr((net.arch.genes, rank)).encode()) % 1000 / 100)
+
+    return measure_model
+
+
+def _search_rank_timed_apart(rank: int, world: int, port: int, job, threads: int) -> None:
+    import spos.latency
+
+    spos.latency.measure_model = _timings_of_rank(rank)
+    _search_rank(rank, world, port, job, threads)
+
+
+def test_two_processes_score_a_generation_between_them_with_the_same_result(supernet_file, tmp_path, monkeypatch):
+    """Even when the ranks time candidates differently (--latency-max without a table): each rank deciding
+    for itself would draw other candidate lists; rank 0 decides, the others score what it sends, and the
+    scores are merged by architecture, so two ranks give what one process gives."""
     import socket
 
-    import torch
     import torch.multiprocessing as mp
 
+    import spos.latency
     from spos.search.run import SearchJob, run_search
 
     def job(out):
         return SearchJob(supernet=str(supernet_file), output=str(out), population=6, generations=2, parents=2,
-                         mutations=3, crossovers=3, bn_batches=2, batch_size=64, progress=False)
+                         mutations=3, crossovers=3, bn_batches=2, batch_size=64, latency_max=5.0, progress=False)
 
+    monkeypatch.setattr(spos.latency, "measure_model", _timings_of_rank(0))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one thread per process: two ranks on a 2-core machine must not oversubscribe it
     try:
@@ -218,10 +245,11 @@ def test_two_processes_score_a_generation_between_them_with_the_same_result(supe
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.start_processes(_search_rank, args=(2, port, job(tmp_path / "two"), 1), nprocs=2,
+    mp.start_processes(_search_rank_timed_apart, args=(2, port, job(tmp_path / "two"), 1), nprocs=2,
                        start_method="spawn")
     one, two = _history(tmp_path / "one"), _history(tmp_path / "two")
-    assert [r["genes"] for r in one] == [r["genes"] for r in two]
+    assert len(two) > 6 and all(r["latency"] <= 5.0 for r in two)
+    assert [(r["arch"], r["latency"]) for r in one] == [(r["arch"], r["latency"]) for r in two]
     assert [r["score"] for r in one] == pytest.approx([r["score"] for r in two], abs=1e-6)
     best = [json.loads((tmp_path / run / "summary.json").read_text())["best"]["arch"] for run in ("one", "two")]
     assert best[0] == best[1]

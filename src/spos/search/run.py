@@ -397,11 +397,10 @@ def run_search(job: SearchJob) -> dict:
 
 
 def _run_search(job: SearchJob, output: Path) -> dict:
-    from spos.search import engine
-    from spos.search.scoring import SupernetScorer, score_text
+    from spos.search.scoring import SupernetScorer
     from spos.train import distributed
 
-    distributed.init_distributed()  # under torchrun: each rank scores a share of every generation
+    distributed.init_distributed()  # under torchrun: rank 0 searches, every rank scores a share of each generation
     device = distributed.local_device(job.device)
     state = checkpoint.load_kind(job.supernet, "supernet")
     job = with_supernet_data(job, state.get("config") or {})
@@ -415,29 +414,55 @@ def _run_search(job: SearchJob, output: Path) -> dict:
         check_resumed_job(output, fingerprint)
     space = supernet.space
     genes = GeneMap(space, job.mode)
+    # Rank 0 alone decides what to score (limits, candidates): a latency timed on each rank differs between them.
+    plan = search_plan(job, space, genes, device) if distributed.is_main() else None
+    calibration, evaluation, scored_images = load_scoring_data(job, space, device, convention)
+    arch_scorer = SupernetScorer(supernet, calibration, evaluation, job.score)
+    distributed.barrier()  # every rank has looked at the output folder before rank 0 writes into it
+    if not distributed.is_main():
+        arch_scorer.serve()  # its share of every generation rank 0 sends, until the search ends
+        return {}
+    try:
+        history, writer = _prepare_folder(job, output, {**fingerprint, SCORED_IMAGES: scored_images})
+        return _search(job, genes, plan, arch_scorer, history, writer, supernet_top1=supernet_top1,
+                       scored_images=scored_images)
+    finally:
+        arch_scorer.stop_serving()
+
+
+def search_plan(job: SearchJob, space: SearchSpace, genes: GeneMap, device) -> tuple[dict, list]:
+    """(measures, constraints) of the search, checked before anything is written: the objectives are
+    known measures and random draws find candidates within the limits."""
+    from spos.search import engine
+
     measures = build_measures(job, space, genes.arch, device)
     constraints = build_constraints(job, measures)
     for name in job.objectives[1:]:
         if name not in measures:
             raise UserError(f"unknown objective {name!r}; use acc with flops, params or latency")
-    engine.check_feasible(genes.counts, constraints, job.seed, job.max_tries)  # before writing
-    calibration, evaluation, scored_images = load_scoring_data(job, space, device, convention)
-    arch_scorer = SupernetScorer(supernet, calibration, evaluation, job.score)
-    scorer, score_many = genes.scoring(arch_scorer)
+    engine.check_feasible(genes.counts, constraints, job.seed, job.max_tries)
+    return measures, constraints
 
-    distributed.barrier()  # every rank has looked at the output folder before rank 0 writes into it
-    history, writer = _prepare_folder(job, output, {**fingerprint, SCORED_IMAGES: scored_images})
+
+def _search(job: SearchJob, genes: GeneMap, plan: tuple[dict, list], arch_scorer, history: list, writer, *,
+            supernet_top1: float | None, scored_images: dict) -> dict:
+    """The engine's run on rank 0 (or the only process): each candidate into history.jsonl as it is scored,
+    then the outputs."""
+    from spos.search import engine
+    from spos.search.scoring import score_text
+
+    measures, constraints = plan
+    scorer, score_many = genes.scoring(arch_scorer)
     measured = measure_once(measures)
 
     def on_evaluated(record: dict) -> None:
-        if writer:
-            writer.write({**record, "arch": str(genes.arch(record["genes"])), **measured(record["genes"])})
+        writer.write({**record, "arch": str(genes.arch(record["genes"])), **measured(record["genes"])})
 
     front_cost = measures[job.cost_axis]
     started = time.perf_counter()
-    common = dict(history=history, on_evaluated=on_evaluated, progress=job.progress and distributed.is_main(),
-                  score_many=score_many, label=job.progress_label,
-                  score_text=lambda value: score_text(value, job.score), canonical=genes.canonical())
+    common = dict(history=history, on_evaluated=on_evaluated, progress=job.progress, score_many=score_many,
+                  label=job.progress_label, score_text=lambda value: score_text(value, job.score),
+                  canonical=genes.canonical())
     if job.algorithm == "nsga2":
         cost_names = job.objectives[1:] or ["flops"]
         result = engine.nsga2_search(genes.counts, scorer, [(n, measures[n]) for n in cost_names], constraints,
@@ -446,11 +471,10 @@ def _run_search(job: SearchJob, output: Path) -> dict:
         result = engine.random_search(genes.counts, scorer, constraints, job, front_cost=front_cost, **common)
     else:
         result = engine.evolution_search(genes.counts, scorer, constraints, job, front_cost=front_cost, **common)
-    if writer:
-        writer.close()
+    writer.close()
     elapsed = time.perf_counter() - started
-    return write_outputs(job, space, genes, measured, result, elapsed, supernet_top1=supernet_top1,
-                         holdout=arch_scorer.measure, scored_images=scored_images) if distributed.is_main() else {}
+    return write_outputs(job, genes.space, genes, measured, result, elapsed, supernet_top1=supernet_top1,
+                         holdout=arch_scorer.measure, scored_images=scored_images)
 
 
 def _prepare_folder(job: SearchJob, output: Path, fingerprint: dict):

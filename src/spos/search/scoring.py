@@ -102,16 +102,38 @@ class SupernetScorer:
 
     def score_many(self, candidates: Sequence[Architecture]) -> Iterator[float]:
         """The scores of a generation, yielded in order as they are measured, so the caller can record each
-        at once. Under torch.distributed the ranks take ``world`` candidates at a time, one each, and
-        share their scores, so every rank yields every score."""
-        rank, world = rank_and_world()
-        if world == 1:
+        at once. Under torch.distributed only rank 0 runs the search: it sends the generation to the ranks
+        waiting in `serve`, the ranks take ``world`` candidates at a time, one each, and the scores are
+        merged by architecture, so no score can land on another architecture than the one it measured."""
+        if rank_and_world()[1] == 1:
             for arch in candidates:
                 yield self(arch)
             return
+        box = [list(candidates)]
+        dist.broadcast_object_list(box, src=0)
+        yield from self._shared_scores(box[0])
+
+    def serve(self) -> None:
+        """On every rank but 0: score this rank's share of each generation rank 0 sends, until it sends None."""
+        while True:
+            box: list = [None]
+            dist.broadcast_object_list(box, src=0)
+            if box[0] is None:
+                return
+            for _ in self._shared_scores(box[0]):
+                pass
+
+    def stop_serving(self) -> None:
+        """On rank 0 when its search ends (or fails): release the ranks in `serve`."""
+        if rank_and_world()[1] > 1:
+            dist.broadcast_object_list([None], src=0)
+
+    def _shared_scores(self, candidates: list[Architecture]) -> Iterator[float]:
+        rank, world = rank_and_world()
         for start in range(0, len(candidates), world):
-            mine = {start + rank: self(candidates[start + rank])} if start + rank < len(candidates) else {}
+            chunk = candidates[start:start + world]
+            mine = {chunk[rank]: self(chunk[rank])} if rank < len(chunk) else {}
             gathered: list[dict] = [None] * world  # type: ignore[list-item]
             dist.all_gather_object(gathered, mine)
-            merged = {i: score for part in gathered for i, score in part.items()}
-            yield from (merged[i] for i in range(start, min(start + world, len(candidates))))
+            merged = {arch: score for part in gathered for arch, score in part.items()}
+            yield from (merged[arch] for arch in chunk)
