@@ -140,11 +140,29 @@ def test_block_only_and_channel_only_sampling(tiny_space):
 
 def test_step_counts_follow_iterations_or_epochs_and_accumulation():
     by_epochs = step_counts({"accumulate": 2, "iterations": None, "epochs": 3}, batches_per_epoch=9)
-    assert (by_epochs.steps_per_epoch, by_epochs.total_steps, by_epochs.epochs) == (4, 12, 3)
+    assert (by_epochs.steps_per_epoch, by_epochs.total_steps, by_epochs.epochs) == (5, 15, 3)  # 4 steps of 2, 1 of 1
     by_steps = step_counts({"accumulate": 1, "iterations": 10, "epochs": 99}, batches_per_epoch=4)
     assert (by_steps.total_steps, by_steps.epochs) == (10, 3)  # the third epoch stops half-way
     tiny = step_counts({"accumulate": 8, "iterations": None, "epochs": 2}, batches_per_epoch=3)
     assert (tiny.steps_per_epoch, tiny.total_steps) == (1, 2)  # at least one step an epoch
+
+
+def test_accumulation_that_does_not_divide_an_epoch_trains_every_batch_and_averages_each_step(tmp_path):
+    """44 batches an epoch in steps of 3: 14 full steps and one of 2 batches. Every batch of both epochs
+    is trained, warm-up counts those 15 steps an epoch, and the short step averages over its 2 batches."""
+    config = tiny_config("digits-retrain", "arch=oneshot", "data.batch_size=32", "train.accumulate=3",
+                         "train.epochs=2", "schedule.warmup_epochs=1")
+    trainer = Trainer(config, tmp_path, progress=False)
+    assert (len(trainer.train_loader), trainer.steps_per_epoch, trainer.total_steps) == (44, 15, 30)
+    assert trainer.scheduler.warmup_t == 15
+    losses, scaled = [], []
+    path_loss, scale = trainer._path_loss, trainer.scaler.scale
+    trainer._path_loss = lambda *args: losses.append(path_loss(*args)) or losses[-1]
+    trainer.scaler.scale = lambda value: scaled.append(value) or scale(value)
+    trainer.run()
+    divisors = [round(float(loss.detach() / part.detach())) for loss, part in zip(losses, scaled)]
+    assert divisors == ([3] * 42 + [2] * 2) * 2
+    assert trainer.step == 30
 
 
 def test_amp_is_full_precision_off_cuda_and_refuses_unknown_dtypes():

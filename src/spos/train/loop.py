@@ -246,7 +246,8 @@ def _saved_config(output: Path) -> dict | None:
 
 @dataclass(frozen=True)
 class StepCounts:
-    """How long a run is: ``accumulate`` batches make a step; ``total_steps`` is ``train.iterations``,
+    """How long a run is: ``accumulate`` batches make a step, and the batches left at an epoch's end one
+    more (so ``steps_per_epoch`` rounds up, as the loop steps); ``total_steps`` is ``train.iterations``,
     else ``train.epochs`` epochs of ``steps_per_epoch``; ``epochs`` is how many the loop starts."""
 
     accumulate: int
@@ -257,7 +258,7 @@ class StepCounts:
 
 def step_counts(train_cfg: dict, batches_per_epoch: int) -> StepCounts:
     accumulate = int(train_cfg["accumulate"])
-    per_epoch = max(batches_per_epoch // accumulate, 1)
+    per_epoch = max(math.ceil(batches_per_epoch / accumulate), 1)
     iterations = train_cfg["iterations"]
     total = int(iterations) if iterations else int(train_cfg["epochs"]) * per_epoch
     return StepCounts(accumulate, per_epoch, total, math.ceil(total / per_epoch))
@@ -465,6 +466,7 @@ class Trainer:
         seen_before, started = seen, time.perf_counter()  # images/s: only this process's own batches
         refresh = postfix_every(int(self.config["train"]["log_every"]), len(self.train_loader))
         archs: list = [None]
+        step_batches = self.accumulate
         for index, (x, y) in enumerate(self.train_loader):
             if index < self.batches_done:
                 continue  # resuming mid-epoch: same order, these batches were trained already
@@ -476,6 +478,7 @@ class Trainer:
             first_of_step = index % self.accumulate == 0
             if first_of_step:
                 archs = self.sampler.sample_step() if self.sampler is not None else [None]
+                step_batches = min(self.accumulate, len(self.train_loader) - index)  # fewer at the epoch's end
             targets = y
             if self.mixup is not None and len(x) % 2 == 0:
                 x, targets = self.mixup(x, y)
@@ -485,7 +488,7 @@ class Trainer:
                 loss = self._path_loss(logits.float(), targets, teacher)
                 if teacher is None and self.sampler is not None and self.sampler.distills:
                     teacher = logits.detach().float().softmax(1)
-                self.scaler.scale(loss / self.accumulate).backward()
+                self.scaler.scale(loss / step_batches).backward()  # the step's gradient: the mean over its batches
                 loss_sum += loss.detach() * len(y)
                 correct += (logits.detach().argmax(1) == y).sum()
                 seen += len(y)
