@@ -253,6 +253,18 @@ def test_run_writes_metrics_config_and_checkpoints(tmp_path):
     assert result.best_top1 == rows[0]["val_top1"]
 
 
+def test_validation_runs_every_n_epochs_and_after_the_last(tmp_path, monkeypatch):
+    validated = []
+    validate = Trainer.validate
+    monkeypatch.setattr(Trainer, "validate", lambda self: validated.append(self.epoch + 1) or validate(self))
+    result = run_training(tiny_config("digits-supernet", "train.epochs=3", "validation.every=2"), tmp_path,
+                          progress=False)
+    assert validated == [2, 3]
+    assert ["val_top1" in row for row in result.history] == [False, True, True]
+    assert result.best_top1 == max(row["val_top1"] for row in result.history[1:])
+    assert (tmp_path / "metrics.csv").read_text().splitlines()[1].split(",")[0] == "1"  # the row without val
+
+
 def test_progress_bar_shows_running_means_that_move_on_a_short_epoch(tmp_path, monkeypatch):
     """A digits epoch (18 batches) is shorter than train.log_every (20): the postfix still updates."""
     import spos.train.loop

@@ -38,8 +38,8 @@ def register(subparsers) -> None:
     supernet = add_command(
         subparsers, "train-supernet", help="train a weight-sharing supernet with uniform single-path sampling",
         description="Train the supernet: every step samples one path (block and channel choice per layer) "
-                    "uniformly, optionally inside a FLOPs window; each epoch validates K paths after BN "
-                    "recalibration. Checkpoints every epoch; --resume continues a killed run exactly.",
+                    "uniformly, optionally inside a FLOPs window; every validation.every epochs (default 1) and after "
+                    "the last it validates K paths after BN recalibration. Checkpoints every epoch; --resume continues a killed run exactly.",
         example="spos train-supernet --config imagenet-supernet --data-root /data/imagenet --output runs/supernet")
     _add_run_arguments(supernet, "digits-supernet")
     supernet.set_defaults(func=run_train, kind="supernet")

@@ -35,7 +35,7 @@ DEFAULTS: dict = {
                  "strategy": "uniform",     # uniform | fair (FairNAS) | sandwich (BigNAS, in-place distillation)
                  "sandwich_paths": 2,       # sandwich: paths beside the widest (the narrowest + random ones)
                  "progressive_epochs": 0},  # >0: layers released from the input on over these epochs
-    "validation": {"paths": 3, "bn_batches": 20, "every": 1},
+    "validation": {"paths": 3, "bn_batches": 20, "every": 1},  # every: epochs between validations (and the last)
 }
 
 

@@ -578,12 +578,15 @@ class Trainer:
                      f"{f' x {self.world} processes' if self.world > 1 else ''}; output {self.output}")
         while self.epoch < self.epochs and self.step < self.total_steps:
             metrics = self.train_epoch()
-            metrics.update(self.validate())
+            validating = self._validates_this_epoch()
+            if validating:
+                metrics.update(self.validate())
             row = {"epoch": self.epoch + 1, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
                    **metrics}
             self.history.append(row)
-            improved = row["val_top1"] > self.best_top1
-            self.best_top1 = max(self.best_top1, row["val_top1"])
+            improved = validating and row["val_top1"] > self.best_top1
+            if validating:
+                self.best_top1 = max(self.best_top1, row["val_top1"])
             self.epoch += 1
             self.batches_done = 0
             self.save(best=improved)
@@ -594,12 +597,18 @@ class Trainer:
         distributed.barrier()
         return RunResult(self.output, self.history, self.best_top1, self.model)
 
+    def _validates_this_epoch(self) -> bool:
+        """Every ``validation.every`` epochs, and after the last one: a run always ends validated."""
+        last = self.epoch + 1 >= self.epochs or self.step >= self.total_steps
+        return last or (self.epoch + 1) % int(self.config["validation"]["every"]) == 0
+
     def _log_epoch(self, row: dict) -> None:
         if not distributed.is_main():
             return
+        validated = (f"{self.val_split} top-1 {row['val_top1']:.4f} top-5 {row['val_top5']:.4f}" if "val_top1" in row
+                     else f"not validated (validation.every {self.config['validation']['every']})")
         log.info(f"epoch {row['epoch']}/{self.epochs}: loss {row['train_loss']:.4f} train top-1 "
-                 f"{row['train_top1']:.4f} | {self.val_split} top-1 {row['val_top1']:.4f} top-5 {row['val_top5']:.4f}"
-                 f" | lr {row['lr']:.5f} | {row['images_per_s']:.0f} img/s")
+                 f"{row['train_top1']:.4f} | {validated} | lr {row['lr']:.5f} | {row['images_per_s']:.0f} img/s")
         self._write_metrics()
         flat = {k: v for k, v in row.items() if not isinstance(v, list)}
         if self.tensorboard is not None:
