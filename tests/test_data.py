@@ -75,6 +75,24 @@ def test_a_dataloader_over_a_plain_dataset_takes_its_epoch_through_the_sampler()
     assert sorted(order(2)) == list(range(64))
 
 
+def test_two_ranks_get_the_augmented_batches_of_one_process_accumulating_two():
+    """With augmentation (digits: random shifts), rank r's batch j is, pixel for pixel, micro-batch 2j + r of
+    one process, as the DDP equality needs; and an epoch started at batch k is the rest of the whole one."""
+    data = build_datasets("digits").train
+    assert data.augment == "shift"
+    one = [x for x, _ in build_loader(data, batch_size=16, train=True, seed=3)]
+    ranks = [[x for x, _ in build_loader(data, batch_size=16, train=True, seed=3, rank=r, world=2)] for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == len(one) // 2
+    for j in range(len(ranks[0])):
+        assert torch.equal(ranks[0][j], one[2 * j]) and torch.equal(ranks[1][j], one[2 * j + 1]), j
+    from spos.data import epoch_batches
+
+    loader = build_loader(data, batch_size=16, train=True, seed=3)
+    resumed = [(index, x) for index, (x, _) in epoch_batches(loader, 0, start=5)]
+    assert [index for index, _ in resumed] == list(range(5, len(one)))
+    assert all(torch.equal(x, one[index]) for index, x in resumed)
+
+
 def test_recalibration_batches_fixed_by_seed():
     data = build_datasets("digits").train
     a = recalibration_batches(data, batch_size=16, num_batches=3, seed=0)

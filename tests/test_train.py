@@ -217,6 +217,37 @@ def test_killed_and_resumed_supernet_run_ends_bit_identical(tmp_path, monkeypatc
     assert [r["val_top1"] for r in straight.history] == [r["val_top1"] for r in resumed.history]
 
 
+def _image_folder(root, per_class: int = 12, size: int = 20):
+    """ROOT/{train,val}/{a,b}/*.png: a handful of tiny random images, an ImageNet layout in miniature."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", per_class), ("val", 2)):
+        for label in ("a", "b"):
+            (root / split / label).mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / split / label
+                                                                                          / f"{i}.png")
+    return root
+
+
+def test_killed_mid_epoch_on_an_image_folder_with_workers_resumes_bit_identical(tmp_path, monkeypatch):
+    """Random crops, flips and colour jitter in two loader workers: each image's augmentation is a function of
+    (seed, epoch, index), so the batches a resumed run skips are not even read and the rest come out as in
+    the uninterrupted run."""
+    root = _image_folder(tmp_path / "images")
+    config = tiny_config("digits-retrain", "arch=oneshot", "data.name=imagefolder", f"data.root={root}",
+                         "space.input_size=16", "data.batch_size=4", "data.val_batch_size=4", "data.workers=2",
+                         "train.epochs=2", "train.checkpoint_every_steps=2")
+    straight = run_training(config, tmp_path / "straight", progress=False)
+    run_killed_after(config, tmp_path / "resumed", 1, monkeypatch)  # after step 2 of the first epoch's 6
+    assert checkpoint.load(tmp_path / "resumed" / "last.pt")["batches_done"] == 2
+    resumed = run_training(config, tmp_path / "resumed", resume=True, progress=False)
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
 def test_cut_short_checkpoint_stops_the_resume_and_previous_pt_is_what_it_names(tmp_path, capsys):
     config = tiny_config("digits-retrain", "train.epochs=2", "arch=oneshot")
     run_training(config, tmp_path / "run", progress=False)

@@ -502,23 +502,55 @@ def build_datasets(name: str, root: str | Path | None = None, *, download: bool 
 # Loaders
 
 
+def augmentation_seed(seed: int, epoch: int, position: int) -> int:
+    """The seed of the random augmentation of one sample (or in-memory batch) of one epoch: a function
+    of where it is, never of what was read before it, so a resumed run can skip what it trained."""
+    return ((seed * 1_000_003 + epoch) * 1_000_000_007 + position) % (1 << 63)
+
+
+class SeededSamples(Dataset):
+    """A dataset whose random transforms draw from a generator seeded by (seed, epoch, index): image
+    ``index`` of epoch ``epoch`` comes out the same in any loader worker, at any time, whether or not
+    the images before it were read. It is indexed by ``(epoch, index)`` (`EpochShuffle` with ``keyed``).
+
+    torchvision's transforms draw from torch's global generator, so that one is seeded for the sample
+    and restored afterwards: the training loop's own random stream (dropout) is left as it was."""
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        epoch, index = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(augmentation_seed(self.seed, epoch, index))
+            return self.dataset[index]
+
+
 class EpochShuffle(Sampler):
     """A shuffled order that is a function of (seed, epoch) only, so a resumed run sees the same
     batches as an uninterrupted one.
 
     Under torch.distributed each rank takes every world-th index, or, when ``chunk`` (the per-rank
     batch size) is given, the rank-th contiguous chunk of every global batch: then N ranks see
-    exactly the micro-batches of one process accumulating N batches, so the two runs are equal.
+    exactly the micro-batches of one process accumulating N batches, so the two runs are equal
+    (their augmentation too: each batch's is seeded by its place in the epoch, see `TensorBatches`).
+
+    ``start`` (set with the epoch) skips the first samples of this rank's order: a run resumed
+    mid-epoch does not read again what it trained; the length stays the whole epoch's. ``keyed``
+    yields ``(epoch, index)`` for `SeededSamples`.
     """
 
     def __init__(self, size: int, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1,
-                 chunk: int | None = None) -> None:
+                 chunk: int | None = None, keyed: bool = False) -> None:
         self.size, self.seed, self.shuffle, self.rank, self.world = size, seed, shuffle, rank, world
-        self.chunk = chunk
-        self.epoch = 0
+        self.chunk, self.keyed = chunk, keyed
+        self.epoch, self.start = 0, 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
 
     def order(self) -> torch.Tensor:
         if not self.shuffle:
@@ -536,15 +568,20 @@ class EpochShuffle(Sampler):
             order = torch.cat((head, tail))
         return order
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.order().tolist())
+    def __iter__(self) -> Iterator:
+        indices = self.order()[self.start:].tolist()
+        return iter([(self.epoch, index) for index in indices] if self.keyed else indices)
 
     def __len__(self) -> int:
         return self.size // self.world if self.world > 1 else self.size
 
 
 class TensorBatches:
-    """Batches of a `TensorImages` by indexing whole batches: no per-image Python, no workers needed."""
+    """Batches of a `TensorImages` by indexing whole batches: no per-image Python, no workers needed.
+
+    Batch ``b`` of rank ``r`` of ``w`` is augmented from a generator seeded by its place among the
+    epoch's micro-batches, ``b * w + r``: the same draws as the same images get in one process
+    accumulating ``w`` batches, and the same whichever batches before it were skipped."""
 
     def __init__(self, data: TensorImages, sampler: EpochShuffle, batch_size: int, drop_last: bool) -> None:
         self.dataset, self.sampler, self.batch_size, self.drop_last = data, sampler, batch_size, drop_last
@@ -554,10 +591,12 @@ class TensorBatches:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self):
-        order = self.sampler.order()
-        generator = torch.Generator().manual_seed(self.sampler.seed * 7919 + self.sampler.epoch)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            yield self.dataset.get_batch(order[start:start + self.batch_size], generator)
+        sampler = self.sampler
+        order = sampler.order()
+        for batch in range(sampler.start // self.batch_size, len(self)):
+            place = batch * sampler.world + sampler.rank
+            generator = torch.Generator().manual_seed(augmentation_seed(sampler.seed, sampler.epoch, place))
+            yield self.dataset.get_batch(order[batch * self.batch_size:(batch + 1) * self.batch_size], generator)
 
 
 def build_loader(dataset: Dataset, *, batch_size: int, train: bool, workers: int = 0, seed: int = 0,
@@ -574,11 +613,20 @@ def build_loader(dataset: Dataset, *, batch_size: int, train: bool, workers: int
     if isinstance(dataset, TensorImages):
         sampler = EpochShuffle(len(dataset), seed, shuffle=train, rank=rank, world=world, chunk=batch_size)
         return TensorBatches(dataset, sampler, batch_size, drop_last)
-    sampler = EpochShuffle(len(dataset), seed, shuffle=train, rank=rank, world=world)
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                        pin_memory=str(device).startswith("cuda"), drop_last=drop_last,
-                        persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
+    sampler = EpochShuffle(len(dataset), seed, shuffle=train, rank=rank, world=world, keyed=train)
+    # a generator of its own: starting an epoch draws the workers' base seed from it, not from the global one
+    loader = DataLoader(SeededSamples(dataset, seed) if train else dataset, batch_size=batch_size, sampler=sampler,
+                        num_workers=workers, pin_memory=str(device).startswith("cuda"), drop_last=drop_last,
+                        persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
+                        generator=torch.Generator().manual_seed(seed))
     return loader
+
+
+def epoch_batches(loader, epoch: int, start: int = 0):
+    """``(index, batch)`` of epoch ``epoch`` of a `build_loader` loader, from batch ``start`` on: a run
+    resumed mid-epoch goes on where it stopped, without reading the batches before ``start``."""
+    loader.sampler.set_epoch(epoch, start * loader.batch_size)
+    return enumerate(loader, start)
 
 
 def first_batch(dataset: Dataset, size: int) -> torch.Tensor:

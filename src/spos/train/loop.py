@@ -8,7 +8,8 @@ and ``metrics.csv``. A resume that cannot read or restore its checkpoint stops w
 writes nothing (`cannot_resume` says how to go on); it never starts over in a run's folder.
 
 Resuming restores the model, optimizer, EMA, AMP scaler, the path sampler's RNG, the global
-RNGs and the position in the data order (which depends on (seed, epoch) only), so a run killed
+RNGs and the position in the data order (which depends on (seed, epoch) only, as each image's
+augmentation depends on (seed, epoch, index): the batches before it are not read again), so a run killed
 and resumed ends bit-identical on the CPU to one that was never interrupted. The LR schedule is
 a function of the step count, so it needs no state of its own.
 
@@ -38,7 +39,7 @@ from torch import nn
 from tqdm import tqdm
 
 from spos import checkpoint, files
-from spos.data import build_datasets, build_loader, recalibration_batches
+from spos.data import build_datasets, build_loader, epoch_batches, recalibration_batches
 from spos.errors import UserError
 from spos.fixed import FixedNet
 from spos.records import MayBeMissing, problem
@@ -456,7 +457,6 @@ class Trainer:
 
     def train_epoch(self) -> dict:
         self.model.train()
-        self.train_loader.sampler.set_epoch(self.epoch)
         if self.sampler is not None:
             self.sampler.set_epoch(self.epoch)
         main = distributed.is_main()
@@ -467,9 +467,7 @@ class Trainer:
         refresh = postfix_every(int(self.config["train"]["log_every"]), len(self.train_loader))
         archs: list = [None]
         step_batches = self.accumulate
-        for index, (x, y) in enumerate(self.train_loader):
-            if index < self.batches_done:
-                continue  # resuming mid-epoch: same order, these batches were trained already
+        for index, (x, y) in epoch_batches(self.train_loader, self.epoch, self.batches_done):  # resumed: from there
             if self.step >= self.total_steps:
                 break
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
