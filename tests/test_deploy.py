@@ -93,7 +93,9 @@ def test_int8_model_keeps_accuracy_within_three_points(trained, tmp_path):
     int8 = quantize_onnx(fp32, calibration, tmp_path / "net.int8.onnx")
     loader = build_loader(splits.val, batch_size=128, train=False)
     fp32_top1, int8_top1 = onnx_top1(fp32, loader), onnx_top1(int8, loader)
-    assert fp32_top1 > 0.8, fp32_top1
+    # learned (chance is 0.1): after 4 epochs seeds 0-2 measured 0.79, 0.77, 0.78 (0.85, 0.77, 0.74 with the
+    # augmentation stream before #23), so the bar sits below the seed spread
+    assert fp32_top1 > 0.7, fp32_top1
     assert fp32_top1 - int8_top1 <= 0.03, (fp32_top1, int8_top1)
     assert any(node.op_type == "QuantizeLinear" for node in __import__("onnx").load(str(int8)).graph.node)
 
