@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from spos.data import DatasetInfo, EpochShuffle, InputConvention
+from spos.data import DatasetInfo, EpochShuffle, InputConvention, augmentation_seed
 from spos.errors import UserError
 
 INSTALL = "pip install nvidia-dali-cuda120 (CUDA 12) or nvidia-dali-cuda130 (CUDA 13)"
@@ -45,7 +45,7 @@ def check_dali(data_name: str, device: str | None) -> None:
 
 
 def _sample_seed(seed: int, epoch: int, index: int) -> int:
-    return (seed * 1_000_003 + epoch) * 2_000_000_011 + index
+    return augmentation_seed(seed, epoch, index)  # the CPU path's (`spos.data.SeededSamples`): the same draws
 
 
 def sample_params(size: tuple[int, int], input_size: int, seed: int, epoch: int, index: int) -> dict:
@@ -139,7 +139,7 @@ class DaliBatches:
         from nvidia.dali.plugin.pytorch import feed_ndarray
 
         order = self.sampler.order().tolist()
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
+        for start in range(self.sampler.start, len(self) * self.batch_size, self.batch_size):  # resumed: from there
             indices = order[start:start + self.batch_size]
             self._feed(indices)
             (output,) = self._pipe.run()

@@ -505,7 +505,7 @@ def build_datasets(name: str, root: str | Path | None = None, *, download: bool 
 def augmentation_seed(seed: int, epoch: int, position: int) -> int:
     """The seed of the random augmentation of one sample (or in-memory batch) of one epoch: a function
     of where it is, never of what was read before it, so a resumed run can skip what it trained."""
-    return ((seed * 1_000_003 + epoch) * 1_000_000_007 + position) % (1 << 63)
+    return ((seed * 1_000_003 + epoch) * 2_000_000_011 + position) % (1 << 63)  # --loader dali draws from it too
 
 
 class SeededSamples(Dataset):
