@@ -57,7 +57,7 @@ def search_under_table_flops(supernet_path: Path, benchmark: Benchmark, flops_ma
     supernet = checkpoint.build_model(state).to(device)
     benchmark.check_space(supernet.space)
     genes = GeneMap(supernet.space, "both")
-    calibration, evaluation = load_scoring_data(job, supernet.space, device, checkpoint.convention_of(state))
+    calibration, evaluation, _ = load_scoring_data(job, supernet.space, device, checkpoint.convention_of(state))
     scorer, score_many = genes.scoring(SupernetScorer(supernet, calibration, evaluation, score))
     limit = engine.Constraint("flops", lambda g: benchmark.entry(genes.arch(g)).flops, flops_max)
     result = engine.evolution_search(genes.counts, scorer, [limit], config or engine.SearchConfig(),

@@ -76,10 +76,11 @@ def test_a_model_folder_is_a_checkpoint_to_every_command(folder, tmp_path, capsy
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]  # --force never replaces what is not ours
 
 
-def test_shared_supernet_weights_are_stored_once_and_searchable(tmp_path):
+def test_shared_supernet_weights_are_stored_once_and_searchable(tmp_path, digits_run):
     space = get_space("oneshot", input_size=8, num_classes=10, in_channels=1, width_mult=0.25)
     supernet = SuperNet(space, entangled_kernels=True, aligned_choices=True)
-    source = checkpoint.save_atomic(checkpoint.supernet_payload(supernet), tmp_path / "supernet.pt")
+    source = checkpoint.save_atomic(checkpoint.supernet_payload(supernet, config=digits_run),  # its hold-out: searchable
+                                    tmp_path / "supernet.pt")
     assert main(["export", str(source), "--format", "hf", "--output", str(tmp_path / "shared")]) == 0
     data = load_folder(tmp_path / "shared")
     loaded = checkpoint.build_model(data)

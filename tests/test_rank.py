@@ -415,10 +415,10 @@ def test_equal_count_windows_split_the_flops_range_into_equal_parts():
 
 
 @pytest.fixture(scope="module")
-def mbv2_supernet(tmp_path_factory):
+def mbv2_supernet(tmp_path_factory, digits_run):
     space = get_space("mbv2-macro-cifar", input_size=8, num_classes=10, in_channels=1, width_mult=0.125)
     path = tmp_path_factory.mktemp("mbv2") / "supernet.pt"
-    checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(space)), path)
+    checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(space), config=digits_run), path)
     return path
 
 

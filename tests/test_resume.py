@@ -170,14 +170,16 @@ def _ground_truth(folder: Path, space) -> Path:
     return truth
 
 
-def test_a_rank_resume_against_a_replaced_supernet_is_refused(tmp_path, capsys, digits_space):
-    supernet = checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(digits_space)), tmp_path / "net.pt")
+def test_a_rank_resume_against_a_replaced_supernet_is_refused(tmp_path, capsys, digits_space, digits_run):
+    supernet = checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(digits_space), config=digits_run),
+                                      tmp_path / "net.pt")
     truth, out = _ground_truth(tmp_path, digits_space), tmp_path / "rank"
     command = ["rank", "--supernet", str(supernet), "--ground-truth", str(truth), "--output", str(out), *RANK_FAST]
     assert main(command) == 0
     before = _snapshot(out)
     torch.manual_seed(1)
-    checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(digits_space)), supernet)  # same path, new weights
+    checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(digits_space), config=digits_run),
+                           supernet)  # same path, new weights
     capsys.readouterr()
     assert main([*command, "--resume"]) == 2
     err = _one_error_line(capsys)
@@ -240,7 +242,8 @@ def test_a_search_resume_on_other_data_is_refused_and_on_the_same_data_by_anothe
 
     def search(root: str, *extra):
         return main(["search", "--supernet", str(supernet), "--data", "cifar10", "--data-root", root, "--output",
-                     str(out), "--generations", "1", *SEARCH_SMALL, "--batch-size", "8", *extra])
+                     str(out), "--generations", "1", *SEARCH_SMALL, "--batch-size", "8",
+                     "--allow-trained-images", *extra])  # a bare supernet records no hold-out
 
     assert search(str(first)) == 0
     before = _snapshot(out)
