@@ -19,7 +19,6 @@ from spos.data import build_datasets
 from spos.errors import UserError
 from spos.search.ranking import draw_architectures
 from spos.search.run import SearchJob, scoring_sets, with_supernet_data
-from spos.space import get_space
 from spos.supernet import SuperNet
 
 SEARCH = ["--population", "4", "--generations", "1", "--parents", "2", "--mutations", "2", "--crossovers", "2",
@@ -28,12 +27,7 @@ RANK = ["--bn-batches", "1", "--eval-batches", "1", "--batch-size", "64", "--boo
 
 
 @pytest.fixture(scope="module")
-def space():
-    return get_space("oneshot", input_size=8, num_classes=10, in_channels=1, width_mult=0.25)
-
-
-@pytest.fixture(scope="module")
-def supernets(tmp_path_factory, space, digits_run):
+def supernets(tmp_path_factory, digits_space, digits_run):
     """Supernet files: one that held out 0.2 of digits (287 images), one trained on all of it, one with no
     config (as `spos convert-official` writes them)."""
     folder = tmp_path_factory.mktemp("supernets")
@@ -41,15 +35,16 @@ def supernets(tmp_path_factory, space, digits_run):
     paths = {}
     for name, config in configs.items():
         extra = {"config": config} if config else {}
-        paths[name] = checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(space), **extra),
+        paths[name] = checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(digits_space), **extra),
                                              folder / f"{name}.pt")
     return paths
 
 
 @pytest.fixture(scope="module")
-def truth(tmp_path_factory, space):
+def truth(tmp_path_factory, digits_space):
     path = tmp_path_factory.mktemp("truth") / "truth.json"
-    path.write_text(json.dumps({str(a): 0.5 + i / 10 for i, a in enumerate(draw_architectures(space, 3, "none", 2))}))
+    archs = draw_architectures(digits_space, 3, "none", 2)
+    path.write_text(json.dumps({str(a): 0.5 + i / 10 for i, a in enumerate(archs)}))
     return path
 
 
@@ -72,39 +67,39 @@ def _one_error_line(capsys) -> str:
 
 # -- which images --------------------------------------------------------------------------------
 
-def test_by_default_the_scored_images_are_exactly_the_supernets_hold_out(supernets, space):
+def test_by_default_the_scored_images_are_exactly_the_supernets_hold_out(supernets, digits_space):
     held = build_datasets("digits", holdout=0.2, seed=0)  # what the supernet's run split off
-    images, record = _scored(supernets["held"], space)
+    images, record = _scored(supernets["held"], digits_space)
     assert torch.equal(images, held.holdout.images)
     assert record["unseen_by_supernet"] and record["images"] == 287 and record["from"] == "train"
 
 
-def test_a_smaller_holdout_is_a_part_of_the_supernets_hold_out(supernets, space):
+def test_a_smaller_holdout_is_a_part_of_the_supernets_hold_out(supernets, digits_space):
     held = _rows(build_datasets("digits", holdout=0.2, seed=0).holdout.images)
-    images, record = _scored(supernets["held"], space, holdout=100)
+    images, record = _scored(supernets["held"], digits_space, holdout=100)
     assert len(images) == 100 and _rows(images) <= held
     assert record["unseen_by_supernet"] and record["holdout"] == 100
 
 
-def test_a_larger_holdout_is_refused_and_with_the_flag_scores_some_trained_images(supernets, space):
+def test_a_larger_holdout_is_refused_and_with_the_flag_scores_some_trained_images(supernets, digits_space):
     with pytest.raises(UserError, match=r"asks for 431 images but the supernet held out 287 .* other 144"):
-        _scored(supernets["held"], space, holdout=431)
-    images, record = _scored(supernets["held"], space, holdout=431, allow_trained_images=True)
+        _scored(supernets["held"], digits_space, holdout=431)
+    images, record = _scored(supernets["held"], digits_space, holdout=431, allow_trained_images=True)
     trained = _rows(build_datasets("digits", holdout=0.2, seed=0).train.images)
     assert len(images) == 431 and len(_rows(images) & trained) >= 144
     assert not record["unseen_by_supernet"] and "--allow-trained-images" in record["basis"]
 
 
 @pytest.mark.parametrize("name", ["all", "official"])
-def test_a_supernet_that_held_nothing_out_is_scored_on_val_or_not_at_all(supernets, space, name):
+def test_a_supernet_that_held_nothing_out_is_scored_on_val_or_not_at_all(supernets, digits_space, name):
     with pytest.raises(UserError, match="--holdout-from val .* --allow-trained-images"):
-        _scored(supernets[name], space)
+        _scored(supernets[name], digits_space)
     val = build_datasets("digits").val.images
-    images, record = _scored(supernets[name], space, holdout_from="val", holdout=100)
+    images, record = _scored(supernets[name], digits_space, holdout_from="val", holdout=100)
     assert len(images) == 100 and _rows(images) <= _rows(val) and record["from"] == "val"
-    images, record = _scored(supernets[name], space, split="val")
+    images, record = _scored(supernets[name], digits_space, split="val")
     assert torch.equal(images, val) and record["split"] == "val" and record["unseen_by_supernet"]
-    _, record = _scored(supernets[name], space, allow_trained_images=True)
+    _, record = _scored(supernets[name], digits_space, allow_trained_images=True)
     assert not record["unseen_by_supernet"]
 
 
