@@ -127,3 +127,11 @@ def cost_table(space: SearchSpace) -> CostTable:
 
 def count(space: SearchSpace, arch: Architecture) -> Cost:
     return cost_table(space).cost(arch.validate(space))
+
+
+def supernet_parameters(space: SearchSpace) -> int:
+    """Parameters of ``space``'s supernet, every candidate op at its widest choice: an upper bound (an
+    entangled supernet shares some), and what `spos.limits.MAX_PARAMETERS` bounds."""
+    widest = max(space.channel_scales)
+    layers = sum(layer_cost(spec, op, widest).params for spec in space.layers() for op in range(len(spec.ops)))
+    return stem_cost(space).params + head_cost(space).params + layers

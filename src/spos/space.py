@@ -15,6 +15,7 @@ official code.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import random
@@ -26,8 +27,10 @@ from typing import Sequence
 
 import yaml
 
-from spos.errors import UserError
+from spos import limits
+from spos.errors import UserError, naming
 from spos.files import write_text_atomic
+from spos.schema import check, is_whole, shown
 
 SHUFFLENET_OPS = ("shufflenet-3x3", "shufflenet-5x5", "shufflenet-7x7", "xception-3x3")
 CHANNEL_SCALES = (0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
@@ -38,6 +41,15 @@ HEADS = ("conv-pool", "pool-conv")
 #: 8 (digits) 4x; the choice layers stay the same 20, so a small-input run exercises the code
 #: ImageNet uses.
 SHUFFLENET_INPUT_STRIDES = ((128, 2, (2, 2, 2, 2)), (32, 1, (1, 2, 2, 2)), (0, 1, (1, 1, 2, 2)))
+#: The kind of every `SearchSpace` field (see `spos.schema`), checked before anything is built from it.
+FIELD_KINDS = {
+    "name": "str", "input_size": "int", "in_channels": "int", "num_classes": "int", "stem_width": "int",
+    "stem_stride": "int", "stem_activation": "str", "stage_repeats": "list of int", "stage_widths": "list of int",
+    "stage_strides": "list of int", "stage_activations": "list of str", "stage_se": "list of bool",
+    "num_blocks": "int", "channel_scales": "list of number", "last_conv_width": "int", "head": "str",
+    "head_activation": "str", "dropout": "number", "classifier_bias": "bool", "stage_ops": "list of list?",
+    "stage_first_ops": "list of list?", "input_strides": "list of list?",
+}
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,8 @@ class SearchSpace:
     input_strides: tuple | None = None
 
     def __post_init__(self) -> None:
+        for name, kind in FIELD_KINDS.items():
+            check(getattr(self, name), kind, f"space {self.name!r}: {name}")
         for name in ("stage_repeats", "stage_widths", "stage_strides", "stage_activations", "stage_se",
                      "channel_scales"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
@@ -114,9 +128,11 @@ class SearchSpace:
                 raise UserError(f"space {self.name!r}: {name} has {len(getattr(self, name))} entries but "
                                 f"stage_repeats has {stages}; give one per stage")
         self._check_values()
+        self._check_sizes()
         for spec in self.layers():
             for op in range(len(spec.ops)):
                 spec.block(op).check(spec)
+        self._check_parameters()
 
     def _normalise_ops(self) -> None:
         """Fill the defaults (what a space written before op lists existed means) and make tuples."""
@@ -135,8 +151,12 @@ class SearchSpace:
         if self.input_strides is None:
             legacy = stages == len(SHUFFLENET_INPUT_STRIDES[0][2])
             object.__setattr__(self, "input_strides", SHUFFLENET_INPUT_STRIDES if legacy else ())
-        object.__setattr__(self, "input_strides", tuple(
-            (int(size), int(stem), tuple(int(s) for s in strides)) for size, stem, strides in self.input_strides))
+        try:
+            object.__setattr__(self, "input_strides", tuple(
+                (int(size), int(stem), tuple(int(s) for s in strides)) for size, stem, strides in self.input_strides))
+        except (TypeError, ValueError):
+            raise UserError(f"space {self.name!r}: input_strides must list [min_size, stem_stride, [stage strides]] "
+                            "entries (small_inputs: min_size, stem, stages in a space file)") from None
 
     def _check_values(self) -> None:
         for width in (self.stem_width, *self.stage_widths, self.last_conv_width):
@@ -149,11 +169,40 @@ class SearchSpace:
             raise UserError(f"space {self.name!r}: unknown head {self.head!r}; use one of {HEADS}")
         if self.input_size < 1 or self.num_classes < 1 or self.in_channels < 1:
             raise UserError(f"space {self.name!r}: input_size, num_classes and in_channels must be positive")
+        if min(self.stage_repeats, default=0) < 1:
+            raise UserError(f"space {self.name!r}: stage_repeats {list(self.stage_repeats)}: every stage needs at "
+                            "least one layer (layers: 1 or more in a space file)")
+        if min((self.stem_stride, *self.stage_strides)) < 1:
+            raise UserError(f"space {self.name!r}: strides must be at least 1 (stem {self.stem_stride}, stages "
+                            f"{list(self.stage_strides)})")
+        if not 0 <= self.dropout < 1:
+            raise UserError(f"space {self.name!r}: dropout {self.dropout} must be in [0, 1)")
         if not self.channel_scales or min(self.channel_scales) <= 0:
             raise UserError(f"space {self.name!r}: give at least one positive width choice")
         for _, _, strides in self.input_strides:
             if len(strides) != len(self.stage_repeats):
                 raise UserError(f"space {self.name!r}: every small-input entry needs one stride per stage")
+
+    def _check_sizes(self) -> None:
+        """Refuse a space beyond `spos.limits` before any layer is listed or built."""
+        beyond = [(what, value, limit) for what, value, limit in (
+            ("choice layers", sum(self.stage_repeats), limits.MAX_CHOICE_LAYERS),
+            ("width choices", len(self.channel_scales), limits.MAX_CHOICES),
+            ("candidate ops in a stage", max(map(len, self.stage_ops + self.stage_first_ops)), limits.MAX_CHOICES),
+            ("pixels of input side", self.input_size, limits.MAX_INPUT_SIZE)) if value > limit]
+        if beyond:
+            what, value, limit = beyond[0]
+            raise UserError(f"space {self.name!r} has {value:,} {what}, beyond spos's limit of {limit:,} "
+                            "(spos/limits.py); is it the space you meant?")
+
+    def _check_parameters(self) -> None:
+        from spos.flops import supernet_parameters  # blocks import torch; the space stays plain data
+
+        params = supernet_parameters(self)
+        if params > limits.MAX_PARAMETERS:
+            raise UserError(f"space {self.name!r}: its supernet would hold {params / 1e6:,.0f}M parameters, beyond "
+                            f"spos's limit of {limits.MAX_PARAMETERS / 1e6:,.0f}M (spos/limits.py); narrow its "
+                            "widths or layers")
 
     @property
     def num_layers(self) -> int:
@@ -239,12 +288,16 @@ class SearchSpace:
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "SearchSpace":
+    def from_dict(cls, data: dict, where: str | None = None) -> "SearchSpace":
+        """The space `to_dict` wrote; ``where`` (e.g. "checkpoint x.pt") starts any error's line."""
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise UserError(f"space: unknown field(s) {unknown}; known fields are {sorted(known)}")
-        return cls(**data)
+        with naming(where) if where else contextlib.nullcontext():
+            if not isinstance(data, dict):
+                raise UserError(f"space is {shown(data)}; it must be a mapping of the fields {sorted(known)}")
+            unknown = sorted(set(data) - known)
+            if unknown:
+                raise UserError(f"space: unknown field(s) {unknown}; known fields are {sorted(known)}")
+            return cls(**data)
 
 
 def _jsonable(value):
@@ -300,7 +353,7 @@ def space_from_spec(spec: dict, where: str = "space") -> SearchSpace:
         stage_first_ops=[_op_list(s.get("first_ops", []), where) for s in stages],
         channel_scales=spec.get("widths", [1.0]), last_conv_width=head["width"],
         head=head.get("kind", "conv-pool"), head_activation=head.get("activation", "relu"),
-        dropout=float(head.get("dropout", 0.0)), classifier_bias=bool(head.get("bias", True)),
+        dropout=head.get("dropout", 0.0), classifier_bias=bool(head.get("bias", True)),
         input_strides=[(s["min_size"], s["stem"], s["stages"]) for s in small],
     )
     try:
@@ -346,6 +399,8 @@ def read_document(path: str | Path, what: str, language: str = "YAML"):
         return yaml.safe_load(path.read_text()) if language == "YAML" else json.loads(path.read_text())
     except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise UserError(f"{what} {path} is not valid {language}: {str(error).splitlines()[0]}") from None
+    except OSError as error:
+        raise UserError(f"{what} {path} cannot be read ({error.strerror})") from None
 
 
 def load_space_file(path: str | Path) -> SearchSpace:
@@ -386,11 +441,15 @@ class Architecture:
     channels: tuple[int, ...] = field(default=())
 
     def __post_init__(self) -> None:
-        try:
-            blocks = tuple(int(b) for b in self.blocks)
-            channels = tuple(int(c) for c in self.channels)
-        except (TypeError, ValueError):
-            raise UserError("architecture: block and channel choices must be integers") from None
+        for kind, values in (("block", self.blocks), ("channel", self.channels)):
+            if not isinstance(values, (list, tuple)):
+                raise UserError(f"architecture: {kind} choices must be a list of whole numbers, not {shown(values)}")
+            if not all(is_whole(v) for v in values):
+                layer, wrong = next((i, v) for i, v in enumerate(values) if not is_whole(v))
+                raise UserError(f"architecture: {kind} choice {shown(wrong)} at layer {layer} is not a whole number; "
+                                "choices are 0, 1, 2, ...")
+        blocks = tuple(int(b) for b in self.blocks)
+        channels = tuple(int(c) for c in self.channels)
         if len(blocks) != len(channels):
             raise UserError(f"architecture: {len(blocks)} block choices but {len(channels)} channel choices; "
                             "give one of each per choice layer")
@@ -413,7 +472,7 @@ class Architecture:
         """Return self, or raise a UserError naming the first position, value and allowed range."""
         if len(self) != space.num_layers:
             raise UserError(f"architecture has {len(self)} layers but space {space.name!r} has "
-                            f"{space.num_layers} choice layers")
+                            f"{space.num_layers} choice layers: give {expected_form(space)}")
         for kind, values, counts in (("block", self.blocks, space.op_counts),
                                      ("channel", self.channels, (space.num_channels,) * len(self))):
             for layer, (value, count) in enumerate(zip(values, counts)):
@@ -426,31 +485,35 @@ class Architecture:
         return f"{','.join(map(str, self.blocks))}/{','.join(map(str, self.channels))}"
 
     @classmethod
-    def parse(cls, text: str) -> "Architecture":
-        """Read the compact form ``B,B,.../C,C,...`` or a JSON object with "blocks" and "channels"."""
+    def parse(cls, text: str, space: SearchSpace | None = None) -> "Architecture":
+        """Read the compact form ``B,B,.../C,C,...`` or a JSON object with "blocks" and "channels".
+
+        In a ``space`` with one width choice the block choices alone (``B,B,...``) are enough."""
         text = text.strip()
+        if space is not None and space.num_channels == 1 and "/" not in text and not text.startswith("{"):
+            text = f"{text}/{','.join(['0'] * len(text.split(',')))}"
         if text.startswith("{"):
             try:
                 data = json.loads(text)
             except json.JSONDecodeError as error:
                 raise UserError(f"architecture: invalid JSON ({error.msg} at line {error.lineno})") from None
             return cls.from_dict(data)
+        form = expected_form(space) if space is not None else "'B,B,...,B/C,C,...,C' (block choices / channel choices)"
         if text.count("/") != 1:
-            raise UserError(f"architecture {text!r}: expected 'B,B,...,B/C,C,...,C' (block choices / channel "
-                            "choices) or a JSON object")
+            raise UserError(f"architecture {text!r}: expected {form} or a JSON object")
         blocks, channels = text.split("/")
         try:
             block_values = tuple(int(v) for v in blocks.split(","))
             channel_values = tuple(int(v) for v in channels.split(","))
         except ValueError:
-            raise UserError(f"architecture {text!r}: choices must be comma-separated integers") from None
+            raise UserError(f"architecture {text!r}: choices must be comma-separated integers; expected {form}") from None
         return cls(block_values, channel_values)
 
     @classmethod
     def from_dict(cls, data: dict) -> "Architecture":
         if not isinstance(data, dict) or "blocks" not in data or "channels" not in data:
             raise UserError("architecture: expected an object with 'blocks' and 'channels' lists")
-        return cls(tuple(data["blocks"]), tuple(data["channels"]))
+        return cls(data["blocks"], data["channels"])
 
     def to_dict(self) -> dict:
         return {"blocks": list(self.blocks), "channels": list(self.channels)}
@@ -471,6 +534,16 @@ class Architecture:
         return lines
 
 
+def expected_form(space: SearchSpace) -> str:
+    """How an architecture of ``space`` is written as text, for the error that got something else."""
+    ops = max(space.op_counts)
+    blocks = f"{space.num_layers} block choices 0..{ops - 1}"
+    if space.num_channels == 1:
+        return f"{blocks} separated by commas (one width in space {space.name!r}: no '/C,..,C' part needed)"
+    return (f"'B,..,B/C,..,C' with {blocks} and {space.num_layers} channel choices 0..{space.num_channels - 1} "
+            f"(space {space.name!r})")
+
+
 def save_architecture(path: str | Path, arch: Architecture, space: SearchSpace, **extra) -> Path:
     """Write an architecture file: the choices, the op of every layer by name (readable without
     the code) and the whole space, so any command can rebuild it."""
@@ -484,14 +557,15 @@ def save_architecture(path: str | Path, arch: Architecture, space: SearchSpace, 
 def load_architecture(path: str | Path) -> tuple[Architecture, SearchSpace | None]:
     """Read an architecture file; the space is None when the file names none."""
     data = read_document(path, "architecture file", "JSON")
-    arch = Architecture.from_dict(data)
-    space = data.get("space")
-    if isinstance(space, str):
-        space = load_space(space)
-    elif isinstance(space, dict):
-        space = SearchSpace.from_dict(space)
-    if space is not None:
-        arch.validate(space)
+    with naming(f"architecture file {path}"):
+        arch = Architecture.from_dict(data)
+        space = data.get("space")
+        if isinstance(space, str):
+            space = load_space(space)
+        elif space is not None:
+            space = SearchSpace.from_dict(space)
+        if space is not None:
+            arch.validate(space)
     return arch, space
 
 

@@ -6,11 +6,13 @@ prints both, so a difference shows.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from spos.errors import UserError
-from spos.space import Architecture, SearchSpace, get_space, load_architecture, uniform_architecture
+from spos.space import (Architecture, SearchSpace, expected_form, get_space, load_architecture,
+                        uniform_architecture)
 
 ONESHOT_BLOCKS = (0, 0, 3, 1, 1, 1, 0, 0, 2, 0, 2, 1, 1, 0, 2, 0, 2, 1, 3, 2)
 ONESHOT_CHANNELS = (6, 5, 3, 5, 2, 6, 3, 4, 2, 5, 7, 5, 4, 6, 7, 4, 4, 5, 4, 3)
@@ -107,8 +109,8 @@ def resolve_architecture(reference: str, *, space: SearchSpace | None = None, de
         arch, file_space = load_architecture(path)
         space = space or file_space or get_space(default_space, **adapt)
         return arch.validate(space), space
-    if "/" in reference and "," in reference:
-        space = space or get_space(default_space, **adapt)
-        return Architecture.parse(reference).validate(space), space
+    space = space or get_space(default_space, **adapt)
+    if re.fullmatch(r"[\d\s,/]+", reference):
+        return Architecture.parse(reference, space).validate(space), space
     raise UserError(f"unknown architecture {reference!r}: not a zoo name ({', '.join(ZOO)}), "
-                    "an architecture file, or 'B,..,B/C,..,C' text")
+                    f"an architecture file, or {expected_form(space)}")
