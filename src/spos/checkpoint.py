@@ -16,20 +16,31 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 
 import torch
 
-from spos import files
+from spos import files, filekinds
 from spos.data import InputConvention, input_convention
-from spos.errors import UserError
+from spos.errors import UserError, naming
+from spos.schema import check_fields
 from spos.fixed import FixedNet
 from spos.space import Architecture, SearchSpace
 from spos.supernet import SuperNet
 
 KINDS = ("fixed", "supernet")
 HUB_PREFIX = "hf://"  # a model folder on the Hugging Face Hub: hf://USER/NAME
+#: What commands read from a checkpoint, by kind (`spos.schema`); a training run's resume state
+#: (optimizer, rng, ...) is checked where it is resumed.
+PAYLOAD_FIELDS = {"kind": "str", "model": "tensors", "space": "dict", "arch": "dict", "input": "dict?",
+                  "entangled_kernels": "bool", "aligned_choices": "bool", "ema": "tensors?", "config": "dict?"}
+PAYLOAD_OPTIONAL = ("arch", "input", "entangled_kernels", "aligned_choices", "ema", "config")
+#: What each kind is, and the commands that take it (said when a file of the other kind is given).
+KIND_USES = {"fixed": "one trained network (`spos eval`, `spos export` and `spos latency model` take it)",
+             "supernet": "a weight-sharing supernet (`spos search`, `spos rank` and `spos eval --arch` take it)"}
+KIND_MAKERS = {"fixed": "`spos train`", "supernet": "`spos train-supernet`"}
 
 
 def _write_atomic(path: str | Path, write) -> Path:
@@ -62,13 +73,23 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     if path.is_dir():
         from spos.pretrained import load_folder
 
-        return load_folder(path)
+        data = load_folder(path)
+        check_payload(data, path)
+        return data
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
+    kind = filekinds.sniff(path)
+    if kind is not None:
+        raise UserError(filekinds.describe(path, kind))
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about what it then raises: the error says it once
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         refused = _refused_global(error)
+        if refused is None and "Unsupported operand" in str(error):
+            raise UserError(f"{path} is not a PyTorch checkpoint (neither a pickle nor a zip archive); give the "
+                            ".pt file a spos run wrote") from None
         if refused is None and "weights only" in str(error).lower():
             refused = "content a weights-only load refuses"
         if refused is None:
@@ -80,17 +101,32 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
                             "weights with the spos that wrote it") from None
         raise UserError(f"checkpoint {path} holds objects spos will not load ({refused}): spos loads only "
                         "tensors, numbers, strings, lists and dicts; do not trust this file") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as error:
+    except Exception as error:  # noqa: BLE001 - torch raises many kinds on a damaged file; all mean the same
         raise UserError(f"checkpoint {path} is damaged or cut short ({_first_line(error)}); "
                         "use an earlier one") from None
     if not isinstance(data, dict) or data.get("kind") not in KINDS or "model" not in data:
+        official = filekinds.loaded_kind(data)
+        if official:
+            raise UserError(filekinds.describe(path, official))
         raise UserError(f"{path} is not a spos checkpoint (expected a dict with 'kind' and 'model'); "
                         "convert official weights with `spos convert-official`")
     missing = [key for key in ("space",) + (("arch",) if data["kind"] == "fixed" else ()) if not data.get(key)]
     if missing:
         raise UserError(f"{path} is a spos {data['kind']} checkpoint without its {' and '.join(missing)}; "
                         "it cannot be rebuilt: use the checkpoint a spos run wrote")
+    check_payload(data, path)
     return data
+
+
+def check_payload(data: dict, path: str | Path) -> None:
+    """What the commands read from a loaded checkpoint, checked once (`PAYLOAD_FIELDS`, the space, the
+    architecture), so that a bad value is one line naming the file and the key."""
+    where = f"checkpoint {path}"
+    check_fields(data, PAYLOAD_FIELDS, where, optional=PAYLOAD_OPTIONAL)
+    space = SearchSpace.from_dict(data["space"], where=where)
+    if data["kind"] == "fixed":
+        with naming(where):
+            Architecture.from_dict(data["arch"]).validate(space)
 
 
 def _first_line(error: Exception) -> str:
@@ -154,7 +190,8 @@ def load_kind(path: str | Path, kind: str | None) -> dict:
     """`load`, refusing a checkpoint of another kind (a fixed network where a supernet is needed)."""
     data = load(path)
     if kind is not None and data["kind"] != kind:
-        raise UserError(f"{path} holds a {data['kind']} checkpoint, but a {kind} one is needed here")
+        raise UserError(f"{path} is a spos {data['kind']} checkpoint, {KIND_USES[data['kind']]}; here a {kind} "
+                        f"checkpoint is needed: make one with {KIND_MAKERS[kind]}")
     return data
 
 

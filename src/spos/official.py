@@ -11,6 +11,7 @@ widths up to scale 2.0; the channels beyond the official ones keep their initial
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -37,6 +38,17 @@ def _to_official_key(key: str) -> str:
         if key.startswith(ours):
             return official + key[len(ours):]
     return key
+
+
+def official_kind(state: dict) -> str | None:
+    """Which official layout a state dict has: "supernet" (``features.N.M.*``), "retrained"
+    (``features.N.branch_main.*`` and the rest), or None when it has neither."""
+    keys = [str(key).removeprefix(OFFICIAL_PREFIX) for key in state]
+    if any(re.match(r"features\.\d+\.\d+\.", key) for key in keys):
+        return "supernet"
+    if any(key.startswith(("first_conv.", "features.", "conv_last.", "classifier.")) for key in keys):
+        return "retrained"
+    return None
 
 
 def read_official_state(path: str | Path) -> dict[str, torch.Tensor]:
