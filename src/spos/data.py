@@ -13,6 +13,9 @@ batches at once, so a CPU run spends its time in the network, not in per-image P
 from __future__ import annotations
 
 import gzip
+import math
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -244,10 +247,16 @@ def _npz_path(root: Path) -> Path | None:
 
 
 def _cifar_npz(path: Path, info: DatasetInfo, convention: InputConvention):
+    with open(path, "rb") as handle:
+        if handle.read(4) != b"PK\x03\x04":
+            raise UserError(f"{path} is not a .npz file (a zip of arrays, as np.savez writes); give the CIFAR-10 "
+                            "subset's cifar10_subset.npz or a folder in torchvision's layout")
     try:
         return _read_cifar_npz(path, info, convention)
     except UserError:
         raise
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise UserError(f"{path}: not a readable .npz ({str(error).splitlines()[0]})") from None
     except ValueError as error:  # object arrays need unpickling, which numpy (allow_pickle=False) refuses
         if "pickle" in str(error):
             raise UserError(f"{path} holds pickled objects, which spos will not load (unpickling can run code); "
@@ -260,17 +269,47 @@ def _read_cifar_npz(path: Path, info: DatasetInfo, convention: InputConvention):
         missing = {"x_train", "y_train", "x_test", "y_test"} - set(z.files)
         if missing:
             raise UserError(f"{path}: missing arrays {sorted(missing)}; expected x_train, y_train, x_test, y_test")
-        train = TensorImages(_from_uint8_hwc(z["x_train"], info, convention), torch.from_numpy(z["y_train"]).long(), "crop-flip")
-        val = TensorImages(_from_uint8_hwc(z["x_test"], info, convention), torch.from_numpy(z["y_test"]).long())
+        arrays = {name: z[name] for name in ("x_train", "y_train", "x_test", "y_test")}
+    for split in ("train", "test"):
+        _check_npz_split(path, arrays, split, info)
+    train = TensorImages(_from_uint8_hwc(arrays["x_train"], info, convention),
+                         torch.from_numpy(arrays["y_train"]).long(), "crop-flip")
+    val = TensorImages(_from_uint8_hwc(arrays["x_test"], info, convention), torch.from_numpy(arrays["y_test"]).long())
     return train, val
 
 
+def _check_npz_split(path: Path, arrays: dict, split: str, info: DatasetInfo) -> None:
+    """x_SPLIT: uint8 RGB pixels shaped N,H,W,3 at the dataset's size; y_SPLIT: N class indices."""
+    images, side = arrays[f"x_{split}"], info.input_size
+    if images.dtype != np.uint8 or images.shape[1:] != (side, side, 3) or not len(images):
+        raise UserError(f"{path}: x_{split} holds {images.dtype} shaped {images.shape}; it must hold uint8 RGB "
+                        f"pixels shaped N,{side},{side},3 with N at least 1 (as CIFAR-10's)")
+    _check_labels(f"{path}: y_{split}", arrays[f"y_{split}"], len(images), info.num_classes)
+
+
+def _check_labels(where: str, labels: np.ndarray, count: int, num_classes: int) -> None:
+    """One class index in 0..num_classes-1 per image."""
+    if labels.dtype.kind not in "iu" or labels.shape != (count,):
+        raise UserError(f"{where} holds {labels.dtype} shaped {labels.shape}; it must hold {count} integer labels, "
+                        "one per image")
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise UserError(f"{where} has labels {labels.min()}..{labels.max()}; they must lie in 0..{num_classes - 1}")
+
+
 def _read_idx(path: Path) -> np.ndarray:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        data = handle.read()
-    dims = data[3]
+    """An idx file of uint8 (MNIST's format: zeros, type 8, the number of dimensions, the sizes, the data)."""
+    gzipped = path.suffix == ".gz"
+    try:
+        with (gzip.open if gzipped else open)(path, "rb") as handle:
+            data = handle.read()
+    except (OSError, EOFError, zlib.error) as error:
+        raise UserError(f"mnist: {path} cannot be read as {'a gzip' if gzipped else 'an idx'} file "
+                        f"({str(error).splitlines()[0] or type(error).__name__}); fetch it again") from None
+    dims = data[3] if len(data) >= 4 and data[:3] == b"\x00\x00\x08" else 0
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
+    if not 1 <= dims <= 3 or len(data) != 4 + 4 * dims + math.prod(shape):
+        raise UserError(f"mnist: {path} is not a whole idx file of bytes ({len(data)} bytes, header "
+                        f"{data[:4].hex() or 'missing'}); fetch it again")
     return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
@@ -311,9 +350,15 @@ def _mnist(root: Path, info: DatasetInfo, convention: InputConvention):
                         f"(or pass --download to fetch it into {root})")
 
     def load(prefix: str, augment: str | None):
-        images = torch.from_numpy(_read_idx(find(f"{prefix}-images-idx3-ubyte")).copy()).float().div_(255)
-        images = torch.nn.functional.pad(images.unsqueeze(1), (MNIST_PAD,) * 4)
-        labels = torch.from_numpy(_read_idx(find(f"{prefix}-labels-idx1-ubyte")).copy()).long()
+        images_path, labels_path = find(f"{prefix}-images-idx3-ubyte"), find(f"{prefix}-labels-idx1-ubyte")
+        pixels = _read_idx(images_path)
+        if pixels.ndim != 3 or pixels.shape[1:] != (28, 28) or not len(pixels):
+            raise UserError(f"mnist: {images_path} holds images shaped {pixels.shape}; MNIST's are N,28,28")
+        label_values = _read_idx(labels_path)
+        _check_labels(f"mnist: {labels_path}", label_values, len(pixels), info.num_classes)
+        images = torch.from_numpy(pixels.copy()).float().div_(255).unsqueeze(1)
+        images = torch.nn.functional.pad(images, (MNIST_PAD,) * 4)
+        labels = torch.from_numpy(label_values.copy()).long()
         return TensorImages(_in_convention(images, info, convention), labels, augment)
 
     return load("train", "shift"), load("t10k", None)
@@ -420,7 +465,9 @@ def parse_holdout(text: str) -> float | int:
     try:
         value = float(text)
     except ValueError:
-        raise UserError(f"--holdout {text!r}: give a count (e.g. 50000) or a fraction (e.g. 0.2)") from None
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or (value >= 1 and not value.is_integer()):
+        raise UserError(f"--holdout {text!r}: give a count (e.g. 50000) or a fraction between 0 and 1 (e.g. 0.2)")
     return value if 0 < value < 1 else int(value)
 
 

@@ -128,19 +128,48 @@ class LatencyTable:
         return write_text_atomic(json.dumps(data), path)
 
 
+#: The fields of a latency table file (`spos.schema`); ``layers`` is checked against the space.
+TABLE_FIELDS = {"version": "int", "space": "dict", "layers": "list", "stem_ms": "number", "head_ms": "number",
+                "offset_ms": "number", "batch_size": "int", "threads": "int", "device": "str"}
+
+
 def load_latency_table(path) -> LatencyTable:
-    from spos.errors import UserError
+    from spos.errors import UserError, naming
+    from spos.schema import check_fields, shown
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"latency table {path} does not exist; build one with `spos latency table`")
+    rebuild = "rebuild it with `spos latency table`"
     try:
         data = json.loads(path.read_text())
-        if data.pop("version", None) != LATENCY_TABLE_VERSION:
-            raise ValueError("unknown version")
-        return LatencyTable(**data)
-    except (ValueError, TypeError) as error:
-        raise UserError(f"{path} is not a spos latency table ({error}); rebuild it with `spos latency table`") from None
+    except (ValueError, OSError) as error:
+        raise UserError(f"{path} is not a spos latency table ({error}); {rebuild}") from None
+    if not isinstance(data, dict) or data.get("version") != LATENCY_TABLE_VERSION or set(data) != set(TABLE_FIELDS):
+        raise UserError(f"{path} is not a spos latency table of version {LATENCY_TABLE_VERSION} (it holds "
+                        f"{shown(data)}); {rebuild}")
+    where = f"latency table {path}"
+    check_fields(data, TABLE_FIELDS, where)
+    table = LatencyTable(**{key: data[key] for key in TABLE_FIELDS if key != "version"})
+    with naming(where):
+        _check_timings(table.layers, table.search_space, rebuild)
+    return table
+
+
+def _check_timings(layers, space, rebuild: str) -> None:
+    """One row of milliseconds per candidate op of every layer, one entry per width choice."""
+    from spos.errors import UserError
+    from spos.schema import check
+
+    if len(layers) != space.num_layers:
+        raise UserError(f"{len(layers)} layers, but its space has {space.num_layers}; {rebuild}")
+    for spec, rows in zip(space.layers(), layers):
+        check(rows, "list of list", f"layer {spec.index}")
+        if len(rows) != len(spec.ops) or any(len(row) != space.num_channels for row in rows):
+            raise UserError(f"layer {spec.index} needs {len(spec.ops)} rows of {space.num_channels} timings; {rebuild}")
+        for row in rows:
+            if min(check(row, "list of number", f"layer {spec.index}"), default=0) < 0:
+                raise UserError(f"layer {spec.index} has a negative timing; {rebuild}")
 
 
 def _layer_key(spec) -> tuple:
