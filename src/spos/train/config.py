@@ -13,7 +13,9 @@ from pathlib import Path
 
 import yaml
 
+from spos import limits
 from spos.errors import UserError
+from spos.space import PRESETS
 
 DEFAULTS: dict = {
     "kind": "supernet",             # supernet | fixed
@@ -45,9 +47,30 @@ DEFAULTS: dict = {
 POSITIVE, NON_NEGATIVE = (lambda v: v > 0, "> 0"), (lambda v: v >= 0, ">= 0")
 AT_LEAST_ONE, FRACTION = (lambda v: v >= 1, ">= 1"), (lambda v: 0 <= v < 1, "in [0, 1)")
 ANY = (lambda v: True, "")
+WIDTH_MULT = (lambda v: 0 < v <= limits.MAX_WIDTH_MULT, f"> 0 and at most {limits.MAX_WIDTH_MULT:g} (spos/limits.py)")
+SEED = (lambda v: 0 <= v <= limits.MAX_SEED, f"from 0 to {limits.MAX_SEED}")
+NUMBERS = (lambda v: all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v),
+           "a list of numbers, e.g. [100e6, 200e6, 300e6]")
+
+
+def _known_space(name: str) -> bool:
+    return name in PRESETS or Path(name).is_file()
+
+
+def _known_device(name: str) -> bool:
+    from spos.train.distributed import check_device_name
+
+    try:
+        return bool(check_device_name(name))
+    except UserError:
+        return False
+
+
+SPACE_NAME = (_known_space, f"a preset ({', '.join(PRESETS)}) or a space YAML file that exists")
+DEVICE = (_known_device, "cpu, cuda or cuda:N")
 SCHEMA: dict[str, tuple[str, bool, tuple]] = {
     "kind": ("str", False, ANY), "arch": ("str", True, ANY),
-    "space.name": ("str", False, ANY), "space.width_mult": ("number", False, POSITIVE),
+    "space.name": ("str", False, SPACE_NAME), "space.width_mult": ("number", False, WIDTH_MULT),
     "space.input_size": ("int", True, POSITIVE), "space.dropout": ("number", True, FRACTION),
     "space.entangled_kernels": ("bool", False, ANY), "space.aligned_choices": ("bool", False, ANY),
     "data.name": ("str", False, ANY), "data.root": ("str", True, ANY), "data.download": ("bool", False, ANY),
@@ -64,11 +87,11 @@ SCHEMA: dict[str, tuple[str, bool, tuple]] = {
     "train.cutmix": ("number", False, NON_NEGATIVE), "train.ema": ("number", True, (lambda v: 0 < v < 1, "in (0, 1)")),
     "train.amp": ("str", True, ANY), "train.channels_last": ("bool", False, ANY),
     "train.clip_grad": ("number", True, POSITIVE), "train.accumulate": ("int", False, AT_LEAST_ONE),
-    "train.seed": ("int", False, NON_NEGATIVE), "train.checkpoint_every_steps": ("int", True, POSITIVE),
-    "train.log_every": ("int", False, POSITIVE), "train.device": ("str", True, ANY),
+    "train.seed": ("int", False, SEED), "train.checkpoint_every_steps": ("int", True, POSITIVE),
+    "train.log_every": ("int", False, POSITIVE), "train.device": ("str", True, DEVICE),
     "train.deterministic": ("bool", False, ANY),
     "sampling.mode": ("str", False, ANY), "sampling.strategy": ("str", False, ANY), "sampling.flops_min": ("number", True, NON_NEGATIVE),
-    "sampling.flops_max": ("number", True, POSITIVE), "sampling.flops_bins": ("list", True, ANY),
+    "sampling.flops_max": ("number", True, POSITIVE), "sampling.flops_bins": ("list", True, NUMBERS),
     "sampling.channel_warmup_epochs": ("int", False, NON_NEGATIVE),
     "sampling.channel_warmup_step_epochs": ("int", False, AT_LEAST_ONE),
     "sampling.sandwich_paths": ("int", False, AT_LEAST_ONE),
@@ -86,6 +109,8 @@ def _typed(key: str, value, kind: str, nullable: bool):
         return None
     if kind in ("int", "number") and isinstance(value, str):
         value = _number_if_numeric(value)
+    if kind == "list" and isinstance(value, list):
+        value = [_number_if_numeric(item) for item in value]
     if kind == "int" and isinstance(value, float) and value.is_integer():
         value = int(value)
     fits = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -105,8 +130,9 @@ def validate_config(config: dict) -> dict:
         section, _, name = key.rpartition(".")
         node = config[section] if section else config
         value = _typed(key, node[name], kind, nullable)
-        if value is not None and kind in ("int", "number") and not in_range(value):
-            raise UserError(f"config key {key}: {value!r} is out of range; it must be {words}")
+        if value is not None and not in_range(value):
+            wrong = "is out of range" if kind in ("int", "number") else "is not allowed"
+            raise UserError(f"config key {key}: {value!r} {wrong}; it must be {words}")
         node[name] = value
     return config
 
@@ -120,7 +146,11 @@ def _read(name_or_path: str) -> dict:
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise UserError(f"config file {path} does not exist")
-        text = path.read_text()
+        try:
+            text = path.read_text()
+        except (UnicodeDecodeError, OSError) as error:
+            reason = "binary, not YAML text" if isinstance(error, UnicodeDecodeError) else error.strerror
+            raise UserError(f"config file {path} cannot be read ({reason}); give a YAML recipe") from None
     else:
         resource = resources.files("spos.configs") / f"{name_or_path}.yaml"
         if not resource.is_file():
