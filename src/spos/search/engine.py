@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from spos import limits
 from spos.errors import UserError
 from spos.records import MayBeMissing, damaged_lines_text, read_jsonl
 
@@ -36,11 +38,14 @@ Genes = tuple[int, ...]
 
 @dataclass(frozen=True)
 class Constraint:
-    """``measure(genes) <= limit``; measures must be cheap (analytic FLOPs, a latency table)."""
+    """``measure(genes) <= limit``; measures should be cheap (analytic FLOPs, a latency table). A
+    ``measured`` one times a network per candidate: `check_feasible` times at most
+    `spos.limits.MEASURED_DRAWS` candidates for it."""
 
     name: str
     measure: Callable[[Genes], float]
     limit: float
+    measured: bool = False
 
     def holds(self, genes: Genes) -> bool:
         return self.measure(genes) <= self.limit
@@ -196,22 +201,35 @@ def random_valid(counts: Sequence[int], rng: random.Random, constraints: Sequenc
 
 
 def check_feasible(counts: Sequence[int], constraints: Sequence[Constraint], seed: int, tries: int) -> None:
-    """Fail at once, naming the tightest limit, when random draws find no candidate within the limits."""
+    """Fail at once, naming the tightest limit, when random draws find no candidate within the limits.
+
+    Cheap limits are checked first; a ``measured`` one is timed only on draws within the cheap ones,
+    and on at most `spos.limits.MEASURED_DRAWS` of them."""
     if not constraints:
         return
     rng = random.Random(seed ^ 0x5EED)
-    smallest = {c.name: float("inf") for c in constraints}
-    for _ in range(tries):
+    smallest: dict[str, float] = {}
+    cheap, measured = [c for c in constraints if not c.measured], [c for c in constraints if c.measured]
+    draws = timed = 0
+    while draws < tries and timed < limits.MEASURED_DRAWS:
+        draws += 1
         genes = tuple(rng.randrange(n) for n in counts)
-        values = {c.name: c.measure(genes) for c in constraints}
-        if all(values[c.name] <= c.limit for c in constraints):
+        values = {c.name: c.measure(genes) for c in cheap}
+        if measured and all(values[c.name] <= c.limit for c in cheap):
+            timed += 1
+            values.update({c.name: c.measure(genes) for c in measured})
+        if len(values) == len(constraints) and all(values[c.name] <= c.limit for c in constraints):
             return
         for name, value in values.items():
-            smallest[name] = min(smallest[name], value)
-    broken = [c for c in constraints if smallest[c.name] > c.limit]
+            smallest[name] = min(smallest.get(name, value), value)
+    broken = [c for c in constraints if smallest.get(c.name, -math.inf) > c.limit]
     worst = broken[0] if broken else constraints[0]
-    raise UserError(f"no architecture satisfies {worst.name} <= {worst.limit:g} in {tries} random draws "
-                    f"(smallest seen: {smallest[worst.name]:g}); relax that limit")
+    how = f"{draws} random draws" + (f", {timed} of them timed" if measured else "")
+    seen = f"{smallest[worst.name]:g}" if worst.name in smallest else "none measured"
+    advice = ("; a table of timings (`spos latency table`, then --latency-table) lets many more draws be checked"
+              if worst.measured else "")
+    raise UserError(f"no architecture satisfies {worst.name} <= {worst.limit:g} in {how} (smallest seen: "
+                    f"{seen}); relax that limit{advice}")
 
 
 def mutate(genes: Genes, counts: Sequence[int], rng: random.Random, prob: float) -> Genes:

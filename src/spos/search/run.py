@@ -160,7 +160,7 @@ def build_constraints(job: SearchJob, measures: dict) -> list:
     if job.params_max is not None:
         constraints.append(Constraint("params", measures["params"], job.params_max))
     if job.latency_max is not None:
-        constraints.append(Constraint("latency", measures["latency"], job.latency_max))
+        constraints.append(Constraint("latency", measures["latency"], job.latency_max, measured=not job.latency_table))
     return constraints
 
 
