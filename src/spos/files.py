@@ -229,7 +229,10 @@ def run_lock(folder: str | Path) -> Iterator[Path]:
         yield folder
         return
     created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"--output {folder} cannot be created ({error.strerror}); choose another --output") from None
     path = folder / LOCK_NAME
     lock_existed = path.exists() or path.is_symlink()
     try:

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from spos import limits
+from spos.errors import UserError
 
 
 def add_command(subparsers, name: str, *, help: str, description: str, example: str) -> argparse.ArgumentParser:
@@ -50,3 +57,109 @@ def add_weights_argument(parser) -> None:
     parser.add_argument("--ema", action=argparse.BooleanOptionalAction, default=False,
                         help="use the checkpoint's EMA weights; --no-ema (the default) uses the raw weights, the "
                              "ones best.pt was chosen by. eval, export and search all take the same choice")
+
+
+# -- flag types: every value is checked when the command line is parsed, before any work ---------
+# Each raises ArgumentTypeError("VALUE: must be ..."); the parser prints it as "--flag VALUE: must be ...".
+
+def _number(text: str, whole: bool):
+    try:
+        value = int(text) if whole else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: must be {'a whole number' if whole else 'a number'}") from None
+    if not whole and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text}: must be a finite number")
+    return value
+
+
+def at_least(minimum: int):
+    """A whole number >= ``minimum``."""
+    def whole(text: str) -> int:
+        value = _number(text, whole=True)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text}: must be at least {minimum}")
+        return value
+    return whole
+
+
+positive_int, non_negative_int = at_least(1), at_least(0)
+
+
+def finite_float(text: str) -> float:
+    return _number(text, whole=False)
+
+
+def positive_float(text: str) -> float:
+    value = _number(text, whole=False)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be above 0")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = _number(text, whole=False)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be 0 or more")
+    return value
+
+
+def probability(text: str) -> float:
+    value = _number(text, whole=False)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be a probability, from 0 to 1")
+    return value
+
+
+def width_mult(text: str) -> float:
+    value = positive_float(text)
+    if value > limits.MAX_WIDTH_MULT:
+        raise argparse.ArgumentTypeError(f"{text}: must be at most {limits.MAX_WIDTH_MULT:g} (spos/limits.py)")
+    return value
+
+
+def seed(text: str) -> int:
+    value = _number(text, whole=True)
+    if not 0 <= value <= limits.MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{text}: must be a whole number from 0 to {limits.MAX_SEED}")
+    return value
+
+
+def _from_user_error(check):
+    """A library check raising UserError, as a flag type (its message already names the flag)."""
+    def flag_type(text: str):
+        try:
+            return check(text)
+        except UserError as error:
+            raise argparse.ArgumentTypeError(f"{text}: {str(error).split(': ', 1)[-1]}") from None
+    flag_type.__name__ = check.__name__
+    return flag_type
+
+
+def holdout(text: str):
+    from spos.data import parse_holdout
+
+    return _from_user_error(parse_holdout)(text)
+
+
+def device(text: str) -> str:
+    from spos.train.distributed import check_device_name
+
+    return _from_user_error(check_device_name)(text)
+
+
+def writable_path(text: str) -> str:
+    """An ``--output`` spos can create: not a dangling link, under folders (not a file), writable."""
+    path = Path(text)
+    if path.is_symlink() and not path.exists():
+        raise argparse.ArgumentTypeError(f"{text}: is a link to {os.readlink(path)}, which does not exist; give a "
+                                         "real path")
+    here = path if path.is_dir() else next(p for p in path.parents if os.path.lexists(p))
+    if not here.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {here} is not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=here):  # unnamed where the OS allows it: nothing appears
+            pass
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"{text}: cannot write in {here} ({error.strerror}); choose another "
+                                         "--output") from None
+    return text

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from spos.cli._common import add_command, add_input_argument, add_plugin_argument, add_weights_argument
+from spos.cli._common import (add_command, add_input_argument, add_plugin_argument, add_weights_argument, device,
+                              non_negative_int, positive_float, positive_int, writable_path)
 from spos.cli.models import add_space_arguments, space_adaptation
 from spos.errors import UserError
 from spos.files import check_output_file
@@ -35,18 +36,19 @@ def _register_export(subparsers) -> None:
                         help="file format to write (default onnx); hf: a model folder (model.safetensors, "
                              "config.json, model card) for the Hugging Face Hub, timm and spos.from_pretrained; a "
                              "supernet checkpoint without --arch gives a supernet folder")
-    export.add_argument("--output", default=None, help="file (hf: folder) to write (default: beside the checkpoint)")
+    export.add_argument("--output", type=writable_path, default=None,
+                        help="file (hf: folder) to write (default: beside the checkpoint)")
     export.add_argument("--force", action="store_true", help="replace the output file (hf: model folder) if it exists")
     export.add_argument("--no-measure", action="store_true",
                         help="hf: do not measure val accuracy for the model card (slow on ImageNet on a CPU)")
-    export.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (default 17)")
-    export.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |difference|, relative to the largest output when that exceeds 1 "
+    export.add_argument("--opset", type=positive_int, default=17, help="ONNX opset, 17 or newer (default 17)")
+    export.add_argument("--tolerance", type=positive_float, default=1e-4, help="largest allowed |difference|, relative to the largest output when that exceeds 1 "
                              "(default 1e-4)")
-    export.add_argument("--batch-size", type=int, default=8, help="images in the check batch (default 8)")
+    export.add_argument("--batch-size", type=positive_int, default=8, help="images in the check batch (default 8)")
     export.add_argument("--fuse", action="store_true", help="fold BN into the convs before exporting")
     export.add_argument("--int8", action="store_true", help="also write an int8 ONNX model (onnxruntime)")
-    export.add_argument("--calibration-batches", type=int, default=8, help="int8 calibration batches (8)")
-    export.add_argument("--bn-batches", type=int, default=20,
+    export.add_argument("--calibration-batches", type=positive_int, default=8, help="int8 calibration batches (8)")
+    export.add_argument("--bn-batches", type=positive_int, default=20,
                         help="with a supernet checkpoint: training batches the path's BN is recalibrated on, as "
                              "`spos eval` recalibrates it (default 20)")
     export.add_argument("--data", default=None, help="dataset for the check batch, int8 calibration and a "
@@ -77,17 +79,17 @@ def _register_latency(subparsers) -> None:
     add_space_arguments(model)
     table = actions.add_parser("table", help="build a per-layer latency table",
                                description="Build a per-layer latency table for a search space on this device.")
-    table.add_argument("--output", required=True, help="table file to write (JSON)")
+    table.add_argument("--output", type=writable_path, required=True, help="table file to write (JSON)")
     table.add_argument("--force", action="store_true", help="replace --output if it exists")
-    table.add_argument("--check", type=int, default=0, metavar="N",
+    table.add_argument("--check", type=non_negative_int, default=0, metavar="N",
                        help="measure N random architectures and report the predictor's error (default 0: no check)")
     add_space_arguments(table, space_default="oneshot")
     for parser in (model, table):
         add_plugin_argument(parser)
-        parser.add_argument("--batch-size", type=int, default=1, help="batch size (default 1)")
-        parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's)")
-        parser.add_argument("--repeats", type=int, default=30, help="timed runs (default 30)")
-        parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+        parser.add_argument("--batch-size", type=positive_int, default=1, help="batch size (default 1)")
+        parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: PyTorch's)")
+        parser.add_argument("--repeats", type=positive_int, default=30, help="timed runs (default 30)")
+        parser.add_argument("--device", type=device, default="cpu", help="cpu or cuda (default cpu)")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
     model.set_defaults(func=run_latency_model)
     table.set_defaults(func=run_latency_table)
@@ -105,7 +107,7 @@ def _register_convert(subparsers) -> None:
     target.add_argument("--arch", default=None, help="architecture of a retrained network (zoo name, file or text)")
     target.add_argument("--supernet", action="store_true", help="the file is the block-search supernet")
     convert.add_argument("--to-official", action="store_true", help="write official key names instead")
-    convert.add_argument("--output", required=True, help="file to write")
+    convert.add_argument("--output", type=writable_path, required=True, help="file to write")
     convert.add_argument("--force", action="store_true", help="replace --output if it exists")
     add_space_arguments(convert, space_default="oneshot")
     convert.set_defaults(func=run_convert)
@@ -187,8 +189,6 @@ def run_export(args) -> int:
     from spos.export import export_model
     from spos.latency import measure_model
 
-    if args.batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
     if args.format == "hf":
         print(write_model_folder(args, args.source, args.output, force=args.force))
         return 0
@@ -358,8 +358,6 @@ def int8_advice(fp32_ms: float, int8_ms: float, batch_size: int, vnni: bool | No
 # -- latency -------------------------------------------------------------------------------------
 
 def _check_latency_args(args) -> None:
-    if args.batch_size < 1 or args.repeats < 1:
-        raise UserError("--batch-size and --repeats must be at least 1")
     if args.device.startswith("cuda"):
         import torch
 
@@ -378,7 +376,11 @@ def run_latency_model(args) -> int:
 
         if not Path(args.source).is_file():
             raise UserError(f"{args.source} does not exist")
-        session = onnx_session(args.source, args.threads)
+        try:
+            session = onnx_session(args.source, args.threads)
+        except Exception as error:  # noqa: BLE001 - onnxruntime raises its own kinds for every unreadable file
+            raise UserError(f"{args.source} is not an ONNX model onnxruntime can load "
+                            f"({str(error).strip().splitlines()[0][:200]})") from None
         dims = session.get_inputs()[0].shape[1:]
         x = torch.randn(args.batch_size, *dims)
         stats = time_callable(lambda: run_onnx(session, x), repeats=args.repeats, batch_size=args.batch_size,

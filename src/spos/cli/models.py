@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from spos.cli._common import add_command
+from spos.cli._common import add_command, positive_int, width_mult
 from spos.errors import UserError
 from spos.space import PRESETS
 
@@ -28,9 +28,9 @@ def register(subparsers) -> None:
     profile.add_argument("arch", metavar="NAME_OR_ARCH_FILE",
                          help="a zoo name, an architecture file from `spos search`, or 'B,..,B/C,..,C'")
     add_space_arguments(profile)
-    profile.add_argument("--batch-size", type=int, default=1, help="batch size for the latency (default 1)")
-    profile.add_argument("--repeats", type=int, default=30, help="timed runs (default 30)")
-    profile.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's)")
+    profile.add_argument("--batch-size", type=positive_int, default=1, help="batch size for the latency (default 1)")
+    profile.add_argument("--repeats", type=positive_int, default=30, help="timed runs (default 30)")
+    profile.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: PyTorch's)")
     profile.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     profile.add_argument("--json", action="store_true", help="print one JSON object")
     profile.set_defaults(func=run_profile)
@@ -45,10 +45,10 @@ def add_space_arguments(parser, space_default: str = "the architecture's") -> No
     parser.add_argument("--space", default=None,
                         help=f"search space: a preset ({', '.join(PRESETS)}) or a space YAML file "
                              f"(default: {space_default})")
-    parser.add_argument("--input-size", type=int, default=None, help="input side in pixels (default: the space's)")
-    parser.add_argument("--num-classes", type=int, default=None, help="classes (default: the space's)")
-    parser.add_argument("--in-channels", type=int, default=None, help="image channels, 1 for grey (default 3)")
-    parser.add_argument("--width-mult", type=float, default=1.0, help="scale every width (default 1.0)")
+    parser.add_argument("--input-size", type=positive_int, default=None, help="input side in pixels (default: the space's)")
+    parser.add_argument("--num-classes", type=positive_int, default=None, help="classes (default: the space's)")
+    parser.add_argument("--in-channels", type=positive_int, default=None, help="image channels, 1 for grey (default 3)")
+    parser.add_argument("--width-mult", type=width_mult, default=1.0, help="scale every width (default 1.0)")
 
 
 def space_adaptation(args) -> dict:
@@ -87,8 +87,6 @@ def run_profile(args) -> int:
     from spos.flops import count
     from spos.latency import measure_model
 
-    if args.batch_size < 1 or args.repeats < 1:
-        raise UserError("--batch-size and --repeats must be at least 1")
     arch, space = resolve_from_args(args)
     cost = count(space, arch)
     result = {"arch": str(arch), "space": space.name, "input_size": space.input_size,

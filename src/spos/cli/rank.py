@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from spos.cli._common import add_benchmark_arguments, add_command
+from spos.cli._common import (add_benchmark_arguments, add_command, device, holdout, positive_float, positive_int,
+                              seed, writable_path)
 
 ORDER = 35
 
@@ -23,15 +24,15 @@ def register(subparsers) -> None:
                 "--output runs/rank")
     parser.add_argument("--supernet", required=True, metavar="CKPT", help="a supernet checkpoint")
     which = parser.add_argument_group("architectures")
-    which.add_argument("--archs", type=int, default=None, metavar="N",
+    which.add_argument("--archs", type=positive_int, default=None, metavar="N",
                        help="how many architectures to draw (default 12; with --ground-truth: all of the file's)")
     which.add_argument("--stratify", choices=("flops", "none"), default="flops",
                        help="flops (default): spread the drawn architectures evenly over the FLOPs range; "
                             "none: uniformly random paths")
-    which.add_argument("--flops-min", type=float, default=None,
+    which.add_argument("--flops-min", type=positive_float, default=None,
                        help="only architectures with at least these FLOPs (multiply-adds), e.g. 300e6: drawn, "
                             "listed or in the ground truth")
-    which.add_argument("--flops-max", type=float, default=None,
+    which.add_argument("--flops-max", type=positive_float, default=None,
                        help="only architectures with at most these FLOPs; a narrow window measures the ranking a "
                             "search under a FLOPs limit relies on, among architectures of about equal cost")
     which.add_argument("--arch-file", default=None, metavar="FILE",
@@ -40,7 +41,7 @@ def register(subparsers) -> None:
     truth = parser.add_argument_group("stand-alone accuracy")
     truth.add_argument("--standalone", default=None, metavar="CONFIG",
                        help="retraining config each architecture is trained alone with (e.g. digits-retrain)")
-    truth.add_argument("--seeds", type=int, default=1, metavar="K",
+    truth.add_argument("--seeds", type=positive_int, default=1, metavar="K",
                        help="stand-alone runs per architecture with seeds 0..K-1 added to the config's; their "
                             "mean final val top-1 is the architecture's accuracy (default 1)")
     truth.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -53,7 +54,7 @@ def register(subparsers) -> None:
     data = parser.add_argument_group("scoring data")
     data.add_argument("--data", default=None, help="dataset (default: the one the supernet was trained on)")
     data.add_argument("--data-root", default=None, help="dataset folder (default: the supernet's)")
-    data.add_argument("--holdout", default=None,
+    data.add_argument("--holdout", type=holdout, default=None,
                       help="hold-out images the paths are scored on: a count or a fraction (default: the "
                            "supernet's own hold-out, the images it never trained on; with --holdout-from val, "
                            "0.2 of val). More than the supernet held out is refused")
@@ -63,19 +64,19 @@ def register(subparsers) -> None:
     data.add_argument("--allow-trained-images", action="store_true",
                       help="score on a hold-out carved from train even when the supernet trained on some of it; "
                            "rank.json records it")
-    data.add_argument("--batch-size", type=int, default=128, help="batch size for scoring (default 128)")
-    data.add_argument("--bn-batches", type=int, default=20, help="BN recalibration batches (official: 20)")
-    data.add_argument("--eval-batches", type=int, default=None, help="cap on hold-out batches per path")
+    data.add_argument("--batch-size", type=positive_int, default=128, help="batch size for scoring (default 128)")
+    data.add_argument("--bn-batches", type=positive_int, default=20, help="BN recalibration batches (official: 20)")
+    data.add_argument("--eval-batches", type=positive_int, default=None, help="cap on hold-out batches per path")
     data.add_argument("--score", choices=("top1", "loss"), default="top1",
                       help="what ranks the paths: top1 (default: hold-out top-1, as the official search) or loss "
                            "(lower hold-out cross-entropy ranks higher); both are kept in rank.json, and "
                            "--resume with the other one recomputes the statistics without scoring again")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals "
+    parser.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples for the 95%% intervals "
                                                                     "(default 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for drawing architectures, the hold-out split "
+    parser.add_argument("--seed", type=seed, default=0, help="seed for drawing architectures, the hold-out split "
                                                             "and the bootstrap (default 0)")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--output", default="runs/rank", help="output folder (default runs/rank)")
+    parser.add_argument("--device", type=device, default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--output", type=writable_path, default="runs/rank", help="output folder (default runs/rank)")
     parser.add_argument("--resume", action="store_true",
                         help="continue a killed rank job in --output: finished runs are read back, a cut one "
                              "resumes from its checkpoint")
@@ -84,7 +85,7 @@ def register(subparsers) -> None:
 
 
 def _add_benchmark_arguments(which, truth) -> None:
-    which.add_argument("--flops-windows", type=int, default=1, metavar="N",
+    which.add_argument("--flops-windows", type=positive_int, default=1, metavar="N",
                        help="also report inside N equal-count FLOPs windows (tau with its interval, the truth's "
                             "seed-to-seed tau, FLOPs' and params' tau, the supernet's first pick against a random "
                             "pick) and plot each (default 1: the whole range only)")
@@ -94,7 +95,6 @@ def _add_benchmark_arguments(which, truth) -> None:
 
 
 def run(args) -> int:
-    from spos.data import parse_holdout
     from spos.search.ranking import RankJob, run_rank
 
     job = RankJob(
@@ -102,7 +102,7 @@ def run(args) -> int:
         stratify=args.stratify, flops_min=args.flops_min, flops_max=args.flops_max, standalone=args.standalone,
         seeds=args.seeds, overrides=list(args.overrides),
         ground_truth=args.ground_truth, data=args.data, data_root=args.data_root,
-        holdout=parse_holdout(args.holdout) if args.holdout is not None else None, holdout_from=args.holdout_from,
+        holdout=args.holdout, holdout_from=args.holdout_from,
         allow_trained_images=args.allow_trained_images, batch_size=args.batch_size,
         bn_batches=args.bn_batches, eval_batches=args.eval_batches, score=args.score, seed=args.seed,
         bootstrap=args.bootstrap, benchmark=args.benchmark, benchmark_file=args.benchmark_file,

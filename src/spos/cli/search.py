@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from spos.cli._common import add_benchmark_arguments, add_command, add_input_argument, add_weights_argument
+from spos.cli._common import (add_benchmark_arguments, add_command, add_input_argument, add_weights_argument, device,
+                              holdout, non_negative_int, positive_float, positive_int, probability, seed,
+                              writable_path)
 from spos.search.engine import SearchConfig
 from spos.space import SEARCH_MODES
 
@@ -31,7 +33,7 @@ def register(subparsers) -> None:
                                                         "(default: the supernet's, with its data)")
     data.add_argument("--download", action="store_true",
                       help="download the dataset if missing (CIFAR-10/100, MNIST; needs internet)")
-    data.add_argument("--holdout", default=None,
+    data.add_argument("--holdout", type=holdout, default=None,
                       help="hold-out images the candidates are scored on: a count or a fraction (default: the "
                            "supernet's own hold-out, split by its seed, so no candidate is scored on images it "
                            "trained on; with --holdout-from val, 0.2 of val). More than the supernet held out is "
@@ -45,19 +47,19 @@ def register(subparsers) -> None:
                            "(it records no hold-out, or --holdout asks for more); the outputs record it")
     data.add_argument("--split", choices=("holdout", "val"), default="holdout",
                       help="split the candidates are scored on (default holdout; val is the test set: avoid)")
-    data.add_argument("--batch-size", type=int, default=128, help="batch size for scoring (default 128)")
-    data.add_argument("--bn-batches", type=int, default=20,
+    data.add_argument("--batch-size", type=positive_int, default=128, help="batch size for scoring (default 128)")
+    data.add_argument("--bn-batches", type=positive_int, default=20,
                       help="training batches each path's BN is recalibrated on, the ones `spos eval` and "
                            "`spos export` use (official: 20)")
-    data.add_argument("--eval-batches", type=int, default=None, help="cap on hold-out batches per candidate")
+    data.add_argument("--eval-batches", type=positive_int, default=None, help="cap on hold-out batches per candidate")
     add_input_argument(data)
     add_weights_argument(data)
-    data.add_argument("--workers", type=int, default=0, help="data loader workers (default 0)")
+    data.add_argument("--workers", type=non_negative_int, default=0, help="data loader workers (default 0)")
     limits = parser.add_argument_group("limits")
-    limits.add_argument("--flops-max", type=float, default=None, help="FLOPs (multiply-adds) limit, e.g. 330e6")
-    limits.add_argument("--flops-min", type=float, default=None, help="lower FLOPs limit")
-    limits.add_argument("--params-max", type=float, default=None, help="parameter limit, e.g. 3.5e6")
-    limits.add_argument("--latency-max", type=float, default=None, help="latency limit in milliseconds")
+    limits.add_argument("--flops-max", type=positive_float, default=None, help="FLOPs (multiply-adds) limit, e.g. 330e6")
+    limits.add_argument("--flops-min", type=positive_float, default=None, help="lower FLOPs limit")
+    limits.add_argument("--params-max", type=positive_float, default=None, help="parameter limit, e.g. 3.5e6")
+    limits.add_argument("--latency-max", type=positive_float, default=None, help="latency limit in milliseconds")
     limits.add_argument("--latency-table", default=None, metavar="FILE",
                         help="latency table from `spos latency table` (default: measure each candidate here)")
     algo = parser.add_argument_group("algorithm")
@@ -73,10 +75,10 @@ def register(subparsers) -> None:
                       help="what a candidate is scored by on the hold-out split: top1 (default, as the "
                            "official search) or loss (lower cross-entropy is better; continuous, so less noisy "
                            "on a small hold-out split); best.json reports hold-out top-1 either way")
-    algo.add_argument("--seed", type=int, default=SearchConfig.seed,
+    algo.add_argument("--seed", type=seed, default=SearchConfig.seed,
                       help=f"seed for the search and the hold-out split (default {SearchConfig.seed})")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--output", default="runs/search", help="output folder (default runs/search)")
+    parser.add_argument("--device", type=device, default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--output", type=writable_path, default="runs/search", help="output folder (default runs/search)")
     parser.add_argument("--resume", action="store_true",
                         help="continue a killed search from OUTPUT/history.jsonl without re-scoring anything")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -87,45 +89,40 @@ def _add_table_arguments(parser) -> None:
     table = parser.add_argument_group("against a benchmark table instead of a supernet (measures the engine itself)")
     add_benchmark_arguments(table, "run the engine against it, beside random search, for --seeds seeds: queries "
                                    "to the optimum within the limits and the best found; in seconds, no supernet")
-    table.add_argument("--seeds", type=int, default=20, help="searches per algorithm, seeds 0..N-1 (default 20)")
-    table.add_argument("--budget", type=int, default=None, metavar="QUERIES",
+    table.add_argument("--seeds", type=positive_int, default=20, help="searches per algorithm, seeds 0..N-1 (default 20)")
+    table.add_argument("--budget", type=positive_int, default=None, metavar="QUERIES",
                        help="queries (distinct networks scored) per search (default population x generations)")
 
 
 def _add_engine_arguments(group, defaults) -> None:
     """The evolution's settings, with the defaults `SearchConfig` states (the official search's)."""
-    group.add_argument("--population", type=int, default=defaults.population,
+    group.add_argument("--population", type=positive_int, default=defaults.population,
                        help=f"candidates per generation (default {defaults.population})")
-    group.add_argument("--generations", type=int, default=defaults.generations,
+    group.add_argument("--generations", type=positive_int, default=defaults.generations,
                        help="generations; about population x generations candidates are scored "
                             f"(default {defaults.generations})")
-    group.add_argument("--parents", type=int, default=defaults.parents,
+    group.add_argument("--parents", type=positive_int, default=defaults.parents,
                        help=f"top-k kept as parents (default {defaults.parents})")
     half = f"population // 2, {defaults.num_mutations} at population {defaults.population}"
-    group.add_argument("--mutations", type=int, default=defaults.mutations,
+    group.add_argument("--mutations", type=non_negative_int, default=defaults.mutations,
                        help=f"children by mutation per generation (default: {half})")
-    group.add_argument("--crossovers", type=int, default=defaults.crossovers,
+    group.add_argument("--crossovers", type=non_negative_int, default=defaults.crossovers,
                        help=f"children by crossover per generation (default: {half})")
-    group.add_argument("--mutation-prob", type=float, default=defaults.mutation_prob,
+    group.add_argument("--mutation-prob", type=probability, default=defaults.mutation_prob,
                        help=f"per-gene mutation probability (default {defaults.mutation_prob})")
-    group.add_argument("--surrogate-pool", type=int, default=defaults.surrogate_pool,
+    group.add_argument("--surrogate-pool", type=positive_int, default=defaults.surrogate_pool,
                        help="children drawn per child scored; a ridge model fitted to the scores so far picks the "
                             f"most promising (default {defaults.surrogate_pool}; 1: no model, the official evolution)")
 
 
 def run(args) -> int:
     from spos.errors import UserError
-    from spos.data import parse_holdout
     from spos.search.run import SearchJob, run_search
 
     objectives = [name.strip() for name in args.objectives.split(",")] if args.objectives else []
     if objectives and (objectives[0] != "acc" or len(objectives) < 2):
         raise UserError(f"--objectives {args.objectives!r}: start with acc, then flops, params or latency "
                         "(e.g. acc,flops)")
-    for name in ("population", "generations", "batch_size", "bn_batches", "parents", "eval_batches", "surrogate_pool"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UserError(f"--{name.replace('_', '-')} {value}: must be at least 1")
     if (args.supernet is None) == (args.benchmark is None):
         raise UserError("give --supernet CKPT (search a trained supernet) or --benchmark NAME (measure the engine "
                         "against a table), one of the two")
@@ -133,7 +130,7 @@ def run(args) -> int:
         return _run_against_table(args, objectives)
     job = SearchJob(
         supernet=args.supernet, output=args.output, data=args.data, data_root=args.data_root,
-        download=args.download, holdout=None if args.holdout is None else parse_holdout(args.holdout), split=args.split,
+        download=args.download, holdout=args.holdout, split=args.split,
         holdout_from=args.holdout_from, allow_trained_images=args.allow_trained_images,
         batch_size=args.batch_size, bn_batches=args.bn_batches, eval_batches=args.eval_batches,
         score=args.score, workers=args.workers, flops_max=args.flops_max, flops_min=args.flops_min,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from spos.cli._common import add_command, add_input_argument, add_weights_argument
+from spos.cli._common import (add_command, add_input_argument, add_weights_argument, device, holdout, positive_float,
+                              positive_int, seed, writable_path)
 
 ORDER = 20
 
@@ -22,14 +23,14 @@ def _add_run_arguments(parser, default_config: str) -> None:
     parser.add_argument("--loader", choices=("torch", "dali"), default=None,
                         help="override data.loader: torch (decoding in DataLoader workers on the CPU, default) or "
                              "dali (ImageFolder JPEGs decoded and augmented on the GPU; needs nvidia-dali-cuda120/130)")
-    parser.add_argument("--epochs", type=int, default=None, help="override train.epochs")
-    parser.add_argument("--batch-size", type=int, default=None, help="override data.batch_size (per process)")
-    parser.add_argument("--lr", type=float, default=None, help="override optim.lr")
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
-    parser.add_argument("--seed", type=int, default=None, help="override train.seed")
+    parser.add_argument("--epochs", type=positive_int, default=None, help="override train.epochs")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="override data.batch_size (per process)")
+    parser.add_argument("--lr", type=positive_float, default=None, help="override optim.lr")
+    parser.add_argument("--device", type=device, default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--seed", type=seed, default=None, help="override train.seed")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, e.g. --set optim.weight_decay=1e-4 (repeatable)")
-    parser.add_argument("--output", default=None, help="run folder (default runs/<command>)")
+    parser.add_argument("--output", type=writable_path, default=None, help="run folder (default runs/<command>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -66,15 +67,15 @@ def register(subparsers) -> None:
                           help="download the dataset if missing (CIFAR-10/100, MNIST; needs internet)")
     evaluate.add_argument("--split", choices=("val", "holdout", "train"), default="val",
                           help="split to evaluate on (default val)")
-    evaluate.add_argument("--holdout", default=None, help="hold-out size when --split holdout (count or fraction)")
+    evaluate.add_argument("--holdout", type=holdout, default=None, help="hold-out size when --split holdout (count or fraction)")
     evaluate.add_argument("--arch", default=None, help="for a supernet checkpoint: the path to evaluate")
-    evaluate.add_argument("--bn-batches", type=int, default=20,
+    evaluate.add_argument("--bn-batches", type=positive_int, default=20,
                           help="for a supernet path: training batches its BN is recalibrated on, as export and "
                                "search recalibrate it (default 20)")
     add_weights_argument(evaluate)
     add_input_argument(evaluate)
-    evaluate.add_argument("--batch-size", type=int, default=256, help="evaluation batch size (default 256)")
-    evaluate.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    evaluate.add_argument("--batch-size", type=positive_int, default=256, help="evaluation batch size (default 256)")
+    evaluate.add_argument("--device", type=device, default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(func=run_eval)
 
@@ -117,7 +118,6 @@ def run_eval(args) -> int:
     from spos import checkpoint
     from spos.data import build_loader
     from spos.errors import UserError
-    from spos.data import parse_holdout
     from spos.train import evaluate
     from spos.train.bn import calibration_batches
     from spos.train.distributed import local_device
@@ -126,7 +126,7 @@ def run_eval(args) -> int:
     weights = checkpoint.chosen_weights(data, args.ema)
     model = checkpoint.build_model(data, prefer_ema=weights == "ema")
     config = data.get("config") or {}
-    holdout = parse_holdout(args.holdout) if args.holdout else config.get("data", {}).get("holdout", 0)
+    holdout = args.holdout if args.holdout else config.get("data", {}).get("holdout", 0)
     if args.split == "holdout" and not holdout:
         raise UserError("--split holdout needs --holdout N (or a fraction)")
     if data["kind"] == "supernet" and not args.arch:

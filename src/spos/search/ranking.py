@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from spos import checkpoint, files
-from spos.errors import UserError
+from spos.errors import UserError, naming
 from spos.canonical import canonicalizer, distinct
 from spos.flops import CostTable, cost_table
 from spos.records import MayBeMissing, damaged_lines_text, read_json, read_jsonl
@@ -155,16 +155,23 @@ def read_architecture_list(path: str | Path, space: SearchSpace) -> list[Archite
     path = Path(path)
     if not path.is_file():
         raise UserError(f"architecture list {path} does not exist")
-    text = path.read_text()
-    if text.lstrip().startswith("["):
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise UserError(f"architecture list {path}: invalid JSON ({error.msg} at line {error.lineno})") from None
-        archs = [Architecture.from_dict(i) if isinstance(i, dict) else Architecture.parse(str(i)) for i in items]
-    else:
-        archs = [Architecture.parse(line) for line in text.splitlines() if line.strip() and not line.startswith("#")]
-    return [arch.validate(space) for arch in archs]
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise UserError(f"architecture list {path} is binary; give a JSON list or one 'B,..,B/C,..,C' per "
+                        "line") from None
+    with naming(f"architecture list {path}"):
+        if text.lstrip().startswith("["):
+            try:
+                items = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise UserError(f"invalid JSON ({error.msg} at line {error.lineno})") from None
+            archs = [Architecture.from_dict(i) if isinstance(i, dict) else Architecture.parse(str(i), space)
+                     for i in items]
+        else:
+            archs = [Architecture.parse(line, space) for line in text.splitlines()
+                     if line.strip() and not line.startswith("#")]
+        return [arch.validate(space) for arch in archs]
 
 
 def read_ground_truth(path: str | Path, space: SearchSpace) -> dict[Architecture, float]:

@@ -9,6 +9,7 @@ the path does not use cost nothing, and no ``find_unused_parameters`` scan runs.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -39,6 +40,14 @@ def rank_and_world() -> tuple[int, int]:
 
 def is_main() -> bool:
     return rank_and_world()[0] == 0
+
+
+def check_device_name(name: str) -> str:
+    """``name`` when it is a device spos runs on (cpu, cuda, cuda:N), else a UserError: torch would take
+    "meta" too, and fail later with no word about the flag."""
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
+        raise UserError(f"--device {name}: give cpu, cuda or cuda:N")
+    return name
 
 
 def local_device(requested: str | None) -> torch.device:
