@@ -9,10 +9,17 @@ parsed namespace. Modules are discovered, so adding a command touches no other f
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import logging
+import os
 import pkgutil
+import re
 import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
 
 from spos import __version__
 from spos.errors import UserError
@@ -30,10 +37,45 @@ examples:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with exit status 2 and one line for every usage error."""
+    """argparse with exit status 2 and one line for every usage error, with a "did you mean" for a
+    mistyped command or option (Python 3.11's argparse has no ``suggest_on_error``)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._given = list(sys.argv[1:] if args is None else args)  # to find the command an option belongs to
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> None:  # noqa: D401 - argparse API
+        message = message + _suggestion(message, self)
+        flag = re.match(r"argument (-[^:]+): ", message)  # "argument --seed: x: must be" -> "--seed x: must be"
+        if flag:
+            message = f"{flag.group(1)} {message[flag.end():]}"
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _options_for(parser: argparse.ArgumentParser, given: list[str]) -> list[str]:
+    """The option strings of ``parser`` and of the (nested) command ``given`` names."""
+    options = list(parser._option_string_actions)
+    for token in given:
+        commands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if commands and token in commands[0].choices:
+            parser = commands[0].choices[token]
+            options += parser._option_string_actions
+    return options
+
+
+def _suggestion(message: str, parser: argparse.ArgumentParser) -> str:
+    """"; did you mean ...?" for the closest command or option to a mistyped one, else ""."""
+    choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if choice:
+        close = difflib.get_close_matches(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)), n=1)
+        return f"; did you mean '{close[0]}'?" if close else ""
+    unknown = re.match(r"unrecognized arguments: (.*)", message)
+    if not unknown:
+        return ""
+    options = _options_for(parser, getattr(parser, "_given", []))
+    close = [match for token in unknown.group(1).split() if token.startswith("--")
+             for match in difflib.get_close_matches(token.split("=")[0], options, n=1)]
+    return f"; did you mean {' '.join(close)}?" if close else ""
 
 
 def _command_modules():
@@ -73,8 +115,12 @@ def one_line(error: UserError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``spos ARGV``; returns the exit status (2 for a usage error, as argparse gives it)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, --version and usage errors: their status, returned like any other
+        return 0 if stop.code is None else stop.code if isinstance(stop.code, int) else 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(message)s",
@@ -95,4 +141,35 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"spos {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # noqa: BLE001 - the last resort: one line and a log, never a bare traceback
+        return last_resort(args.command, error, verbose=args.verbose)
     return int(result or 0)
+
+
+def _log_name(command: str) -> str:
+    return f"spos-{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+
+
+def last_resort(command: str, error: Exception, *, verbose: bool) -> int:
+    """What spos did not foresee: one line naming the error and a log with its full traceback, written
+    through the atomic helper into the system's temp folder (exit 1); with ``-v`` the traceback itself.
+    A torchvision that cannot run with the installed torch is told as such (exit 2), with what to reinstall."""
+    from spos.environment import torchvision_failure
+
+    broken = torchvision_failure(error)
+    if broken:
+        print(f"spos {command}: error: {broken}", file=sys.stderr)
+        return 2
+    if verbose:
+        traceback.print_exception(error, file=sys.stderr)
+        return 1
+    from spos.files import write_text_atomic
+
+    text = f"spos {__version__}, command line: {' '.join(sys.argv)}\n\n" + "".join(traceback.format_exception(error))
+    try:
+        where = f"please report it with the full log: {write_text_atomic(text, Path(tempfile.gettempdir()) / _log_name(command))}"
+    except OSError:
+        where = "run again with -v to see the full traceback"
+    summary = (str(error).strip().splitlines() or [""])[0][:200]
+    print(f"spos {command}: internal error ({type(error).__name__}: {summary}); {where}", file=sys.stderr)
+    return 1
