@@ -9,6 +9,8 @@ one look-up per layer, fast enough to filter hundreds of thousands of candidates
 
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -129,9 +131,12 @@ def count(space: SearchSpace, arch: Architecture) -> Cost:
     return cost_table(space).cost(arch.validate(space))
 
 
+@lru_cache(maxsize=256)  # every SearchSpace built asks (spos.limits): equal spaces are built again and again
 def supernet_parameters(space: SearchSpace) -> int:
     """Parameters of ``space``'s supernet, every candidate op at its widest choice: an upper bound (an
     entangled supernet shares some), and what `spos.limits.MAX_PARAMETERS` bounds."""
     widest = max(space.channel_scales)
-    layers = sum(layer_cost(spec, op, widest).params for spec in space.layers() for op in range(len(spec.ops)))
+    shapes = Counter(dataclasses.replace(spec, index=0) for spec in space.layers())  # equal layers, counted once
+    layers = sum(count * layer_cost(spec, op, widest).params for spec, count in shapes.items()
+                 for op in range(len(spec.ops)))
     return stem_cost(space).params + head_cost(space).params + layers
