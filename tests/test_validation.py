@@ -213,6 +213,7 @@ FLAG_CASES = [
     ("mutation-prob-negative", lambda t, m: ["search", "--supernet", m["supernet"], "--mutation-prob", "-1"],
      "--mutation-prob"),
     ("mutations-negative", lambda t, m: ["search", "--supernet", m["supernet"], "--mutations", "-5"], "--mutations"),
+    ("latency-max-zero", lambda t, m: ["search", "--supernet", m["supernet"], "--latency-max", "0"], "--latency-max"),
     ("bn-batches-negative", lambda t, m: ["search", "--supernet", m["supernet"], "--bn-batches", "-1"],
      "--bn-batches"),
     ("calibration-batches-zero", lambda t, m: ["export", "oneshot", "--int8", "--calibration-batches", "0"],
