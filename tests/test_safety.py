@@ -282,8 +282,8 @@ def _csv_rows(folder):
         return [{k: v for k, v in row.items() if k not in TIMING} for row in csv.DictReader(handle)]
 
 
-class Killed(Exception):
-    pass
+class Killed(BaseException):
+    """A simulated kill: like SIGKILL, no `except Exception` (the CLI's last-resort handler) catches it."""
 
 
 def _kill_at(monkeypatch, name: str, occurrence: int):
