@@ -19,7 +19,7 @@ import torch
 from spos import checkpoint
 from spos.cli import main
 from spos.fixed import FixedNet
-from spos.space import get_space, uniform_architecture
+from spos.space import uniform_architecture
 from spos.supernet import SuperNet
 
 SEARCH_SMALL = ["--population", "4", "--generations", "1", "--parents", "2", "--bn-batches", "1",
@@ -29,11 +29,12 @@ TRAIN_SMALL = ["--no-progress", "--set", "space.width_mult=0.25", "--set", "trai
 
 
 @pytest.fixture(scope="module")
-def made(tmp_path_factory):
-    """Valid files of a tiny digits network, and payloads to spoil: built once for the whole table."""
+def made(tmp_path_factory, digits_space, digits_run):
+    """Valid files of a tiny digits network (recording a digits run, so search and rank may score it), and
+    payloads to spoil: built once for the whole table."""
     folder = tmp_path_factory.mktemp("made")
-    space = get_space("oneshot", input_size=8, num_classes=10, in_channels=1, width_mult=0.25)
-    supernet = checkpoint.supernet_payload(SuperNet(space))
+    space = digits_space
+    supernet = checkpoint.supernet_payload(SuperNet(space), config=digits_run)
     fixed = checkpoint.fixed_payload(FixedNet(space, uniform_architecture(space, 0, 0)))
     return {"folder": folder, "space": space, "supernet_payload": supernet, "fixed_payload": fixed,
             "supernet": str(checkpoint.save_atomic(supernet, folder / "supernet.pt")),
