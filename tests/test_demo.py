@@ -11,7 +11,7 @@ import pytest
 
 from spos import checkpoint, export
 from spos.cli import main
-from spos.demo import default_output, demo_settings, similar_random_architecture
+from spos.demo import default_output, demo_settings, scaled_schedule, similar_random_architecture, stage_overrides
 from spos.flops import cost_table
 from spos.space import get_space, load_architecture
 
@@ -148,3 +148,25 @@ def test_demo_cites_the_ranking_measured_for_its_data_and_space():
     assert "0.88" in measured_ranking("cifar10", "mbv2-macro-cifar")
     assert "CIFAR-10 subset" in measured_ranking("cifar10", "mbv2-macro-cifar")
     assert "has not been measured" in measured_ranking("mnist", "oneshot")
+
+
+def test_a_budget_scales_every_schedule_length_so_a_short_run_ends_its_schedule(tmp_path):
+    """At --budget 0.05 a digits retraining is one epoch of the ten planned: its one-epoch warm-up
+    becomes a tenth of an epoch, and the LR has decayed to its end by the last step."""
+    from spos.train import load_config, run_training
+
+    settings = demo_settings(budget=0.05)
+    overrides = stage_overrides(settings, "retrain", ["arch=all-3x3"])
+    assert "train.epochs=1" in overrides and "schedule.warmup_epochs=0.1" in overrides
+    config = load_config(settings.retrain_config, overrides)
+    result = run_training(config, tmp_path / "run", progress=False)
+    assert result.last["lr"] < 0.01 * config["optim"]["lr"]  # unscaled: still warming up, at 44/45 of the peak
+    assert not [o for o in stage_overrides(demo_settings(), "retrain") if o.startswith("schedule.")]  # budget 1
+
+
+def test_whole_epoch_schedule_lengths_round_down_and_keep_their_least():
+    config = {"schedule": {"warmup_epochs": 2}, "sampling": {"channel_warmup_epochs": 5, "progressive_epochs": 6,
+                                                             "channel_warmup_step_epochs": 2}}
+    assert scaled_schedule(config, 0.25) == ["schedule.warmup_epochs=0.5", "sampling.channel_warmup_epochs=1",
+                                             "sampling.progressive_epochs=1", "sampling.channel_warmup_step_epochs=1"]
+    assert scaled_schedule(config, 1.0) == []

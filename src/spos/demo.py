@@ -106,15 +106,56 @@ def default_output(base: str | Path = "runs") -> Path:
 
 # -- stages ------------------------------------------------------------------------------------------
 
-def _config(name: str, settings: DemoSettings, epochs: int, extra: list[str] | None = None) -> dict:
+def stage_overrides(settings: DemoSettings, stage: str, extra: list[str] | None = None) -> list[str]:
+    """The ``key=value`` overrides of training stage ``stage`` ("supernet" or "retrain") on its config:
+    what the demo runs, and what the report's commands pass as ``--set`` (one list, so they agree)."""
     from spos.train.config import load_config
 
+    epochs = getattr(settings, f"{stage}_epochs")
     overrides = [f"train.epochs={epochs}", f"train.seed={settings.seed}", f"data.name={settings.data}"]
     if settings.data_root:
         overrides.append(f"data.root={settings.data_root}")
     if settings.space:
         overrides.append(f"space.name={settings.space}")
-    return load_config(name, overrides + (extra or []))
+    overrides += extra or []
+    planned = getattr(PRESETS.get(settings.data, DemoSettings()), f"{stage}_epochs")
+    return overrides + scaled_schedule(load_config(stage_config(settings, stage), overrides), epochs / planned)
+
+
+def stage_config(settings: DemoSettings, stage: str) -> str:
+    return getattr(settings, f"{stage}_config")
+
+
+#: Schedule lengths in epochs, and the least each may be: a budget scales them with the epochs.
+SCHEDULE_LENGTHS = {"schedule.warmup_epochs": 0, "sampling.channel_warmup_epochs": 0,
+                    "sampling.progressive_epochs": 0, "sampling.channel_warmup_step_epochs": 1}
+
+
+def scaled_schedule(config: dict, factor: float) -> list[str]:
+    """Overrides that scale every schedule length of ``config`` by ``factor`` (the run's epochs over
+    the planned ones), so a short run keeps each phase's share and still ends its schedule: a
+    one-epoch run under a one-epoch warm-up would never leave the warm-up. The decay spans the
+    run's steps, so it scales with the epochs by itself. Lengths in whole epochs round down."""
+    from spos.train.config import SCHEMA
+
+    if factor == 1:
+        return []
+    overrides = []
+    for key, least in SCHEDULE_LENGTHS.items():
+        section, name = key.split(".")
+        value = config[section][name]
+        if not value:
+            continue
+        whole = SCHEMA[key][0] == "int"
+        scaled = max(least, math.floor(value * factor)) if whole else value * factor
+        overrides.append(f"{key}={scaled:.6g}")
+    return overrides
+
+
+def _config(settings: DemoSettings, stage: str, extra: list[str] | None = None) -> dict:
+    from spos.train.config import load_config
+
+    return load_config(stage_config(settings, stage), stage_overrides(settings, stage, extra))
 
 
 def flops_limit(space: SearchSpace, quantile: float, seed: int, samples: int = 2000) -> float:
@@ -233,8 +274,7 @@ def _run_demo(settings: DemoSettings, output: Path, resume: bool) -> dict:
 
     log.info(f"[1/5] training a supernet on {settings.data} for {settings.supernet_epochs} epochs")
     with _timing(times, "supernet"):
-        supernet_config = _config(settings.supernet_config, settings, settings.supernet_epochs,
-                                  [f"validation.bn_batches={settings.bn_batches}"])
+        supernet_config = _config(settings, "supernet", [f"validation.bn_batches={settings.bn_batches}"])
         supernet_run = _train(settings, supernet_config, output / "supernet")
     space = supernet_run.model.space
 
@@ -304,8 +344,8 @@ def _retrain(settings: DemoSettings, output: Path) -> dict:
     for number, (name, arch_file) in enumerate((("best", output / "search" / "best.json"),
                                                 ("random", output / "random.json")), 1):
         log.info(f"[3/5] retraining {number}/2: the {name} architecture")
-        retrained[name] = _train(settings, _config(settings.retrain_config, settings, settings.retrain_epochs,
-                                                   [f"arch={arch_file}"]), output / f"retrain-{name}")
+        retrained[name] = _train(settings, _config(settings, "retrain", [f"arch={arch_file}"]),
+                                 output / f"retrain-{name}")
     return retrained
 
 
