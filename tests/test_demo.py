@@ -2,26 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
+import shlex
 
 import matplotlib.image
 import onnx
 import pytest
+import yaml
 
 from spos import checkpoint, export
 from spos.cli import main
 from spos.demo import default_output, demo_settings, scaled_schedule, similar_random_architecture, stage_overrides
 from spos.flops import cost_table
 from spos.space import get_space, load_architecture
+from spos.zoo import resolve_architecture
 
 
-def test_demo_writes_a_complete_report(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    assert main(["demo", "--budget", "0.1", "--no-progress"]) == 0
-    out = tmp_path / "runs" / "demo"
-    printed = capsys.readouterr().out
-    assert f"{out.relative_to(tmp_path)}/report.md" in printed and "ONNX" in printed
+@pytest.fixture(scope="module")
+def small_demo(tmp_path_factory):
+    """One demo at --budget 0.1 (one epoch per training stage), shared: its folder and what it printed."""
+    out = tmp_path_factory.mktemp("small") / "demo"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["demo", "--budget", "0.1", "--no-progress", "--output", str(out)]) == 0
+    return out, printed.getvalue()
+
+
+def test_demo_writes_a_complete_report(small_demo):
+    out, printed = small_demo
+    assert f"{out}/report.md" in printed and "ONNX" in printed
     assert "ranking: Measured for this recipe on digits in the oneshot space" in printed
 
     summary = json.loads((out / "summary.json").read_text())
@@ -44,6 +56,52 @@ def test_demo_writes_a_complete_report(tmp_path, monkeypatch, capsys):
     arch, space = load_architecture(out / "search" / "best.json")
     assert str(arch) == summary["best"]["arch"] and space is not None
     assert len((out / "search" / "history.jsonl").read_text().splitlines()) == summary["search"]["scored"]
+
+
+def test_the_reports_commands_redo_the_demo(small_demo, tmp_path, monkeypatch):
+    """The commands in the report are built from the settings the demo ran with: each training
+    command resolves to the config the demo's stage saved, and the search command, run on the
+    demo's supernet in an empty folder, scores the same candidates and finds the same best."""
+    import shutil
+
+    import spos.train
+
+    out, _ = small_demo
+    summary = json.loads((out / "summary.json").read_text())
+    commands = [shlex.split(line) for line in summary["commands"]]
+    assert "\n".join(summary["commands"]) in (out / "report.md").read_text()
+    assert [c[1] for c in commands] == ["train-supernet", "search", "train", "train", "export"]
+    search = commands[1]
+    assert "--score" in search and "--bn-batches" in search and "--parents" in search and "--mutations" in search
+
+    class Captured(Exception):
+        pass
+
+    configs = {}
+
+    def capture(config, output, **kwargs):
+        configs[output] = config
+        raise Captured
+
+    monkeypatch.setattr(spos.train, "run_training", capture)
+    monkeypatch.chdir(out)
+    for command in (commands[0], *commands[2:4]):
+        with pytest.raises(Captured):
+            main(command[1:] + ["--no-progress"])
+    for folder, config in configs.items():
+        saved = yaml.safe_load((out / folder / "config.yaml").read_text())
+        if config["kind"] == "fixed":  # the same network: a file relative to the report folder, or its text
+            assert resolve_architecture(config["arch"], default_space="oneshot")[0] == \
+                resolve_architecture(saved["arch"], default_space="oneshot")[0]
+            config, saved = {**config, "arch": None}, {**saved, "arch": None}
+        assert config == saved, folder
+
+    (tmp_path / "supernet").mkdir()
+    shutil.copy(out / "supernet" / "last.pt", tmp_path / "supernet" / "last.pt")
+    monkeypatch.chdir(tmp_path)
+    assert main(search[1:] + ["--no-progress"]) == 0
+    for name in ("history.jsonl", "best.json"):
+        assert (tmp_path / "search" / name).read_text() == (out / "search" / name).read_text()
 
 
 def test_second_demo_gets_its_own_folder_and_a_full_one_is_refused(tmp_path, capsys):
@@ -75,7 +133,7 @@ def test_random_baseline_has_similar_flops():
     assert abs(table.macs(arch) - target) / target <= 0.02
 
 
-def test_killed_demo_resumes_without_redoing_finished_stages(tmp_path, monkeypatch):
+def test_killed_demo_resumes_without_redoing_finished_stages(tmp_path, monkeypatch, caplog):
     import spos.demo
 
     out = tmp_path / "demo"
@@ -89,11 +147,22 @@ def test_killed_demo_resumes_without_redoing_finished_stages(tmp_path, monkeypat
     assert not (out / "report.md").exists()
     supernet_mtime = (out / "supernet" / "last.pt").stat().st_mtime_ns
     history = (out / "search" / "history.jsonl").read_text()
+    before = json.loads((out / "times.json").read_text())
+    assert before["supernet"] > 0 and before["retrain"] > 0  # the killed run's times are kept
     assert main(["demo", "--output", str(out), "--no-progress"]) == 2  # not without --resume
     assert main(["demo", "--output", str(out), "--resume", "--no-progress"]) == 0
     assert (out / "report.md").is_file() and (out / "best.onnx").is_file()
     assert (out / "supernet" / "last.pt").stat().st_mtime_ns == supernet_mtime
     assert (out / "search" / "history.jsonl").read_text() == history
+    seconds = json.loads((out / "summary.json").read_text())["seconds"]
+    assert all(seconds[stage] >= before[stage] for stage in before)  # times add up over both runs
+
+    report = (out / "report.md").read_text()
+    report_mtime = (out / "report.md").stat().st_mtime_ns
+    with caplog.at_level("INFO"):
+        assert main(["demo", "--output", str(out), "--resume", "--no-progress"]) == 0
+    assert "finished before; it is left as it is" in caplog.text
+    assert (out / "report.md").stat().st_mtime_ns == report_mtime and (out / "report.md").read_text() == report
 
 
 def test_demo_with_a_wrong_data_root_leaves_nothing_that_blocks_the_rerun(tmp_path, monkeypatch, capsys):
@@ -169,4 +238,6 @@ def test_whole_epoch_schedule_lengths_round_down_and_keep_their_least():
                                                              "channel_warmup_step_epochs": 2}}
     assert scaled_schedule(config, 0.25) == ["schedule.warmup_epochs=0.5", "sampling.channel_warmup_epochs=1",
                                              "sampling.progressive_epochs=1", "sampling.channel_warmup_step_epochs=1"]
+    config["sampling"]["channel_warmup_step_epochs"] = 1
+    assert "sampling.channel_warmup_step_epochs=1" not in scaled_schedule(config, 0.25)  # unchanged: not repeated
     assert scaled_schedule(config, 1.0) == []

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import random
+import shlex
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
@@ -117,6 +118,8 @@ def stage_overrides(settings: DemoSettings, stage: str, extra: list[str] | None 
         overrides.append(f"data.root={settings.data_root}")
     if settings.space:
         overrides.append(f"space.name={settings.space}")
+    if stage == "supernet":
+        overrides.append(f"validation.bn_batches={settings.bn_batches}")
     overrides += extra or []
     planned = getattr(PRESETS.get(settings.data, DemoSettings()), f"{stage}_epochs")
     return overrides + scaled_schedule(load_config(stage_config(settings, stage), overrides), epochs / planned)
@@ -148,14 +151,54 @@ def scaled_schedule(config: dict, factor: float) -> list[str]:
             continue
         whole = SCHEMA[key][0] == "int"
         scaled = max(least, math.floor(value * factor)) if whole else value * factor
-        overrides.append(f"{key}={scaled:.6g}")
+        if scaled != value:
+            overrides.append(f"{key}={scaled:.6g}")
     return overrides
 
 
-def _config(settings: DemoSettings, stage: str, extra: list[str] | None = None) -> dict:
+def _config(settings: DemoSettings, stage: str, arch: str | None = None) -> dict:
+    """The resolved config of a stage, as ``spos train[-supernet] --config C [--arch A] --set ...`` builds it."""
     from spos.train.config import load_config
 
-    return load_config(stage_config(settings, stage), stage_overrides(settings, stage, extra))
+    sections = {"arch": arch} if arch is not None else {}
+    return load_config(stage_config(settings, stage), stage_overrides(settings, stage), **sections)
+
+
+def arch_argument(arch: Architecture | Path, root: Path = Path()) -> str:
+    """``--arch`` of a retrained network: a file a stage wrote (a path relative to the report folder,
+    ``root``), or an architecture the demo drew, as text (no file of the demo's needed)."""
+    return str(root / arch) if isinstance(arch, Path) else str(arch)
+
+
+def search_options(settings: DemoSettings, flops_max: float) -> dict:
+    """The search's settings as `spos.search.run.SearchJob` fields (named like ``spos search``'s options):
+    what the demo's search runs with and what the report's command passes, from one dict. Data and
+    hold-out split are left to the supernet's own, the command's default too."""
+    population = settings.population
+    return {"flops_max": flops_max, "score": settings.score, "bn_batches": settings.bn_batches,
+            "eval_batches": settings.eval_batches, "population": population, "generations": settings.generations,
+            "parents": max(2, population // 5), "mutations": population // 2, "crossovers": population // 2,
+            "seed": settings.seed}
+
+
+def pipeline_commands(settings: DemoSettings, flops_max: float, retrained: dict) -> list[list[str]]:
+    """The commands that do what the demo did, run in an empty folder: built from the overrides and
+    options the demo's stages ran with. ``retrained``: network name -> its architecture (see `arch_argument`)."""
+    def sets(overrides: list[str]) -> list[str]:
+        return [part for override in overrides for part in ("--set", override)]
+
+    def options(values: dict) -> list[str]:
+        return [part for key, value in values.items() if value is not None
+                for part in (f"--{key.replace('_', '-')}", repr(value) if isinstance(value, float) else str(value))]
+
+    retrain = sets(stage_overrides(settings, "retrain"))
+    return [["spos", "train-supernet", "--config", settings.supernet_config,
+             *sets(stage_overrides(settings, "supernet")), "--output", "supernet"],
+            ["spos", "search", "--supernet", "supernet/last.pt", *options(search_options(settings, flops_max)),
+             "--output", "search"],
+            *[["spos", "train", "--config", settings.retrain_config, "--arch", arch_argument(arch), *retrain,
+               "--output", f"retrain-{name}"] for name, arch in retrained.items()],
+            ["spos", "export", "retrain-best/best.pt", "--format", "onnx", "--output", "best.onnx"]]
 
 
 def flops_limit(space: SearchSpace, quantile: float, seed: int, samples: int = 2000) -> float:
@@ -196,6 +239,22 @@ class StageTimes:
 
 
 SETTINGS_FILE = "demo.json"
+TIMES_FILE = "times.json"  # seconds per stage, summed over every invocation of a resumed demo
+
+
+def _load_times(output: Path) -> StageTimes:
+    """The stage times of the invocations before this one (none for a new demo)."""
+    path = output / TIMES_FILE
+    if not path.is_file():
+        return StageTimes()
+    try:
+        data = json.loads(path.read_text())
+        if not (isinstance(data, dict) and set(data) == set(asdict(StageTimes()))
+                and all(isinstance(v, (int, float)) and v >= 0 for v in data.values())):
+            raise ValueError("expected seconds >= 0 for each of " + ", ".join(asdict(StageTimes())))
+    except ValueError as error:
+        raise UserError(f"{path} is damaged ({error}); delete it to count the times from this run on") from None
+    return StageTimes(**data)
 
 
 def _check_new_output(output: Path) -> None:
@@ -270,36 +329,39 @@ def _run_demo(settings: DemoSettings, output: Path, resume: bool) -> dict:
     val = data.val
     if not resume:
         settings = _prepare_output(settings, output, resume=False)
-    times = StageTimes()
+    elif (output / "report.md").is_file():  # written last: the demo finished
+        log.info(f"the demo in {output} finished before; it is left as it is (report: {output / 'report.md'})")
+        return json.loads((output / "summary.json").read_text())
+    times = _load_times(output)
 
     log.info(f"[1/5] training a supernet on {settings.data} for {settings.supernet_epochs} epochs")
-    with _timing(times, "supernet"):
-        supernet_config = _config(settings, "supernet", [f"validation.bn_batches={settings.bn_batches}"])
-        supernet_run = _train(settings, supernet_config, output / "supernet")
+    with _timing(times, "supernet", output):
+        supernet_run = _train(settings, _config(settings, "supernet"), output / "supernet")
     space = supernet_run.model.space
 
     limit = flops_limit(space, settings.flops_quantile, settings.seed)
     log.info(f"[2/5] evolutionary search: population {settings.population}, {settings.generations} generations, "
              f"FLOPs at most {limit / 1e6:.3f}M (the median of random architectures)")
-    with _timing(times, "search"):
-        holdout = supernet_config["data"]["holdout"]  # the images the supernet never trained on
-        search = _search(settings, output, holdout=holdout, flops_max=limit)
+    with _timing(times, "search", output):
+        search = _search(settings, output, flops_max=limit)
 
     best = Architecture.parse(search["best"]["arch"])
     baseline = similar_random_architecture(space, search["best"]["flops"], settings.seed, avoid=best)
     save_architecture(output / "random.json", baseline, space, flops=cost_table(space).macs(baseline))
     log.info(f"[3/5] retraining the best architecture and a random one of similar FLOPs from scratch, "
              f"{settings.retrain_epochs} epochs each")
-    with _timing(times, "retrain"):
-        retrained = _retrain(settings, output)
+    networks = {"best": Path("search/best.json"), "random": baseline}
+    with _timing(times, "retrain", output):
+        retrained = _retrain(settings, output, networks)
 
     log.info("[4/5] exporting the retrained best architecture to ONNX")
-    with _timing(times, "export"):
+    with _timing(times, "export", output):
         exported = export_best(retrained["best"], output / "best.onnx", val, data.info)
 
     log.info("[5/5] writing the report")
     summary = summarise(settings, output, space, supernet_run, search, limit, best, baseline, retrained, exported,
                         times, val_images=len(val))
+    summary["commands"] = [shlex.join(command) for command in pipeline_commands(settings, limit, networks)]
     files.write_text_atomic(json.dumps(summary, indent=2) + "\n", output / "summary.json")
     write_plots(output, space, supernet_run, retrained, best, baseline)
     files.write_text_atomic(render_report(summary), output / "report.md")
@@ -307,11 +369,15 @@ def _run_demo(settings: DemoSettings, output: Path, resume: bool) -> dict:
 
 
 @contextmanager
-def _timing(times: StageTimes, stage: str):
-    """Record the seconds the ``with`` block takes as ``times.<stage>``."""
+def _timing(times: StageTimes, stage: str, output: Path):
+    """Add the seconds the ``with`` block takes to ``times.<stage>`` and save them, also when it is cut
+    short, so a resumed demo reports the time of all its runs."""
     started = time.perf_counter()
-    yield
-    setattr(times, stage, time.perf_counter() - started)
+    try:
+        yield
+    finally:
+        setattr(times, stage, getattr(times, stage) + time.perf_counter() - started)
+        files.write_text_atomic(json.dumps(asdict(times)) + "\n", output / TIMES_FILE)
 
 
 def _train(settings: DemoSettings, config: dict, folder: Path):
@@ -321,30 +387,25 @@ def _train(settings: DemoSettings, config: dict, folder: Path):
     return run_training(config, folder, resume=bool(files.folder_contents(folder)), progress=settings.progress)
 
 
-def _search(settings: DemoSettings, output: Path, *, holdout, flops_max: float) -> dict:
-    """The search stage's summary: read back when it finished before, else run (or resumed)."""
+def _search(settings: DemoSettings, output: Path, *, flops_max: float) -> dict:
+    """The search stage's summary: read back when it finished before, else run (or resumed). It scores
+    on the supernet's own data and hold-out split, the images the supernet never trained on."""
     from spos.search.run import SearchJob, run_search
 
     search_dir = output / "search"
     if (search_dir / "summary.json").is_file():
         return json.loads((search_dir / "summary.json").read_text())
     return run_search(SearchJob(
-        supernet=str(output / "supernet" / "last.pt"), output=str(search_dir), data=settings.data,
-        data_root=settings.data_root, holdout=holdout, bn_batches=settings.bn_batches,
-        eval_batches=settings.eval_batches, score=settings.score, flops_max=flops_max,
-        population=settings.population,
-        generations=settings.generations, parents=max(2, settings.population // 5), seed=settings.seed,
-        progress=settings.progress, progress_label="[2/5] search",
-        resume=bool(files.folder_contents(search_dir))))
+        supernet=str(output / "supernet" / "last.pt"), output=str(search_dir), **search_options(settings, flops_max),
+        progress=settings.progress, progress_label="[2/5] search", resume=bool(files.folder_contents(search_dir))))
 
 
-def _retrain(settings: DemoSettings, output: Path) -> dict:
-    """The searched best and the random baseline, each trained from scratch the same way."""
+def _retrain(settings: DemoSettings, output: Path, networks: dict) -> dict:
+    """Each of ``networks`` (name -> architecture, see `arch_argument`) trained from scratch the same way."""
     retrained = {}
-    for number, (name, arch_file) in enumerate((("best", output / "search" / "best.json"),
-                                                ("random", output / "random.json")), 1):
-        log.info(f"[3/5] retraining {number}/2: the {name} architecture")
-        retrained[name] = _train(settings, _config(settings, "retrain", [f"arch={arch_file}"]),
+    for number, (name, arch) in enumerate(networks.items(), 1):
+        log.info(f"[3/5] retraining {number}/{len(networks)}: the {name} architecture")
+        retrained[name] = _train(settings, _config(settings, "retrain", arch_argument(arch, output)),
                                  output / f"retrain-{name}")
     return retrained
 
@@ -522,7 +583,6 @@ def render_report(summary: dict) -> str:
 
 def _files_and_commands(summary: dict) -> list[str]:
     """The report's last sections: where each output is, and the commands that do the same."""
-    s = summary["settings"]
     return [
         "## Files", "",
         f"- supernet checkpoint: `{summary['supernet']['checkpoint']}`",
@@ -531,13 +591,7 @@ def _files_and_commands(summary: dict) -> list[str]:
         f"- ONNX model: `{summary['onnx']['path']}`",
         "- every figure above: `summary.json`", "",
         "## The same with the commands", "",
-        "```",
-        f"spos train-supernet --config {s['supernet_config']} --epochs {s['supernet_epochs']} --output supernet"
-        + (f" --set space.name={s['space']}" if s.get("space") else ""),
-        f"spos search --supernet supernet/last.pt --flops-max {summary['search']['flops_max']:.6g} "
-        f"--population {s['population']} --generations {s['generations']} --output search",
-        f"spos train --config {s['retrain_config']} --arch search/best.json --epochs {s['retrain_epochs']} "
-        "--output retrain-best",
-        "spos export retrain-best/best.pt --format onnx --output best.onnx",
-        "```", "",
+        "Run in an empty folder, these redo each stage with the settings the demo used (the same seed gives the "
+        "same supernet and search on the same machine):", "",
+        "```", *summary["commands"], "```", "",
     ]
