@@ -127,3 +127,12 @@ def cost_table(space: SearchSpace) -> CostTable:
 
 def count(space: SearchSpace, arch: Architecture) -> Cost:
     return cost_table(space).cost(arch.validate(space))
+
+
+def readable(count: float) -> str:
+    """A count with three significant digits and its SI prefix: ``3.43M``, ``18.2k``, ``512``: a network
+    of any size reads as a number, where a fixed ``/ 1e6`` prints a small one as ``0.00M``."""
+    for prefix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(count) >= scale * 0.9995:
+            return f"{count / scale:.3g}{prefix}"
+    return f"{count:.3g}"
