@@ -33,7 +33,7 @@ def register(subparsers) -> None:
     parser.add_argument("--budget", type=float, default=1.0,
                         help="scale every epoch and generation count (0.5 = half as long; default 1)")
     parser.add_argument("--seed", type=int, default=0,
-                        help="seed for training, the search and the random baseline (default 0)")
+                        help="seed for training, the search and the ranking check's BN batches (default 0)")
     parser.add_argument("--resume", action="store_true",
                         help="continue a killed demo in --output with its saved settings")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
