@@ -41,7 +41,7 @@ def test_demo_writes_a_complete_report(small_demo):
     report = (out / "report.md").read_text()
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
     assert {"training_curves.png", "best_architecture.png", "search/search_scatter.png",
-            "rank/rank_scatter.png"} <= set(images)
+            "rank/rank_scatter_loss.png"} <= set(images)
     for image in images:
         assert matplotlib.image.imread(out / image).ndim == 3
     assert summary["best"]["arch"] in report

@@ -442,17 +442,16 @@ def _check_ranking(settings: DemoSettings, output: Path, reference: Path) -> dic
 
 def ranking_summary(rank: dict, reference: Reference) -> dict:
     """The ranking check in a few figures: the supernet's Kendall tau and, for scale, that of FLOPs alone."""
-    from spos.rank import pairs_in_order, rank_statistics
+    from spos.rank import pairs_in_order
     from spos.search.scoring import HoldoutMeasure, score_of
 
     rows = rank["rows"]
     truth = [r["standalone_top1"] for r in rows]
-    by_flops = rank_statistics([r["flops"] for r in rows], truth)
     scores = [score_of(HoldoutMeasure(r["supernet_top1"], r["supernet_loss"]), rank["score"]) for r in rows]
     return {"reference": str(reference.path), "measured": reference.measured, "epochs": reference.epochs,
             "n": len(rows), "score": rank["score"], "pairs_in_order": pairs_in_order(scores, truth),
             "kendall_tau": rank["statistics"]["kendall_tau"], "spearman_rho": rank["statistics"]["spearman_rho"],
-            "flops_kendall_tau": by_flops["kendall_tau"],
+            "flops_kendall_tau": rank["baselines"]["flops"], "scatter": f"rank/{Path(rank['files']['scatter']).name}",
             "flops": [min(r["flops"] for r in rows), max(r["flops"] for r in rows)],
             "standalone_top1": [min(truth), max(truth)],
             "rows": [{k: r[k] for k in ("arch", "flops", "standalone_top1")} for r in rows],
@@ -583,7 +582,8 @@ def ranking_line(summary: dict) -> str:
 
 
 def _estimate(value: dict) -> str:
-    return f"{value['value']:.2f} [{value['low']:.2f}, {value['high']:.2f}]"
+    interval = "" if value.get("low") is None else f" [{value['low']:.2f}, {value['high']:.2f}]"
+    return f"{value['value']:.2f}{interval}"
 
 
 #: What the demo shows on digits, and what it cannot; the first sentence a report says after its claim.
@@ -636,7 +636,8 @@ def render_report(summary: dict) -> str:
         "![searched architecture](best_architecture.png)", "",
         *[f"- {line}" for line in best["describe"]], "",
         "## Plots", "",
-        *(["![supernet score against stand-alone accuracy](rank/rank_scatter.png)", ""] if summary["ranking"] else []),
+        *([f"![supernet score against stand-alone accuracy]({summary['ranking']['scatter']})", ""]
+          if summary["ranking"] else []),
         "![training curves](training_curves.png)", "",
         "![search scatter with the Pareto front](search/search_scatter.png)", "",
         "![best hold-out score per generation](search/best_per_generation.png)", "",
