@@ -7,7 +7,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from spos.fixed import FixedNet
-from spos.flops import count, cost_table
+from spos.flops import count, cost_table, readable
 from spos.space import Architecture, get_space, sample_architecture, space_from_spec
 from spos.supernet import SuperNet
 
@@ -117,6 +117,12 @@ def test_batch_costs_equal_single_costs():
     macs, params = table.batch(blocks, channels)
     assert macs.tolist() == [table.macs(a) for a in archs]
     assert params.tolist() == [table.params(a) for a in archs]
+
+
+def test_counts_read_with_three_digits_at_any_size():
+    """A user's narrow space has thousands of parameters, not "0.00M"."""
+    assert [readable(n) for n in (512, 3_420, 18_234, 999_999, 3_430_000, 327_900_000, 1.2e9)] == \
+        ["512", "3.42k", "18.2k", "1M", "3.43M", "328M", "1.2G"]
 
 
 def test_unselected_channels_cannot_leak(tiny_space):

@@ -521,3 +521,12 @@ def test_rank_prints_the_expected_time_and_keeps_each_scores_outputs(supernet_fi
     assert (out / "rank_scatter.png").is_file() and (out / "rank_scatter_loss.png").is_file()
     assert result["score"] == "top1" and set(result["by_score"]) == {"top1", "loss"}
     assert "top-k overlap (k=3)" in capsys.readouterr().out
+
+
+def test_pairs_in_order_counts_agreeing_pairs_and_leaves_ties_out():
+    from spos.rank import kendall_tau, pairs_in_order
+
+    assert pairs_in_order([1, 2, 3, 4], [10, 20, 40, 30]) == (5, 6)
+    assert pairs_in_order([1, 1, 2], [1, 2, 3]) == (2, 2)  # the tied pair is neither right nor wrong
+    right, pairs = pairs_in_order([3, 1, 2, 5, 4], [1, 2, 3, 4, 5])
+    assert (right - (pairs - right)) / pairs == pytest.approx(kendall_tau([3, 1, 2, 5, 4], [1, 2, 3, 4, 5]))

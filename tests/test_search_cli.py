@@ -139,7 +139,7 @@ def test_resume_scores_no_candidate_twice(supernet_file, tmp_path):
     assert main(["search", "--supernet", str(supernet_file), "--output", str(out), *SMALL]) == 2
 
 
-def test_latency_table_limit_and_pareto_front(supernet_file, space, tmp_path):
+def test_latency_table_limit_and_pareto_front(supernet_file, space, tmp_path, capsys):
     table = build_latency_table(space, warmup=1, repeats=2, calibration_archs=1)
     table_file = table.save(tmp_path / "latency.json")
     rng = random.Random(0)
@@ -147,6 +147,8 @@ def test_latency_table_limit_and_pareto_front(supernet_file, space, tmp_path):
     out = tmp_path / "search"
     assert main(["search", "--supernet", str(supernet_file), "--latency-table", str(table_file),
                  "--latency-max", str(limit), "--objectives", "acc,latency", "--output", str(out), *SMALL]) == 0
+    best = json.loads((out / "summary.json").read_text())["best"]
+    assert f"{best['latency']:.3g} ms" in capsys.readouterr().out  # the best line says its latency
     history = _history(out)
     assert all(r["latency"] <= limit for r in history)
     front = [json.loads(p.read_text()) for p in sorted((out / "front").glob("arch-*.json"))]
@@ -156,13 +158,38 @@ def test_latency_table_limit_and_pareto_front(supernet_file, space, tmp_path):
         assert not any(a >= acc and l <= lat and (a, l) != (acc, lat) for a, l in points)
 
 
-def test_foreign_latency_table_is_refused(supernet_file, tmp_path, capsys):
-    other = get_space("oneshot", input_size=8, num_classes=10, in_channels=1, width_mult=0.5)
-    table_file = build_latency_table(other, warmup=1, repeats=1, calibration_archs=0).save(tmp_path / "t.json")
+def test_foreign_latency_table_is_refused_naming_what_differs(supernet_file, tmp_path, capsys):
+    """Same name and input size, other widths and channels: the error names those keys and the command
+    that builds a matching table."""
+    other = get_space("oneshot", input_size=8, num_classes=10, in_channels=3, width_mult=0.5)
+    table_file = build_latency_table(other, warmup=1, repeats=1, calibration_archs=0,
+                                     check_archs=0).save(tmp_path / "t.json")
     assert main(["search", "--supernet", str(supernet_file), "--latency-table", str(table_file),
                  "--latency-max", "5", "--output", str(tmp_path / "s"), *SMALL]) == 2
-    assert "built for another space" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "built for another space" in error and "stage_widths" in error and "in_channels 3 (here 1)" in error
+    assert "input_size" not in error and "num_classes" not in error
+    assert f"spos latency table --supernet {supernet_file}" in error and len(error.strip().splitlines()) == 1
     assert not (tmp_path / "s").exists()
+
+
+def test_a_table_built_for_the_supernet_is_used_and_its_error_reported(supernet_file, tmp_path, capsys, caplog):
+    table_file = tmp_path / "t.json"
+    assert main(["latency", "table", "--supernet", str(supernet_file), "--repeats", "1", "--check", "2",
+                 "--no-progress", "--output", str(table_file)]) == 0
+    assert "predictor error on 2 random architectures measured when it was built: mean" in capsys.readouterr().out
+    data = json.loads(table_file.read_text())
+    assert data["check"]["archs"] == 2 and data["check"]["max_error_pct"] >= data["check"]["mean_error_pct"] >= 0
+    data["check"] = {"archs": 2, "mean_error_pct": 44.0, "max_error_pct": 60.0}  # as a busy machine measured one
+    table_file.write_text(json.dumps(data))
+    with caplog.at_level("INFO"):
+        assert main(["search", "--supernet", str(supernet_file), "--latency-table", str(table_file),
+                     "--objectives", "acc,latency", "--output", str(tmp_path / "s"), *SMALL]) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("mean 44.0%, max 60.0%, above 15%" in w for w in warnings)
+    assert main(["latency", "table", "--supernet", str(supernet_file), "--space", "oneshot",
+                 "--output", str(tmp_path / "u.json")]) == 2
+    assert "leave out --space" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("extra, message", [

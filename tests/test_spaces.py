@@ -125,23 +125,31 @@ def _readme_block(language: str, first_line: str) -> str:
     raise AssertionError(f"README has no {language} block starting {first_line!r}")
 
 
-def test_readme_user_block_and_space_run_in_every_command(tmp_path, monkeypatch):
+def test_readme_user_block_and_space_run_in_every_command(tmp_path, monkeypatch, capsys, caplog):
+    """The README's own plugin example, every command of it: the latency table it builds is accepted by
+    the search on its supernet, and training says what digits-supernet's width_mult does to the space."""
     plugin = tmp_path / "myblocks.py"
     plugin.write_text(_readme_block("python", "# myblocks.py"))
     space_file = tmp_path / "myspace.yaml"
     space_file.write_text(_readme_block("yaml", "# myspace.yaml"))
     commands = [line.split() for line in _readme_block("bash", "spos train-supernet --plugin").splitlines()]
-    assert len(commands) == 5
+    assert len(commands) == 6
     monkeypatch.chdir(tmp_path)
     fast = {"train-supernet": ["--set", "train.iterations=3", "--no-progress"],
             "search": ["--population", "4", "--generations", "1", "--parents", "2", "--bn-batches", "1",
                        "--no-progress"],
             "train": ["--set", "train.iterations=3", "--no-progress"],
-            "export": [], "latency": ["--input-size", "8", "--num-classes", "10", "--in-channels", "1",
-                                      "--repeats", "1"]}
-    for argv in commands:
-        assert argv[0] == "spos"
-        assert main(argv[1:] + fast[argv[1]]) == 0, argv
+            "export": [], "latency": ["--repeats", "1", "--check", "2", "--no-progress"]}
+    with caplog.at_level("INFO"):
+        for argv in commands:
+            assert argv[0] == "spos"
+            assert main(argv[1:] + fast[argv[1]]) == 0, argv
+    assert "space my-space: the config's space.width_mult 0.25 scales every width (stem, stages, last conv: " \
+           "16/32/64/128 -> 4/8/16/32)" in caplog.text
+    printed = capsys.readouterr().out
+    assert "0.00M" not in printed and "0.0M" not in printed and "0.00M" not in caplog.text
+    assert re.search(r"best: \S+ .* [0-9.]+k FLOPs .* [0-9.]+ ms", printed)  # the front search's best, with latency
+    assert "predictor error on 2 random architectures" in printed
     arch, space = load_architecture(tmp_path / "runs/my-search/best.json")
     assert space.name == "my-space" and any(op.startswith("sepconv") for op in space.stage_ops[0])
     assert (tmp_path / "runs/my-net/best.onnx").is_file() or list((tmp_path / "runs/my-net").glob("*.onnx"))

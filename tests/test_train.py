@@ -64,6 +64,18 @@ def test_a_one_epoch_run_does_not_warn_about_its_own_schedule(caplog):
     assert not [r for r in caplog.records if "no effect" in r.getMessage()]
 
 
+def test_a_warm_up_as_long_as_the_run_is_named(caplog):
+    """A run that never leaves its warm-up never trains at its LR: say so (the demo scales it away)."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.4)
+    with caplog.at_level("WARNING"):
+        build_scheduler(optimizer, {"name": "cosine", "warmup_epochs": 2, "min_lr": 0.0}, 10, 10)
+    assert "lasts the whole run (10 steps)" in caplog.text and "schedule.warmup_epochs" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        build_scheduler(optimizer, {"name": "cosine", "warmup_epochs": 0.5, "min_lr": 0.0}, 10, 10)
+    assert "lasts the whole run" not in caplog.text
+
+
 def test_unknown_schedule_and_config_key_are_refused():
     with pytest.raises(UserError, match="unknown config key 'optim.learning_rate'"):
         load_config("digits-retrain", ["optim.learning_rate=0.1"])

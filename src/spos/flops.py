@@ -140,3 +140,12 @@ def supernet_parameters(space: SearchSpace) -> int:
     layers = sum(count * layer_cost(spec, op, widest).params for spec, count in shapes.items()
                  for op in range(len(spec.ops)))
     return stem_cost(space).params + head_cost(space).params + layers
+
+
+def readable(count: float) -> str:
+    """A count with three significant digits and its SI prefix: ``3.43M``, ``18.2k``, ``512``: a network
+    of any size reads as a number, where a fixed ``/ 1e6`` prints a small one as ``0.00M``."""
+    for prefix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(count) >= scale * 0.9995:
+            return f"{count / scale:.3g}{prefix}"
+    return f"{count:.3g}"

@@ -89,6 +89,8 @@ def measure_model(model: torch.nn.Module, input_shape: tuple[int, ...], *, batch
 # -- per-layer lookup table ------------------------------------------------------------------------
 
 LATENCY_TABLE_VERSION = 1
+#: Above this mean error of the predictor against measured networks a table is reported with a warning.
+ERROR_WARN_PCT = 15.0
 
 
 @dataclass
@@ -97,7 +99,10 @@ class LatencyTable:
 
     ``predict(arch)`` sums one entry per layer and the fixed parts, plus ``offset_ms``: what a
     whole network costs beyond its layers timed one by one (framework overhead, cache effects),
-    fitted on a few measured networks when the table is built.
+    fitted on a few measured networks when the table is built. ``check`` is the predictor's error
+    against other random networks measured when it was built (`check_table`): the same device can
+    give a table within 6% or beyond 40% of the truth (a machine busy with other work), and only a
+    measurement tells which.
     """
 
     space: dict
@@ -108,6 +113,7 @@ class LatencyTable:
     batch_size: int
     threads: int
     device: str
+    check: dict | None = None  # {"archs": N, "mean_error_pct": ..., "max_error_pct": ...}; None: not checked
 
     @cached_property
     def search_space(self):
@@ -121,6 +127,23 @@ class LatencyTable:
         body = sum(self.layers[i][b][c] for i, (b, c) in enumerate(zip(arch.blocks, arch.channels)))
         return self.stem_ms + body + self.head_ms + self.offset_ms
 
+    def differences(self, space) -> list[str]:
+        """``key: table's value (here: space's)`` for every field of the space that differs from the table's."""
+        here = space.to_dict()
+        return [f"{key} {self.space.get(key)!r} (here {here.get(key)!r})" for key in dict.fromkeys([*self.space, *here])
+                if self.space.get(key) != here.get(key)]
+
+    def error_text(self) -> str:
+        """The predictor's measured error in words, with a warning when it is above `ERROR_WARN_PCT`."""
+        if not self.check:
+            return "predictor error not measured (built without a check); rebuild it with `spos latency table`"
+        text = (f"predictor error on {self.check['archs']} random architectures measured when it was built: mean "
+                f"{self.check['mean_error_pct']:.1f}%, max {self.check['max_error_pct']:.1f}%")
+        if self.check["mean_error_pct"] > ERROR_WARN_PCT:
+            text = (f"warning: {text}, above {ERROR_WARN_PCT:g}%: rebuild it with the thread count the device will "
+                    "use, on an otherwise idle device")
+        return text
+
     def save(self, path) -> Path:
         from spos.checkpoint import write_text_atomic
 
@@ -128,9 +151,11 @@ class LatencyTable:
         return write_text_atomic(json.dumps(data), path)
 
 
-#: The fields of a latency table file (`spos.schema`); ``layers`` is checked against the space.
+#: The fields of a latency table file (`spos.schema`); ``layers`` is checked against the space. ``check``
+#: (the predictor's measured error) is absent from tables built before it was recorded.
 TABLE_FIELDS = {"version": "int", "space": "dict", "layers": "list", "stem_ms": "number", "head_ms": "number",
-                "offset_ms": "number", "batch_size": "int", "threads": "int", "device": "str"}
+                "offset_ms": "number", "batch_size": "int", "threads": "int", "device": "str", "check": "dict?"}
+CHECK_FIELDS = {"archs": "int", "mean_error_pct": "number", "max_error_pct": "number"}
 
 
 def load_latency_table(path) -> LatencyTable:
@@ -145,12 +170,15 @@ def load_latency_table(path) -> LatencyTable:
         data = json.loads(path.read_text())
     except (ValueError, OSError) as error:
         raise UserError(f"{path} is not a spos latency table ({error}); {rebuild}") from None
-    if not isinstance(data, dict) or data.get("version") != LATENCY_TABLE_VERSION or set(data) != set(TABLE_FIELDS):
+    if (not isinstance(data, dict) or data.get("version") != LATENCY_TABLE_VERSION
+            or not set(TABLE_FIELDS) - {"check"} <= set(data) <= set(TABLE_FIELDS)):
         raise UserError(f"{path} is not a spos latency table of version {LATENCY_TABLE_VERSION} (it holds "
                         f"{shown(data)}); {rebuild}")
     where = f"latency table {path}"
-    check_fields(data, TABLE_FIELDS, where)
-    table = LatencyTable(**{key: data[key] for key in TABLE_FIELDS if key != "version"})
+    check_fields(data, TABLE_FIELDS, where, optional=("check",))
+    if data.get("check") is not None:
+        check_fields(data["check"], CHECK_FIELDS, f"{where}: check")
+    table = LatencyTable(**{key: data[key] for key in TABLE_FIELDS if key in data and key != "version"})
     with naming(where):
         _check_timings(table.layers, table.search_space, rebuild)
     return table
@@ -181,8 +209,9 @@ def _layer_key(spec) -> tuple:
 @torch.inference_mode()
 def build_latency_table(space, *, batch_size: int = 1, threads: int | None = None, device: str = "cpu",
                         warmup: int = 5, repeats: int = 20, calibration_archs: int = 5, seed: int = 0,
-                        progress: bool = False) -> LatencyTable:
-    """Time every choice of every distinct layer shape alone, then fit the whole-network offset."""
+                        check_archs: int = 5, progress: bool = False) -> LatencyTable:
+    """Time every choice of every distinct layer shape alone, fit the whole-network offset, then measure
+    the predictor's error on ``check_archs`` other random networks (0: none) and record it in the table."""
     import random
 
     from tqdm import tqdm
@@ -224,7 +253,28 @@ def build_latency_table(space, *, batch_size: int = 1, threads: int | None = Non
         measured = timed(FixedNet(space, arch), (space.in_channels, space.input_size, space.input_size))
         residuals.append(measured - table.predict(arch))
     table.offset_ms = statistics.median(residuals) if residuals else 0.0
+    if check_archs:
+        errors = predictor_errors(table, space, check_archs, timed)
+        table.check = {"archs": check_archs, "mean_error_pct": 100 * statistics.fmean(errors),
+                       "max_error_pct": 100 * max(errors)}
     return table
+
+
+def predictor_errors(table: LatencyTable, space, archs: int, timed: Callable, seed: int = 12345) -> list[float]:
+    """|predicted - measured| / measured for ``archs`` random architectures drawn from their own seed
+    (not the offset's networks), each measured whole with ``timed(module, input_shape)``."""
+    import random
+
+    from spos.fixed import FixedNet
+    from spos.space import sample_architecture
+
+    rng, shape = random.Random(seed), (space.in_channels, space.input_size, space.input_size)
+    errors = []
+    for _ in range(archs):
+        arch = sample_architecture(space, rng)
+        measured = timed(FixedNet(space, arch), shape)
+        errors.append(abs(table.predict(arch) - measured) / measured)
+    return errors
 
 
 def torch_threads_in_use(threads: int | None) -> int:

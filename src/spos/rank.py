@@ -129,3 +129,12 @@ def _pair(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarra
     if x.ndim != 1 or x.shape != y.shape:
         raise UserError(f"rank statistics need two lists of the same length, got {x.shape} and {y.shape}")
     return x, y
+
+
+def pairs_in_order(predicted: Sequence[float], truth: Sequence[float]) -> tuple[int, int]:
+    """(pairs ``predicted`` puts in the order of ``truth``, pairs untied in both): a ranking in words,
+    "it orders 50 of 66 pairs right", where chance orders half."""
+    predicted, truth = _pair(predicted, truth)
+    upper = np.triu_indices(len(truth), 1)
+    agreement = (np.sign(predicted[:, None] - predicted[None, :]) * np.sign(truth[:, None] - truth[None, :]))[upper]
+    return int(np.count_nonzero(agreement > 0)), int(np.count_nonzero(agreement))

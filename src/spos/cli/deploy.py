@@ -68,9 +68,11 @@ def _register_latency(subparsers) -> None:
         subparsers, "latency", help="measure latency here, or build a per-layer latency table for the search",
         description="`spos latency model SOURCE` measures a network's latency on this device (warm-up, repeats, "
                     "median and spread). `spos latency table` times every layer x block x channel choice of a "
-                    "space alone and saves a lookup table that `spos search --latency-table` sums; --check N "
-                    "reports the predictor's error against N measured random architectures.",
-        example="spos latency table --space oneshot --input-size 224 --output latency.json --check 10")
+                    "space alone and saves a lookup table that `spos search --latency-table` sums: --supernet "
+                    "builds it for that supernet's space (input size, channels, widths, classes), which the search "
+                    "requires. The predictor's error against --check N measured random architectures is printed "
+                    "and stored in the table, and a warning given above 15%.",
+        example="spos latency table --supernet runs/supernet/last.pt --output latency.json --check 10")
     actions = latency.add_subparsers(dest="action", metavar="{model,table}")
     actions.required = True
     model = actions.add_parser("model", help="measure one network", description="Measure one network's latency.")
@@ -81,8 +83,13 @@ def _register_latency(subparsers) -> None:
                                description="Build a per-layer latency table for a search space on this device.")
     table.add_argument("--output", type=writable_path, required=True, help="table file to write (JSON)")
     table.add_argument("--force", action="store_true", help="replace --output if it exists")
-    table.add_argument("--check", type=non_negative_int, default=0, metavar="N",
-                       help="measure N random architectures and report the predictor's error (default 0: no check)")
+    table.add_argument("--check", type=non_negative_int, default=5, metavar="N",
+                       help="measure N random architectures whole and store the predictor's error in the table "
+                            "(default 5; 0: no check)")
+    table.add_argument("--supernet", default=None, metavar="CKPT",
+                       help="build the table for this supernet checkpoint's space, the one `spos search "
+                            "--supernet CKPT --latency-table` needs (instead of --space and its options)")
+    table.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_space_arguments(table, space_default="oneshot")
     for parser in (model, table):
         add_plugin_argument(parser)
@@ -396,41 +403,42 @@ def run_latency_model(args) -> int:
 
 
 def run_latency_table(args) -> int:
-    import random
-
-    from spos.fixed import FixedNet
-    from spos.latency import build_latency_table, measure_model
-    from spos.space import sample_architecture
+    from spos.latency import build_latency_table
 
     _check_latency_args(args)
+    if args.check < 0:
+        raise UserError(f"--check {args.check}: give a number of architectures, 0 or more")
     check_output_file(args.output, args.force)
-    space = _space_for(args)
+    space = _table_space(args)
     table = build_latency_table(space, batch_size=args.batch_size, threads=args.threads, device=args.device,
-                                repeats=args.repeats, progress=not args.json)
+                                repeats=args.repeats, check_archs=args.check,
+                                progress=not (args.json or args.no_progress))
     path = table.save(args.output)
     result = {"table": str(path), "space": space.name, "input_size": space.input_size,
               "batch_size": table.batch_size, "threads": table.threads, "device": table.device}
-    if args.check:
-        rng = random.Random(12345)
-        errors = []
-        for _ in range(args.check):
-            arch = sample_architecture(space, rng)
-            measured = measure_model(FixedNet(space, arch), (space.in_channels, space.input_size, space.input_size),
-                                     batch_size=args.batch_size, repeats=args.repeats, threads=args.threads,
-                                     device=args.device).median_ms
-            errors.append(abs(table.predict(arch) - measured) / measured)
-        result["check_archs"] = args.check
-        result["mean_abs_error_pct"] = 100 * sum(errors) / len(errors)
-        result["max_abs_error_pct"] = 100 * max(errors)
+    if table.check:
+        result.update(check_archs=table.check["archs"], mean_abs_error_pct=table.check["mean_error_pct"],
+                      max_abs_error_pct=table.check["max_error_pct"])
     if args.json:
         print(json.dumps(result))
     else:
         print(f"latency table for {space.name} at {space.input_size}x{space.input_size}, batch {table.batch_size}, "
               f"{table.threads} threads, {table.device}: {path}")
-        if args.check:
-            print(f"predictor error on {args.check} random architectures: mean {result['mean_abs_error_pct']:.1f}%, "
-                  f"max {result['max_abs_error_pct']:.1f}%")
+        print(table.error_text())
     return 0
+
+
+def _table_space(args):
+    """The space a table is built for: the supernet's, as trained, or the one the space options describe."""
+    if args.supernet is None:
+        return _space_for(args)
+    if args.space or args.input_size or args.num_classes or args.in_channels or args.width_mult != 1.0:
+        raise UserError("--supernet takes its space from the checkpoint; leave out --space, --input-size, "
+                        "--num-classes, --in-channels and --width-mult")
+    from spos import checkpoint
+    from spos.space import SearchSpace
+
+    return SearchSpace.from_dict(checkpoint.load_kind(args.supernet, "supernet")["space"])
 
 
 # -- official checkpoints ------------------------------------------------------------------------

@@ -117,6 +117,7 @@ def _add_engine_arguments(group, defaults) -> None:
 
 def run(args) -> int:
     from spos.errors import UserError
+    from spos.flops import readable
     from spos.search.run import SearchJob, run_search
 
     objectives = [name.strip() for name in args.objectives.split(",")] if args.objectives else []
@@ -143,8 +144,9 @@ def run(args) -> int:
     summary = run_search(job)
     if summary:
         best = summary["best"]
-        print(f"best: {best['arch']}  accuracy {best['accuracy']:.4f}  {best['flops'] / 1e6:.1f}M FLOPs  "
-              f"{best['params'] / 1e6:.2f}M params  ({summary['scored']} candidates scored in "
+        latency = f"{best['latency']:.3g} ms  " if "latency" in best else ""
+        print(f"best: {best['arch']}  accuracy {best['accuracy']:.4f}  {readable(best['flops'])} FLOPs  "
+              f"{readable(best['params'])} params  {latency}({summary['scored']} candidates scored in "
               f"{summary['seconds']:.0f}s, {summary['weights']} weights)")
         scored = summary["scored_images"]
         print(f"{'scored':>8}: {scored['images']} {scored['data']} images, {scored['basis']}")

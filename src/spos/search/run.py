@@ -112,10 +112,13 @@ def build_measures(job: SearchJob, space: SearchSpace, genes_to_arch, device) ->
             from spos.latency import load_latency_table
 
             latency_table = load_latency_table(job.latency_table)
-            if latency_table.search_space != space:
-                raise UserError(f"latency table {job.latency_table} was built for another space "
-                                f"({latency_table.space.get('name')} at {latency_table.space.get('input_size')} px); "
-                                "build one for this supernet's space with `spos latency table`")
+            differences = latency_table.differences(space)
+            if differences:
+                raise UserError(f"latency table {job.latency_table} was built for another space than this supernet's "
+                                f"({'; '.join(differences)}); build one for it with `spos latency table --supernet "
+                                f"{job.supernet} --output FILE`")
+            error = latency_table.error_text()
+            (log.warning if error.startswith("warning") else log.info)(f"latency table {job.latency_table}: {error}")
             measures["latency"] = lambda g: float(latency_table.predict(genes_to_arch(g)))
         else:
             from spos.fixed import FixedNet

@@ -42,8 +42,9 @@ from spos import checkpoint, files
 from spos.data import build_datasets, build_loader, epoch_batches, recalibration_batches
 from spos.errors import UserError
 from spos.fixed import FixedNet
+from spos.flops import readable
 from spos.records import MayBeMissing, problem
-from spos.space import Architecture, get_space
+from spos.space import Architecture, get_space, load_space
 from spos.supernet import SuperNet
 from spos.train import distributed
 from spos.train.bn import recalibrate_bn
@@ -124,6 +125,22 @@ def build_model(config: dict, info) -> nn.Module:
     # An architecture file searched on other data keeps its choices and widths, adapted to this data.
     space = space.adapt(input_size=adapt["input_size"], num_classes=info.num_classes, in_channels=info.in_channels)
     return FixedNet(with_dropout(space), arch)
+
+
+def width_note(config: dict, space) -> str | None:
+    """What the config's ``space.width_mult`` did to the space's widths, or None at 1: a space file of
+    one's own run with a shipped config (``digits-supernet`` narrows to 0.25) is otherwise narrowed
+    without a word."""
+    mult = config["space"]["width_mult"]
+    declared = load_space(config["space"]["name"])
+    if mult == 1 or declared.name != space.name:  # a fixed net whose architecture file brought its own space
+        return None
+
+    def widths(s) -> str:
+        return "/".join(str(w) for w in (s.stem_width, *s.stage_widths, s.last_conv_width))
+
+    return (f"space {space.name}: the config's space.width_mult {mult:g} scales every width (stem, stages, last "
+            f"conv: {widths(declared)} -> {widths(space)}); --set space.width_mult=1 keeps the space's own widths")
 
 
 def postfix_every(log_every: int, batches: int) -> int:
@@ -570,8 +587,11 @@ class Trainer:
             if warning:
                 log.warning(warning)
         if distributed.is_main():
+            note = width_note(self.config, self.space)
+            if note:
+                log.info(note)
             log.info(f"training a {'supernet' if self.supernet else 'fixed network'} "
-                     f"({sum(p.numel() for p in self.model.parameters()) / 1e6:.2f}M params) for {self.total_steps} "
+                     f"({readable(sum(p.numel() for p in self.model.parameters()))} params) for {self.total_steps} "
                      f"steps ({self.epochs} epochs of {self.steps_per_epoch}) on {self.device}"
                      f"{f' x {self.world} processes' if self.world > 1 else ''}; output {self.output}")
         while self.epoch < self.epochs and self.step < self.total_steps:

@@ -15,6 +15,8 @@ from timm.utils import ModelEmaV3
 
 from spos.errors import UserError
 
+log = logging.getLogger(__name__)
+
 OFFICIAL_LR, OFFICIAL_BATCH = 0.5, 1024  # the official supernet recipe
 LR_WARN_FACTOR = 4.0
 
@@ -34,6 +36,10 @@ def build_scheduler(optimizer, schedule: dict, total_steps: int, steps_per_epoch
     ``step_update(step)`` again: nothing to save.
     """
     warmup = int(round(schedule["warmup_epochs"] * steps_per_epoch))
+    if warmup and warmup >= total_steps:
+        log.warning(f"warning: the warm-up ({schedule['warmup_epochs']:g} epochs, {warmup} steps) lasts the whole run "
+                    f"({total_steps} steps): the LR never reaches optim.lr nor decays; set schedule.warmup_epochs "
+                    "below the run's epochs")
     common = dict(t_initial=max(total_steps - warmup, 1), lr_min=schedule["min_lr"], warmup_t=warmup,
                   warmup_lr_init=optimizer.param_groups[0]["lr"] / max(warmup, 1) if warmup else 0.0,
                   warmup_prefix=True, t_in_epochs=False)
