@@ -24,6 +24,26 @@ def register(subparsers) -> None:
                 "--output runs/rank")
     parser.add_argument("--supernet", required=True, metavar="CKPT", help="a supernet checkpoint")
     which = parser.add_argument_group("architectures")
+    truth = parser.add_argument_group("stand-alone accuracy")
+    _add_architecture_arguments(which)
+    _add_truth_arguments(truth)
+    _add_benchmark_arguments(which, truth)
+    _add_scoring_arguments(parser.add_argument_group("scoring data"))
+    parser.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples for the 95%% intervals "
+                                                                    "(default 1000)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed for drawing architectures, the hold-out split "
+                                                            "and the bootstrap (default 0)")
+    parser.add_argument("--device", type=device, default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--output", type=writable_path, default="runs/rank", help="output folder (default runs/rank)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a killed rank job in --output: finished runs are read back, a cut one "
+                             "resumes from its checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def _add_architecture_arguments(which) -> None:
+    """Which architectures are ranked: drawn over the FLOPs range, or listed in a file."""
     which.add_argument("--archs", type=positive_int, default=None, metavar="N",
                        help="how many architectures to draw (default 12; with --ground-truth: all of the file's)")
     which.add_argument("--stratify", choices=("flops", "none"), default="flops",
@@ -38,7 +58,10 @@ def register(subparsers) -> None:
     which.add_argument("--arch-file", default=None, metavar="FILE",
                        help="architectures to rank instead of drawing them: a JSON list or one "
                             "'B,..,B/C,..,C' per line")
-    truth = parser.add_argument_group("stand-alone accuracy")
+
+
+def _add_truth_arguments(truth) -> None:
+    """Where the stand-alone accuracy comes from: training here with K seeds, or a file."""
     truth.add_argument("--standalone", default=None, metavar="CONFIG",
                        help="retraining config each architecture is trained alone with (e.g. digits-retrain)")
     truth.add_argument("--seeds", type=positive_int, default=1, metavar="K",
@@ -50,8 +73,10 @@ def register(subparsers) -> None:
                        help="accuracies measured elsewhere instead of training here: JSON {\"ARCH\": accuracy} "
                             "or CSV with columns arch,accuracy (the arch text in quotes); fractions or percent "
                             "(the log says which it read)")
-    _add_benchmark_arguments(which, truth)
-    data = parser.add_argument_group("scoring data")
+
+
+def _add_scoring_arguments(data) -> None:
+    """The images the supernet paths are scored on, as the search scores its candidates."""
     data.add_argument("--data", default=None, help="dataset (default: the one the supernet was trained on)")
     data.add_argument("--data-root", default=None, help="dataset folder (default: the supernet's)")
     data.add_argument("--holdout", type=holdout, default=None,
@@ -71,17 +96,6 @@ def register(subparsers) -> None:
                       help="what ranks the paths: top1 (default: hold-out top-1, as the official search) or loss "
                            "(lower hold-out cross-entropy ranks higher); both are kept in rank.json, and "
                            "--resume with the other one recomputes the statistics without scoring again")
-    parser.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples for the 95%% intervals "
-                                                                    "(default 1000)")
-    parser.add_argument("--seed", type=seed, default=0, help="seed for drawing architectures, the hold-out split "
-                                                            "and the bootstrap (default 0)")
-    parser.add_argument("--device", type=device, default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--output", type=writable_path, default="runs/rank", help="output folder (default runs/rank)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue a killed rank job in --output: finished runs are read back, a cut one "
-                             "resumes from its checkpoint")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.set_defaults(func=run)
 
 
 def _add_benchmark_arguments(which, truth) -> None:

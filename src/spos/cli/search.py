@@ -26,7 +26,19 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--supernet", default=None, metavar="CKPT", help="a supernet checkpoint")
     _add_table_arguments(parser)
-    data = parser.add_argument_group("data")
+    _add_data_arguments(parser.add_argument_group("data"))
+    _add_limit_arguments(parser.add_argument_group("limits"))
+    _add_algorithm_arguments(parser.add_argument_group("algorithm"))
+    parser.add_argument("--device", type=device, default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--output", type=writable_path, default="runs/search", help="output folder (default runs/search)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a killed search from OUTPUT/history.jsonl without re-scoring anything")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def _add_data_arguments(data) -> None:
+    """Which images the candidates are scored on, and how (the supernet's own hold-out by default)."""
     data.add_argument("--data", default=None, help="dataset: imagefolder, cifar10, cifar100, mnist, digits, "
                                                    "synthetic (default: the one the supernet was trained on)")
     data.add_argument("--data-root", default=None, help="dataset folder, or .npz file for the CIFAR-10 subset "
@@ -55,14 +67,18 @@ def register(subparsers) -> None:
     add_input_argument(data)
     add_weights_argument(data)
     data.add_argument("--workers", type=non_negative_int, default=0, help="data loader workers (default 0)")
-    limits = parser.add_argument_group("limits")
+
+
+def _add_limit_arguments(limits) -> None:
     limits.add_argument("--flops-max", type=positive_float, default=None, help="FLOPs (multiply-adds) limit, e.g. 330e6")
     limits.add_argument("--flops-min", type=positive_float, default=None, help="lower FLOPs limit")
     limits.add_argument("--params-max", type=positive_float, default=None, help="parameter limit, e.g. 3.5e6")
     limits.add_argument("--latency-max", type=positive_float, default=None, help="latency limit in milliseconds")
     limits.add_argument("--latency-table", default=None, metavar="FILE",
                         help="latency table from `spos latency table` (default: measure each candidate here)")
-    algo = parser.add_argument_group("algorithm")
+
+
+def _add_algorithm_arguments(algo) -> None:
     algo.add_argument("--algorithm", choices=("evolution", "random", "nsga2"), default="evolution",
                       help="evolution (the paper's, default evolution), random search (the baseline) or nsga2")
     algo.add_argument("--objectives", default=None,
@@ -77,12 +93,6 @@ def register(subparsers) -> None:
                            "on a small hold-out split); best.json reports hold-out top-1 either way")
     algo.add_argument("--seed", type=seed, default=SearchConfig.seed,
                       help=f"seed for the search and the hold-out split (default {SearchConfig.seed})")
-    parser.add_argument("--device", type=device, default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--output", type=writable_path, default="runs/search", help="output folder (default runs/search)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue a killed search from OUTPUT/history.jsonl without re-scoring anything")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(func=run)
 
 
 def _add_table_arguments(parser) -> None:
