@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from spos.data import dataset_info
-from spos.search.ranking import RankJob, draw_architectures, run_rank, standalone_accuracies
+from spos.search.rank_job import RankJob, draw_architectures, run_rank, standalone_accuracies
 from spos.train.config import load_config
 from spos.train.loop import RUN_MARKERS, build_model, run_training
 
@@ -144,13 +144,13 @@ def standalone_truth(output: Path, archs: int, seeds: int, epochs: int, space_ov
     if seeds >= 2:  # the noise ceiling: how well one seed ranks the architectures like another
         from itertools import combinations
 
-        from spos import rank
+        from spos.rank_statistics import kendall_tau, rank_statistics
 
         first, second = [v[0] for v in accuracies.values()], [v[1] for v in accuracies.values()]
-        agreement = rank.rank_statistics(first, second)["kendall_tau"]
+        agreement = rank_statistics(first, second)["kendall_tau"]
         print(f"stand-alone seed 0 vs seed 1: Kendall tau {agreement['value']:.2f} "
               f"[{agreement['low']:.2f}, {agreement['high']:.2f}] (a supernet cannot rank better than this)")
-        pairs = [rank.kendall_tau([v[i] for v in accuracies.values()], [v[j] for v in accuracies.values()])
+        pairs = [kendall_tau([v[i] for v in accuracies.values()], [v[j] for v in accuracies.values()])
                  for i, j in combinations(range(seeds), 2)]
         print(f"stand-alone seeds pairwise: Kendall tau mean {sum(pairs) / len(pairs):.2f} "
               f"({min(pairs):.2f} to {max(pairs):.2f}, {len(pairs)} pairs)")
@@ -196,7 +196,7 @@ def measure_recipe(output: Path, name: str, overrides: list[str], truth: Path, e
                    suffix: str = "") -> dict:
     """The recipe's row: its paths ranked by hold-out top-1 (the statistics of `spos rank`) and by
     hold-out cross-entropy (`spos rank --score loss`), from one scoring pass."""
-    from spos import rank
+    from spos.rank_statistics import rank_statistics
 
     folder = train_supernet(output, name, overrides, epochs, space_overrides, data, root)
     # time in training steps only (validation excluded), summed over the epochs
@@ -205,7 +205,7 @@ def measure_recipe(output: Path, name: str, overrides: list[str], truth: Path, e
     summary = run_rank(RankJob(supernet=str(folder / "last.pt"), ground_truth=str(truth), output=str(rank_dir),
                                bn_batches=5, resume=(rank_dir / "settings.json").exists(), progress=False))
     stats, rows = summary["statistics"], summary["rows"]
-    by_loss = rank.rank_statistics([-r["supernet_loss"] for r in rows], [r["standalone_top1"] for r in rows])
+    by_loss = rank_statistics([-r["supernet_loss"] for r in rows], [r["standalone_top1"] for r in rows])
     return {"recipe": name, "overrides": overrides, "truth": truth.name, "mean_path_top1": summary["mean_supernet_top1"],
             "tau": stats["kendall_tau"], "tau_loss": by_loss["kendall_tau"], "rho": stats["spearman_rho"]["value"],
             "top3": stats["top_k"].get("3", {}).get("value"), "train_seconds": train_seconds}
@@ -213,14 +213,14 @@ def measure_recipe(output: Path, name: str, overrides: list[str], truth: Path, e
 
 def flops_row(output: Path, truth: Path, space_overrides: list[str], data: str = "digits") -> str:
     """The same table row for FLOPs as the predictor: what a supernet has to beat to be worth training."""
-    from spos import rank
     from spos.flops import cost_table
+    from spos.rank_statistics import rank_statistics
     from spos.space import Architecture
 
     space = bench_space(data, space_overrides)
     accuracies = json.loads(truth.read_text())
     flops = [cost_table(space).macs(Architecture.parse(a)) for a in accuracies]
-    stats = rank.rank_statistics(flops, list(accuracies.values()))
+    stats = rank_statistics(flops, list(accuracies.values()))
     tau = stats["kendall_tau"]
     return (f"| (FLOPs as the score) | - | {tau['value']:.2f} [{tau['low']:.2f}, {tau['high']:.2f}] | "
             f"- | {stats['spearman_rho']['value']:.2f} | {stats['top_k']['3']['value']:.2f} | 0 s |")

@@ -141,7 +141,7 @@ def test_the_shipped_reference_ranks_in_the_demos_supernet_space():
     supernet config builds; another space or dataset has none, and its report says so."""
     from spos.data import dataset_info
     from spos.demo import _config, reference_for
-    from spos.search.ranking import read_ground_truth
+    from spos.search.rank_job import read_ground_truth
     from spos.train import load_config
     from spos.train.loop import build_model
 

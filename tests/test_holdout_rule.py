@@ -17,7 +17,7 @@ from spos import checkpoint
 from spos.cli import main
 from spos.data import build_datasets
 from spos.errors import UserError
-from spos.search.ranking import draw_architectures
+from spos.search.rank_job import draw_architectures
 from spos.search.run import SearchJob, scoring_sets, with_supernet_data
 from spos.supernet import SuperNet
 

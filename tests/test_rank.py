@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from spos import rank
+from spos import rank_statistics
 from spos.errors import UserError
 
 # Fixed inputs: no ties, ties in one list, ties in both, a reversed order.
@@ -23,69 +23,70 @@ CASES = [
 
 @pytest.mark.parametrize("x, y", CASES)
 def test_kendall_and_spearman_match_scipy(x, y):
-    assert rank.kendall_tau(x, y) == pytest.approx(stats.kendalltau(x, y).statistic, abs=1e-12)
-    assert rank.spearman_rho(x, y) == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-12)
+    assert rank_statistics.kendall_tau(x, y) == pytest.approx(stats.kendalltau(x, y).statistic, abs=1e-12)
+    assert rank_statistics.spearman_rho(x, y) == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-12)
 
 
 @pytest.mark.parametrize("x, _", CASES)
 def test_average_ranks_match_scipy(x, _):
-    np.testing.assert_allclose(rank.average_ranks(x), stats.rankdata(x, method="average"))
+    np.testing.assert_allclose(rank_statistics.average_ranks(x), stats.rankdata(x, method="average"))
 
 
 def test_undefined_statistics_are_nan():
-    assert math.isnan(rank.kendall_tau([1, 1, 1], [1, 2, 3]))
-    assert math.isnan(rank.spearman_rho([1, 2, 3], [4, 4, 4]))
+    assert math.isnan(rank_statistics.kendall_tau([1, 1, 1], [1, 2, 3]))
+    assert math.isnan(rank_statistics.spearman_rho([1, 2, 3], [4, 4, 4]))
 
 
 def test_top_k_overlap_counts_shared_best_items():
     truth = [0.9, 0.8, 0.7, 0.6, 0.5]
-    assert rank.top_k_overlap([5, 4, 3, 2, 1], truth, 3) == 1.0
-    assert rank.top_k_overlap([1, 2, 3, 4, 5], truth, 3) == pytest.approx(1 / 3)  # only item 2 is shared
-    assert rank.top_k_overlap([1, 2, 3, 4, 5], truth, 1) == 0.0
+    assert rank_statistics.top_k_overlap([5, 4, 3, 2, 1], truth, 3) == 1.0
+    assert rank_statistics.top_k_overlap([1, 2, 3, 4, 5], truth, 3) == pytest.approx(1 / 3)  # only item 2 is shared
+    assert rank_statistics.top_k_overlap([1, 2, 3, 4, 5], truth, 1) == 0.0
     with pytest.raises(UserError):
-        rank.top_k_overlap([1, 2], [1, 2], 3)
+        rank_statistics.top_k_overlap([1, 2], [1, 2], 3)
 
 
 def test_top_k_overlap_with_ties_is_the_expected_overlap_and_ignores_order():
     truth = [0.9, 0.8, 0.8, 0.8, 0.5]  # the 2nd best is any of three tied items
-    assert rank.top_k_overlap([5, 4, 3, 2, 1], truth, 2) == pytest.approx((1 + 1 / 3) / 2)
-    assert rank.top_k_overlap([5, 2, 3, 4, 1], truth, 2) == pytest.approx((1 + 1 / 3) / 2)  # order does not matter
-    assert rank.top_k_overlap([1, 1, 1, 1, 1], truth, 1) == pytest.approx(1 / 5)  # a tied guess: chance
-    assert rank.top_k_overlap(truth, truth, 4) == 1.0
+    assert rank_statistics.top_k_overlap([5, 4, 3, 2, 1], truth, 2) == pytest.approx((1 + 1 / 3) / 2)
+    # order does not matter
+    assert rank_statistics.top_k_overlap([5, 2, 3, 4, 1], truth, 2) == pytest.approx((1 + 1 / 3) / 2)
+    assert rank_statistics.top_k_overlap([1, 1, 1, 1, 1], truth, 1) == pytest.approx(1 / 5)  # a tied guess: chance
+    assert rank_statistics.top_k_overlap(truth, truth, 4) == 1.0
 
 
 def test_kendall_tau_is_fast_on_a_whole_table():
     rng = np.random.default_rng(0)
     x = rng.random(4000)
     y = x + rng.normal(0, 0.3, 4000)
-    assert rank.kendall_tau(x, y) == pytest.approx(stats.kendalltau(x, y).statistic)
+    assert rank_statistics.kendall_tau(x, y) == pytest.approx(stats.kendalltau(x, y).statistic)
 
 
 def test_bootstrap_interval_is_seeded_and_brackets_a_perfect_ranking():
     x, y = CASES[0]
-    first = rank.bootstrap(rank.kendall_tau, x, y, samples=200, seed=3)
-    again = rank.bootstrap(rank.kendall_tau, x, y, samples=200, seed=3)
-    other = rank.bootstrap(rank.kendall_tau, x, y, samples=200, seed=4)
+    first = rank_statistics.bootstrap(rank_statistics.kendall_tau, x, y, samples=200, seed=3)
+    again = rank_statistics.bootstrap(rank_statistics.kendall_tau, x, y, samples=200, seed=3)
+    other = rank_statistics.bootstrap(rank_statistics.kendall_tau, x, y, samples=200, seed=4)
     assert first == again and first != other
     assert first.low <= first.value <= first.high
-    perfect = rank.bootstrap(rank.spearman_rho, list(range(8)), list(range(8)), samples=100)
+    perfect = rank_statistics.bootstrap(rank_statistics.spearman_rho, list(range(8)), list(range(8)), samples=100)
     assert (perfect.value, perfect.low, perfect.high) == (1.0, 1.0, 1.0)
 
 
 def test_rank_statistics_reports_every_statistic_with_an_interval():
     x, y = CASES[0]
-    result = rank.rank_statistics(x, y, samples=100, seed=0)
+    result = rank_statistics.rank_statistics(x, y, samples=100, seed=0)
     assert result["n"] == 8
     assert result["kendall_tau"]["value"] == pytest.approx(stats.kendalltau(x, y).statistic)
     assert result["spearman_rho"]["value"] == pytest.approx(stats.spearmanr(x, y).statistic)
     assert set(result["top_k"]) == {"1", "3"}  # k = 3 and N/5
     for estimate in (result["kendall_tau"], result["spearman_rho"], *result["top_k"].values()):
         assert estimate["low"] <= estimate["value"] <= estimate["high"]
-    assert rank.top_k_sizes(12) == [2, 3] and rank.top_k_sizes(15) == [3]
+    assert rank_statistics.top_k_sizes(12) == [2, 3] and rank_statistics.top_k_sizes(15) == [3]
     with pytest.raises(UserError):
-        rank.rank_statistics([1, 2], [1, 2])
+        rank_statistics.rank_statistics([1, 2], [1, 2])
     with pytest.raises(UserError):
-        rank.rank_statistics([1, 2, 3], [1, 2])
+        rank_statistics.rank_statistics([1, 2, 3], [1, 2])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -96,7 +97,7 @@ import json  # noqa: E402
 from spos import checkpoint  # noqa: E402
 from spos.cli import main  # noqa: E402
 from spos.flops import cost_table  # noqa: E402
-from spos.search import ranking  # noqa: E402
+from spos.search import rank_job  # noqa: E402
 from spos.space import get_space  # noqa: E402
 from spos.supernet import SuperNet  # noqa: E402
 
@@ -117,31 +118,31 @@ def supernet_file(tmp_path_factory, digits_space, digits_run):
 
 def test_drawn_architectures_spread_over_the_flops_range(digits_space):
     table = cost_table(digits_space)
-    archs = ranking.draw_architectures(digits_space, 8, "flops", seed=0)
+    archs = rank_job.draw_architectures(digits_space, 8, "flops", seed=0)
     flops = [table.macs(a) for a in archs]
     assert len(set(archs)) == 8 and flops == sorted(flops)
-    uniform = sorted(table.macs(a) for a in ranking.draw_architectures(digits_space, 200, "none", seed=1))
+    uniform = sorted(table.macs(a) for a in rank_job.draw_architectures(digits_space, 200, "none", seed=1))
     middle = uniform[20:-20]  # the FLOPs range 80% of uniform paths fall in
     assert flops[0] < middle[0] and flops[-1] > middle[-1]
-    assert ranking.draw_architectures(digits_space, 8, "flops", seed=0) == archs  # seeded
+    assert rank_job.draw_architectures(digits_space, 8, "flops", seed=0) == archs  # seeded
 
 
 def test_drawn_architectures_stay_inside_a_flops_window(digits_space):
     table = cost_table(digits_space)
-    spread = [table.macs(a) for a in ranking.draw_architectures(digits_space, 8, "flops", seed=0)]
+    spread = [table.macs(a) for a in rank_job.draw_architectures(digits_space, 8, "flops", seed=0)]
     low, high = spread[3], spread[4]  # a window an eighth of the range wide
     for stratify in ("flops", "none"):
-        archs = ranking.draw_architectures(digits_space, 6, stratify, seed=0, flops_min=low, flops_max=high)
+        archs = rank_job.draw_architectures(digits_space, 6, stratify, seed=0, flops_min=low, flops_max=high)
         assert len(set(archs)) == 6 and all(low <= table.macs(a) <= high for a in archs)
     with pytest.raises(UserError, match="distinct architectures with FLOPs in .* widen --flops-min"):
-        ranking.draw_architectures(digits_space, 6, "flops", seed=0, flops_min=low, flops_max=low)
+        rank_job.draw_architectures(digits_space, 6, "flops", seed=0, flops_min=low, flops_max=low)
     with pytest.raises(UserError, match="swap them"):
-        ranking.draw_architectures(digits_space, 6, "flops", seed=0, flops_min=high, flops_max=low)
+        rank_job.draw_architectures(digits_space, 6, "flops", seed=0, flops_min=high, flops_max=low)
 
 
 def test_rank_keeps_the_ground_truth_inside_its_flops_window(supernet_file, digits_space, tmp_path, capsys):
     table = cost_table(digits_space)
-    archs = ranking.draw_architectures(digits_space, 6, "flops", seed=5)
+    archs = rank_job.draw_architectures(digits_space, 6, "flops", seed=5)
     truth = tmp_path / "truth.json"
     truth.write_text(json.dumps({str(a): 0.5 + i / 20 for i, a in enumerate(archs)}))
     low, high = table.macs(archs[1]), table.macs(archs[4])
@@ -157,7 +158,7 @@ def test_rank_keeps_the_ground_truth_inside_its_flops_window(supernet_file, digi
 
 
 def test_rank_with_a_ground_truth_file(supernet_file, digits_space, tmp_path, capsys):
-    archs = ranking.draw_architectures(digits_space, 4, "none", seed=5)
+    archs = rank_job.draw_architectures(digits_space, 4, "none", seed=5)
     truth = tmp_path / "truth.csv"
     truth.write_text("arch,accuracy\n" + "".join(f"\"{a}\",{0.9 + i / 100}\n" for i, a in enumerate(archs)))
     out = tmp_path / "rank"
@@ -179,7 +180,7 @@ def test_rank_with_a_ground_truth_file(supernet_file, digits_space, tmp_path, ca
 
 def test_rank_by_loss_ranks_on_the_hold_out_cross_entropy_already_measured(supernet_file, digits_space, tmp_path,
                                                                           capsys):
-    archs = ranking.draw_architectures(digits_space, 5, "none", seed=7)
+    archs = rank_job.draw_architectures(digits_space, 5, "none", seed=7)
     truth = tmp_path / "truth.json"
     truth.write_text(json.dumps({str(a): 0.5 + i / 20 for i, a in enumerate(archs)}))
     out = tmp_path / "rank"
@@ -187,14 +188,14 @@ def test_rank_by_loss_ranks_on_the_hold_out_cross_entropy_already_measured(super
     assert main(command) == 0
     by_top1 = json.loads((out / "rank.json").read_text())
     assert by_top1["score"] == "top1" and all(r["supernet_loss"] > 0 for r in by_top1["rows"])
-    log = out / ranking.SCORES_LOG
+    log = out / rank_job.SCORES_LOG
     measured = log.read_text()
     assert main([*command, "--resume", "--score", "loss"]) == 0  # the statistics again, nothing scored again
     assert "ranked by the supernet's hold-out cross-entropy" in capsys.readouterr().out
     assert log.read_text() == measured
     by_loss = json.loads((out / "rank.json").read_text())
     assert by_loss["score"] == "loss" and by_loss["rows"] == by_top1["rows"]
-    expected = rank.rank_statistics([-r["supernet_loss"] for r in by_loss["rows"]],
+    expected = rank_statistics.rank_statistics([-r["supernet_loss"] for r in by_loss["rows"]],
                                     [r["standalone_top1"] for r in by_loss["rows"]], samples=50)
     assert by_loss["statistics"] == expected
     # a log from before the loss was measured: those paths are scored again, once
@@ -203,7 +204,7 @@ def test_rank_by_loss_ranks_on_the_hold_out_cross_entropy_already_measured(super
     assert main([*command, "--resume"]) == 0
     assert json.loads((out / "rank.json").read_text())["rows"] == by_top1["rows"]
     with pytest.raises(UserError, match="--score accuracy: choose one of top1, loss"):
-        ranking.run_rank(ranking.RankJob(supernet=str(supernet_file), ground_truth=str(truth), output=str(out),
+        rank_job.run_rank(rank_job.RankJob(supernet=str(supernet_file), ground_truth=str(truth), output=str(out),
                                          resume=True, score="accuracy"))
 
 
@@ -235,8 +236,8 @@ def test_rank_trains_each_architecture_alone_and_resumes_without_training_again(
     assert json.loads((out / "rank.json").read_text())["rows"] == first["rows"]
 
     # a run cut short (its result never logged) is resumed from its checkpoint, the others are read back
-    lines = (out / ranking.STANDALONE_LOG).read_text().splitlines()
-    (out / ranking.STANDALONE_LOG).write_text("\n".join(lines[:-1]) + "\n")
+    lines = (out / rank_job.STANDALONE_LOG).read_text().splitlines()
+    (out / rank_job.STANDALONE_LOG).write_text("\n".join(lines[:-1]) + "\n")
     assert main([*command, "--resume"]) == 0
     assert calls == [(str(out / "standalone" / "3-seed0"), True)]
     assert main([*command[:-len(FAST)], "--seeds", "2", "--resume", *FAST]) == 2  # other settings: refused
@@ -275,7 +276,7 @@ def test_rank_killed_in_its_process_then_resumed_trains_nothing_finished_again(s
     command = ["rank", "--supernet", str(supernet_file), "--archs", "3", "--standalone", "digits-retrain",
                "--set", "train.iterations=2", "--seeds", "1", "--output", str(out), *FAST]
     first = _spos_process(command)
-    log = out / ranking.STANDALONE_LOG
+    log = out / rank_job.STANDALONE_LOG
     while first.poll() is None and not (log.is_file() and log.read_text().count("\n") >= 1):
         time.sleep(0.02)
     first.send_signal(signal.SIGKILL)  # wherever it is now: a later run half trained, or all done
@@ -322,7 +323,7 @@ def test_rank_scores_paths_in_the_input_convention_the_supernet_records(digits_s
         return load(job, space, device, convention)
 
     monkeypatch.setattr(search_run, "load_scoring_data", recording)
-    archs = ranking.draw_architectures(digits_space, 3, "none", seed=2)
+    archs = rank_job.draw_architectures(digits_space, 3, "none", seed=2)
     truth = tmp_path / "truth.json"
     truth.write_text(json.dumps({str(a): 0.5 + i / 10 for i, a in enumerate(archs)}))
     assert main(["rank", "--supernet", str(path), "--ground-truth", str(truth), "--output", str(tmp_path / "r"),
@@ -385,7 +386,7 @@ def test_holdout_measure_is_top1_and_mean_cross_entropy_over_every_image():
 # ----------------------------------------------------------------------------------------------
 # Windows, benchmarks and the ground truth as users give it
 
-from spos import rank_windows  # noqa: E402
+from spos import rank_window_statistics  # noqa: E402
 
 
 def test_window_statistics_on_a_made_up_table():
@@ -393,23 +394,24 @@ def test_window_statistics_on_a_made_up_table():
     scores = [1, 2, 3, 6, 4, 5]  # orders the truth but for one swap
     seeds = [[t - 0.01, t + 0.01] for t in truth]
     flops = [10, 11, 12, 13, 14, 15]
-    result = rank_windows.window_statistics(scores, truth, flops, [6, 5, 4, 3, 2, 1], seeds, samples=50)
-    assert result["kendall_tau"]["value"] == pytest.approx(rank.kendall_tau(scores, truth))
+    result = rank_window_statistics.window_statistics(scores, truth, flops, [6, 5, 4, 3, 2, 1], seeds, samples=50)
+    assert result["kendall_tau"]["value"] == pytest.approx(rank_statistics.kendall_tau(scores, truth))
     assert result["ceiling_tau"] == pytest.approx(1.0)  # the seeds are the truth shifted: they agree perfectly
-    assert result["flops_tau"]["value"] == pytest.approx(rank.kendall_tau(flops, truth))
+    assert result["flops_tau"]["value"] == pytest.approx(rank_statistics.kendall_tau(flops, truth))
     assert result["params_tau"]["value"] == pytest.approx(-result["flops_tau"]["value"])
     assert result["pick"] == {"index": 3, "rank": 1, "percentile": 100.0, "accuracy": 0.95}
     assert result["random_pick"] == {"rank": 3.5, "percentile": pytest.approx(100 * 3.5 / 6)}
-    assert rank_windows.pick_percentile(np.array([0.5, 0.7, 0.7, 0.9]), 1) == (2, 75.0)  # ties share the better rank
-    assert rank_windows.seed_ceiling(None) is None
+    # ties share the better rank
+    assert rank_window_statistics.pick_percentile(np.array([0.5, 0.7, 0.7, 0.9]), 1) == (2, 75.0)
+    assert rank_window_statistics.seed_ceiling(None) is None
 
 
 def test_equal_count_windows_split_the_flops_range_into_equal_parts():
-    windows = rank_windows.equal_count_windows(list(range(100, 0, -1)), 4)
+    windows = rank_window_statistics.equal_count_windows(list(range(100, 0, -1)), 4)
     assert windows == [(1, 25), (26, 50), (51, 75), (76, 100)]
     rows = [{"arch": str(i), "flops": i, "params": i, "standalone_top1": (i * 7 % 10) / 10,
              "standalone_runs": [(i * 7 % 10) / 10] * 2} for i in range(1, 13)]
-    report = rank_windows.window_report(rows, [r["standalone_top1"] for r in rows], 3, samples=20)
+    report = rank_window_statistics.window_report(rows, [r["standalone_top1"] for r in rows], 3, samples=20)
     assert [w["window"] for w in report] == ["whole", 1, 2, 3] and [w["n"] for w in report] == [12, 4, 4, 4]
     assert all(w["kendall_tau"]["value"] == pytest.approx(1.0) and w["pick"]["percentile"] == 100 for w in report)
 
@@ -465,27 +467,27 @@ def _truth_file(path, archs, values):
 
 
 def test_ground_truth_in_percent_is_read_and_said_so(supernet_file, digits_space, tmp_path, caplog):
-    archs = ranking.draw_architectures(digits_space, 4, "none", seed=5)
+    archs = rank_job.draw_architectures(digits_space, 4, "none", seed=5)
     percent = _truth_file(tmp_path / "p.json", archs, [91.0, 92.5, 93.0, 90.0])
-    truth = ranking.read_ground_truth(percent, digits_space)
+    truth = rank_job.read_ground_truth(percent, digits_space)
     assert sorted(truth.values()) == pytest.approx([0.90, 0.91, 0.925, 0.93])
     caplog.set_level("INFO")
     assert main(["rank", "--supernet", str(supernet_file), "--ground-truth", str(percent), "--output",
                  str(tmp_path / "r"), *FAST]) == 0
     assert "accuracies read as percent (largest 93)" in caplog.text
     with pytest.raises(UserError, match=r"fractions \(0..1\) or percent \(0..100\), found 90..930"):
-        ranking.read_ground_truth(_truth_file(tmp_path / "b.json", archs, [91, 92, 930, 90]), digits_space)
+        rank_job.read_ground_truth(_truth_file(tmp_path / "b.json", archs, [91, 92, 930, 90]), digits_space)
 
 
 def test_ground_truth_of_nan_or_binary_is_one_line(supernet_file, digits_space, tmp_path, capsys):
-    archs = ranking.draw_architectures(digits_space, 4, "none", seed=5)
+    archs = rank_job.draw_architectures(digits_space, 4, "none", seed=5)
     nan = tmp_path / "nan.json"
     nan.write_text("{" + ", ".join(f'"{a}": NaN' for a in archs) + "}")
     base = ["rank", "--supernet", str(supernet_file), "--output", str(tmp_path / "r"), *FAST]
     assert main([*base, "--ground-truth", str(nan)]) == 2
     assert "holds no accuracy that is a number" in capsys.readouterr().err
     some = _truth_file(tmp_path / "some.json", archs, [0.9, float("nan"), 0.8, 0.7])
-    assert len(ranking.read_ground_truth(some, digits_space)) == 3
+    assert len(rank_job.read_ground_truth(some, digits_space)) == 3
     for name in ("bin.csv", "bin.json"):
         (tmp_path / name).write_bytes(bytes(range(256)) * 8)
         assert main([*base, "--ground-truth", str(tmp_path / name)]) == 2
@@ -494,9 +496,9 @@ def test_ground_truth_of_nan_or_binary_is_one_line(supernet_file, digits_space, 
 
 
 def test_ground_truth_picks_honour_stratify_and_seed(digits_space):
-    archs = ranking.draw_architectures(digits_space, 30, "none", seed=1)
+    archs = rank_job.draw_architectures(digits_space, 30, "none", seed=1)
     truth = {a: 0.5 + i / 100 for i, a in enumerate(archs)}
-    pick = lambda **kw: ranking.choose_architectures(ranking.RankJob(supernet="x", archs=5, **kw),  # noqa: E731
+    pick = lambda **kw: rank_job.choose_architectures(rank_job.RankJob(supernet="x", archs=5, **kw),  # noqa: E731
                                                      digits_space, truth)
     table = cost_table(digits_space)
     spread, uniform = pick(stratify="flops"), pick(stratify="none")
@@ -508,7 +510,7 @@ def test_ground_truth_picks_honour_stratify_and_seed(digits_space):
 
 def test_rank_prints_the_expected_time_and_keeps_each_scores_outputs(supernet_file, digits_space, tmp_path, capsys,
                                                                     caplog):
-    archs = ranking.draw_architectures(digits_space, 5, "none", seed=7)
+    archs = rank_job.draw_architectures(digits_space, 5, "none", seed=7)
     truth = _truth_file(tmp_path / "t.json", archs, [0.5 + i / 20 for i in range(5)])
     out = tmp_path / "rank"
     command = ["rank", "--supernet", str(supernet_file), "--ground-truth", str(truth), "--output", str(out), *FAST]
@@ -524,7 +526,7 @@ def test_rank_prints_the_expected_time_and_keeps_each_scores_outputs(supernet_fi
 
 
 def test_pairs_in_order_counts_agreeing_pairs_and_leaves_ties_out():
-    from spos.rank import kendall_tau, pairs_in_order
+    from spos.rank_statistics import kendall_tau, pairs_in_order
 
     assert pairs_in_order([1, 2, 3, 4], [10, 20, 40, 30]) == (5, 6)
     assert pairs_in_order([1, 1, 2], [1, 2, 3]) == (2, 2)  # the tied pair is neither right nor wrong

@@ -14,7 +14,7 @@ import torch
 
 from spos import checkpoint
 from spos.cli import main
-from spos.search import ranking
+from spos.search import rank_job
 from spos.space import get_space
 from spos.supernet import SuperNet
 from spos.train import load_config, run_training
@@ -164,7 +164,7 @@ def test_a_kill_mid_epoch_then_resume_reports_the_whole_epoch(tmp_path, monkeypa
 # -- runs that mix: inputs are fingerprinted by what they are ------------------------------------------------
 
 def _ground_truth(folder: Path, space) -> Path:
-    archs = ranking.draw_architectures(space, 4, "none", seed=5)
+    archs = rank_job.draw_architectures(space, 4, "none", seed=5)
     truth = folder / "truth.json"
     truth.write_text(json.dumps({str(a): 0.5 + i / 20 for i, a in enumerate(archs)}))
     return truth
@@ -386,7 +386,7 @@ def test_a_damaged_rank_settings_json_is_one_line(tmp_path, capsys, finished_ran
     finished, command = finished_rank
     out = tmp_path / "rank"
     shutil.copytree(finished, out)
-    (out / ranking.SETTINGS).write_text(content)
+    (out / rank_job.SETTINGS).write_text(content)
     assert main([*[str(out) if part == str(finished) else part for part in command], "--resume"]) == 2
     assert message in _one_error_line(capsys)
 
@@ -395,7 +395,7 @@ def test_damaged_supernet_score_rows_are_dropped_and_measured_again(tmp_path, ca
     finished, command = finished_rank
     out = tmp_path / "rank"
     shutil.copytree(finished, out)
-    log = out / ranking.SCORES_LOG
+    log = out / rank_job.SCORES_LOG
     rows = log.read_text().splitlines()
     log.write_text("\n".join(["5", json.dumps({**json.loads(rows[0]), "supernet_top1": "x"}), *rows[1:]]) + "\n")
     with caplog.at_level("WARNING"):
@@ -428,9 +428,9 @@ def test_a_demo_with_a_bad_seed_writes_nothing(tmp_path, capsys):
 
 def test_damaged_standalone_log_rows_are_dropped_and_trained_again(tmp_path, caplog):
     good = {"index": 1, "seed": 0, "arch": "x", "top1": 0.5, "best_top1": 0.5, "steps": 2}
-    (tmp_path / ranking.STANDALONE_LOG).write_text("\n".join([
+    (tmp_path / rank_job.STANDALONE_LOG).write_text("\n".join([
         "5", json.dumps({"seed": 0, "top1": 0.4}), json.dumps({**good, "index": "0"}), json.dumps(good),
         '{"index": 2, "se']) + "\n")
     with caplog.at_level("WARNING"):
-        assert ranking._standalone_logs(tmp_path) == {(1, 0): good}
+        assert rank_job._standalone_logs(tmp_path) == {(1, 0): good}
     assert "dropped 4 damaged lines (line 1, 2, 3, 5)" in caplog.text

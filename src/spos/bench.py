@@ -214,7 +214,7 @@ def ground_truth(benchmark: Benchmark) -> dict[str, float]:
 
 def summary(benchmark: Benchmark) -> dict:
     """What `spos bench` reports: sizes, ranges, the best network, how well seeds agree, the count check."""
-    from spos.rank import kendall_tau
+    from spos.rank_statistics import kendall_tau
 
     networks = benchmark.networks
     accuracies = sorted(e.accuracy for e in networks.values())

@@ -179,7 +179,7 @@ def search_options(settings: DemoSettings, flops_max: float) -> dict:
 
 
 def rank_options(settings: DemoSettings, reference: Path) -> dict:
-    """The ranking check's settings as `spos.search.ranking.RankJob` fields (``spos rank``'s options): the
+    """The ranking check's settings as `spos.search.rank_job.RankJob` fields (``spos rank``'s options): the
     paths scored exactly as the search scores candidates (same score, BN batches and seed)."""
     return {"ground_truth": str(reference), "score": settings.score, "bn_batches": settings.bn_batches,
             "eval_batches": settings.eval_batches, "seed": settings.seed}
@@ -430,7 +430,7 @@ def _check_ranking(settings: DemoSettings, output: Path, reference: Path) -> dic
     """`spos rank` of the reference's architectures on this supernet (its rank.json summary), read back
     when it finished before: each path scored as the search scores candidates, against the accuracy it
     reached trained alone."""
-    from spos.search.ranking import RankJob, run_rank
+    from spos.search.rank_job import RankJob, run_rank
 
     folder = output / "rank"
     if (folder / "rank.json").is_file():
@@ -442,7 +442,7 @@ def _check_ranking(settings: DemoSettings, output: Path, reference: Path) -> dic
 
 def ranking_summary(rank: dict, reference: Reference) -> dict:
     """The ranking check in a few figures: the supernet's Kendall tau and, for scale, that of FLOPs alone."""
-    from spos.rank import pairs_in_order
+    from spos.rank_statistics import pairs_in_order
     from spos.search.scoring import HoldoutMeasure, score_of
 
     rows = rank["rows"]

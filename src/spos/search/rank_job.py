@@ -12,7 +12,7 @@ folder holds:
   checkpoint, a finished one is read back from ``standalone.jsonl`` and never trained again);
   under torchrun rank R trains runs R, R + world, ... and logs them in ``standalone.rankR.jsonl``;
 - ``supernet_scores.jsonl`` (each path's hold-out top-1 and loss), ``rank.json`` (one row per architecture and the statistics of
-  `spos.rank`) and ``rank_scatter.png``.
+  `spos.rank_statistics`) and ``rank_scatter.png``.
 """
 
 from __future__ import annotations
@@ -571,13 +571,13 @@ def _measure(job: RankJob, supernet, space: SearchSpace, archs: list[Architectur
 def score_statistics(job: RankJob, rows: list[dict], score: str, keys: tuple[str, str]) -> dict:
     """Rank statistics of one score (``top1`` or ``loss``) over the rows, whole and per FLOPs window, with
     FLOPs' and params' own tau as the baselines."""
-    from spos import rank
-    from spos.rank_windows import window_report
+    from spos.rank_statistics import rank_statistics
+    from spos.rank_window_statistics import window_report
     from spos.search.scoring import HoldoutMeasure, score_of
 
     scores = [score_of(HoldoutMeasure(r["supernet_top1"], r["supernet_loss"]), score) for r in rows]
-    statistics = rank.rank_statistics(scores, [r["standalone_top1"] for r in rows], samples=job.bootstrap,
-                                      seed=job.seed)
+    statistics = rank_statistics(scores, [r["standalone_top1"] for r in rows], samples=job.bootstrap,
+                                 seed=job.seed)
     windows = window_report([{**r, "flops": r[keys[0]], "params": r[keys[1]]} for r in rows], scores,
                             job.flops_windows, samples=job.bootstrap, seed=job.seed)
     baselines = {"flops": windows[0]["flops_tau"], "params": windows[0]["params_tau"]} if windows else {}
@@ -586,7 +586,7 @@ def score_statistics(job: RankJob, rows: list[dict], score: str, keys: tuple[str
 
 def write_outputs(job: RankJob, rows: list[dict], by_score: dict, seconds: float, unit: str = "",
                   scored_images: dict | None = None) -> dict:
-    from spos.rank_windows import plot_window
+    from spos.rank_window_statistics import plot_window
     from spos.search import plots
 
     output = Path(job.output)

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from spos import rank
+from spos.rank_statistics import bootstrap, kendall_tau
 
 
 def equal_count_windows(flops: Sequence[float], count: int) -> list[tuple[float, float]]:
@@ -47,7 +47,7 @@ def seed_ceiling(seed_truths: Sequence[Sequence[float]] | None) -> float | None:
         return None
     runs = min(len(s) for s in seed_truths)
     columns = [np.array([s[k] for s in seed_truths]) for k in range(runs)]
-    taus = [rank.kendall_tau(columns[i], columns[j]) for i in range(runs) for j in range(i + 1, runs)]
+    taus = [kendall_tau(columns[i], columns[j]) for i in range(runs) for j in range(i + 1, runs)]
     taus = [t for t in taus if t == t]
     return float(np.mean(taus)) if taus else None
 
@@ -61,9 +61,9 @@ def window_statistics(scores, truth, flops, params, seed_truths=None, *, samples
 
     def tau(values, interval: bool = True) -> dict:
         if not interval:
-            value = rank.kendall_tau(values, truth)
+            value = kendall_tau(values, truth)
             return {"value": value, "low": None, "high": None}
-        return asdict(rank.bootstrap(rank.kendall_tau, values, truth, samples=samples, seed=seed))
+        return asdict(bootstrap(kendall_tau, values, truth, samples=samples, seed=seed))
 
     pick = int(np.argmax(scores))  # the first of the best-scored, as a search's "best" would be
     pick_rank, percentile = pick_percentile(truth, pick)
