@@ -98,7 +98,7 @@ def test_shared_supernet_weights_are_stored_once_and_searchable(tmp_path, digits
 @pytest.mark.parametrize("damage, message", [
     ({"library": "other"}, "not a spos model config"),
     ({"kind": "mystery"}, "kind must be one of"),
-    ({"space": None}, "'space' is missing"),
+    ({"space": None}, "space is None, not an object"),
 ])
 def test_bad_configs_are_one_line_errors(folder, tmp_path, damage, message):
     bad = tmp_path / "bad"

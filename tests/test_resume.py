@@ -352,7 +352,7 @@ def test_history_records_of_the_wrong_shape_are_dropped_and_scored_again(tmp_pat
 
 
 @pytest.mark.parametrize("content, message", [
-    ("[1, 2]", "job.json is damaged (the record is list, not an object)"),
+    ("[1, 2]", "job.json is damaged (the record is [1, 2], not an object)"),
     ('{"population": "4"}', "job.json is damaged (population is '4', not a whole number)"),
     ("{not json", "job.json is damaged (not valid JSON)"),
 ])
@@ -379,7 +379,7 @@ def finished_rank(tmp_path_factory, digits_supernet_file, digits_space):
 
 @pytest.mark.parametrize("content, message", [
     ('{"job": 1, "architectures": []}', "settings.json is damaged (job is 1, not an object)"),
-    ("[]", "settings.json is damaged (the record is list, not an object)"),
+    ("[]", "settings.json is damaged (the record is [], not an object)"),
     ('{"job": {}, "architectures": [3]}', "settings.json is damaged (architectures[0] is 3, not text)"),
 ])
 def test_a_damaged_rank_settings_json_is_one_line(tmp_path, capsys, finished_rank, content, message):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import urllib.request
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from typing import Callable
 
 from spos.canonical import canonicalizer
 from spos.errors import UserError
+from spos.schema import FINITE, fits
 from spos.space import Architecture, SearchSpace, get_space, read_document
 
 
@@ -62,7 +62,7 @@ class BenchmarkSpec:
 
 
 def _number(value, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not fits(value, FINITE):
         raise UserError(f"{where}: {value!r} is not a finite number")
     return float(value)
 

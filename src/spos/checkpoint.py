@@ -25,18 +25,19 @@ import torch
 from spos import files, filekinds
 from spos.data import InputConvention, input_convention
 from spos.errors import UserError, naming
-from spos.schema import check_fields
+from spos.schema import MayBeMissing, NamesTo, check
 from spos.fixed import FixedNet
 from spos.space import Architecture, SearchSpace
 from spos.supernet import SuperNet
 
 KINDS = ("fixed", "supernet")
 HUB_PREFIX = "hf://"  # a model folder on the Hugging Face Hub: hf://USER/NAME
-#: What commands read from a checkpoint, by kind (`spos.schema`); a training run's resume state
+#: What commands read from a checkpoint, by kind (a `spos.schema` schema); a training run's resume state
 #: (optimizer, rng, ...) is checked where it is resumed.
-PAYLOAD_FIELDS = {"kind": "str", "model": "tensors", "space": "dict", "arch": "dict", "input": "dict?",
-                  "entangled_kernels": "bool", "aligned_choices": "bool", "ema": "tensors?", "config": "dict?"}
-PAYLOAD_OPTIONAL = ("arch", "input", "entangled_kernels", "aligned_choices", "ema", "config")
+PAYLOAD_FIELDS = {"kind": str, "model": NamesTo(torch.Tensor), "space": dict, "arch": MayBeMissing(dict),
+                  "input": MayBeMissing((dict, None)), "entangled_kernels": MayBeMissing(bool),
+                  "aligned_choices": MayBeMissing(bool), "ema": MayBeMissing((NamesTo(torch.Tensor), None)),
+                  "config": MayBeMissing((dict, None))}
 #: What each kind is, and the commands that take it (said when a file of the other kind is given).
 KIND_USES = {"fixed": "one trained network (`spos eval`, `spos export` and `spos latency model` take it)",
              "supernet": "a weight-sharing supernet (`spos search`, `spos rank` and `spos eval --arch` take it)"}
@@ -122,7 +123,7 @@ def check_payload(data: dict, path: str | Path) -> None:
     """What the commands read from a loaded checkpoint, checked once (`PAYLOAD_FIELDS`, the space, the
     architecture), so that a bad value is one line naming the file and the key."""
     where = f"checkpoint {path}"
-    check_fields(data, PAYLOAD_FIELDS, where, optional=PAYLOAD_OPTIONAL)
+    check(data, PAYLOAD_FIELDS, where)
     space = SearchSpace.from_dict(data["space"], where=where)
     if data["kind"] == "fixed":
         with naming(where):

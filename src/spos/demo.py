@@ -27,7 +27,7 @@ import torch
 from spos import files
 from spos.errors import UserError
 from spos.flops import cost_table
-from spos.records import dataclass_schema, read_json
+from spos.schema import dataclass_schema, read_json
 from spos.space import Architecture, SearchSpace, sample_architecture
 
 log = logging.getLogger(__name__)

@@ -17,6 +17,8 @@ from typing import Callable
 
 import torch
 
+from spos.schema import FINITE, MayBeMissing
+
 
 @dataclass(frozen=True)
 class LatencyStats:
@@ -151,16 +153,16 @@ class LatencyTable:
         return write_text_atomic(json.dumps(data), path)
 
 
-#: The fields of a latency table file (`spos.schema`); ``layers`` is checked against the space. ``check``
-#: (the predictor's measured error) is absent from tables built before it was recorded.
-TABLE_FIELDS = {"version": "int", "space": "dict", "layers": "list", "stem_ms": "number", "head_ms": "number",
-                "offset_ms": "number", "batch_size": "int", "threads": "int", "device": "str", "check": "dict?"}
-CHECK_FIELDS = {"archs": "int", "mean_error_pct": "number", "max_error_pct": "number"}
+#: The fields of a latency table file (a `spos.schema` schema); ``layers`` is checked against the space.
+#: ``check`` (the predictor's measured error) is absent from tables built before it was recorded.
+TABLE_FIELDS = {"version": int, "space": dict, "layers": list, "stem_ms": FINITE, "head_ms": FINITE,
+                "offset_ms": FINITE, "batch_size": int, "threads": int, "device": str,
+                "check": MayBeMissing(({"archs": int, "mean_error_pct": FINITE, "max_error_pct": FINITE}, None))}
 
 
 def load_latency_table(path) -> LatencyTable:
     from spos.errors import UserError, naming
-    from spos.schema import check_fields, shown
+    from spos.schema import check, shown
 
     path = Path(path)
     if not path.is_file():
@@ -175,9 +177,7 @@ def load_latency_table(path) -> LatencyTable:
         raise UserError(f"{path} is not a spos latency table of version {LATENCY_TABLE_VERSION} (it holds "
                         f"{shown(data)}); {rebuild}")
     where = f"latency table {path}"
-    check_fields(data, TABLE_FIELDS, where, optional=("check",))
-    if data.get("check") is not None:
-        check_fields(data["check"], CHECK_FIELDS, f"{where}: check")
+    check(data, TABLE_FIELDS, where, rebuild)
     table = LatencyTable(**{key: data[key] for key in TABLE_FIELDS if key in data and key != "version"})
     with naming(where):
         _check_timings(table.layers, table.search_space, rebuild)
@@ -192,12 +192,11 @@ def _check_timings(layers, space, rebuild: str) -> None:
     if len(layers) != space.num_layers:
         raise UserError(f"{len(layers)} layers, but its space has {space.num_layers}; {rebuild}")
     for spec, rows in zip(space.layers(), layers):
-        check(rows, "list of list", f"layer {spec.index}")
+        check(rows, [[FINITE]], f"layer {spec.index}: timings", rebuild)
         if len(rows) != len(spec.ops) or any(len(row) != space.num_channels for row in rows):
             raise UserError(f"layer {spec.index} needs {len(spec.ops)} rows of {space.num_channels} timings; {rebuild}")
-        for row in rows:
-            if min(check(row, "list of number", f"layer {spec.index}"), default=0) < 0:
-                raise UserError(f"layer {spec.index} has a negative timing; {rebuild}")
+        if min((ms for row in rows for ms in row), default=0) < 0:
+            raise UserError(f"layer {spec.index} has a negative timing; {rebuild}")
 
 
 def _layer_key(spec) -> tuple:

@@ -21,6 +21,7 @@ from torch import nn
 
 from spos import __version__, files
 from spos.errors import UserError
+from spos.schema import check
 
 CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, PICTURE_NAME = "config.json", "model.safetensors", "README.md", "architecture.png"
 FORMAT_VERSION = 1
@@ -122,10 +123,7 @@ def _check_config(config, where: Path) -> dict:
     if config.get("kind") not in KINDS:
         raise UserError(f"{where}: kind must be one of {KINDS}, got {config.get('kind')!r}")
     needed = {"space": dict, "input": dict} | ({"arch": dict} if config["kind"] == "fixed" else {})
-    for key, kind in needed.items():
-        if not isinstance(config.get(key), kind):
-            raise UserError(f"{where}: {key!r} is missing or not a {kind.__name__}")
-    return config
+    return check(config, needed, str(where), "export the model folder again with `spos export --format hf`")
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:

@@ -30,7 +30,7 @@ import yaml
 from spos import limits
 from spos.errors import UserError, naming
 from spos.files import write_text_atomic
-from spos.schema import check, is_whole, shown
+from spos.schema import FINITE, check, fits, shown
 
 SHUFFLENET_OPS = ("shufflenet-3x3", "shufflenet-5x5", "shufflenet-7x7", "xception-3x3")
 CHANNEL_SCALES = (0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
@@ -41,14 +41,14 @@ HEADS = ("conv-pool", "pool-conv")
 #: 8 (digits) 4x; the choice layers stay the same 20, so a small-input run exercises the code
 #: ImageNet uses.
 SHUFFLENET_INPUT_STRIDES = ((128, 2, (2, 2, 2, 2)), (32, 1, (1, 2, 2, 2)), (0, 1, (1, 1, 2, 2)))
-#: The kind of every `SearchSpace` field (see `spos.schema`), checked before anything is built from it.
+#: The schema of a `SearchSpace`'s fields (see `spos.schema`), checked before anything is built from them.
 FIELD_KINDS = {
-    "name": "str", "input_size": "int", "in_channels": "int", "num_classes": "int", "stem_width": "int",
-    "stem_stride": "int", "stem_activation": "str", "stage_repeats": "list of int", "stage_widths": "list of int",
-    "stage_strides": "list of int", "stage_activations": "list of str", "stage_se": "list of bool",
-    "num_blocks": "int", "channel_scales": "list of number", "last_conv_width": "int", "head": "str",
-    "head_activation": "str", "dropout": "number", "classifier_bias": "bool", "stage_ops": "list of list?",
-    "stage_first_ops": "list of list?", "input_strides": "list of list?",
+    "name": str, "input_size": int, "in_channels": int, "num_classes": int, "stem_width": int,
+    "stem_stride": int, "stem_activation": str, "stage_repeats": [int], "stage_widths": [int],
+    "stage_strides": [int], "stage_activations": [str], "stage_se": [bool],
+    "num_blocks": int, "channel_scales": [FINITE], "last_conv_width": int, "head": str,
+    "head_activation": str, "dropout": FINITE, "classifier_bias": bool, "stage_ops": ([list], None),
+    "stage_first_ops": ([list], None), "input_strides": ([list], None),
 }
 
 
@@ -115,8 +115,7 @@ class SearchSpace:
     input_strides: tuple | None = None
 
     def __post_init__(self) -> None:
-        for name, kind in FIELD_KINDS.items():
-            check(getattr(self, name), kind, f"space {self.name!r}: {name}")
+        check({name: getattr(self, name) for name in FIELD_KINDS}, FIELD_KINDS, f"space {self.name!r}")
         for name in ("stage_repeats", "stage_widths", "stage_strides", "stage_activations", "stage_se",
                      "channel_scales"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
@@ -442,10 +441,10 @@ class Architecture:
 
     def __post_init__(self) -> None:
         for kind, values in (("block", self.blocks), ("channel", self.channels)):
-            if not isinstance(values, (list, tuple)):
+            if not fits(values, list):
                 raise UserError(f"architecture: {kind} choices must be a list of whole numbers, not {shown(values)}")
-            if not all(is_whole(v) for v in values):
-                layer, wrong = next((i, v) for i, v in enumerate(values) if not is_whole(v))
+            if not fits(values, [int]):
+                layer, wrong = next((i, v) for i, v in enumerate(values) if not fits(v, int))
                 raise UserError(f"architecture: {kind} choice {shown(wrong)} at layer {layer} is not a whole number; "
                                 "choices are 0, 1, 2, ...")
         blocks = tuple(int(b) for b in self.blocks)

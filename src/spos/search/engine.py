@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from spos import limits
 from spos.errors import UserError
-from spos.records import MayBeMissing, damaged_lines_text, read_jsonl
+from spos.schema import MayBeMissing, damaged_lines_text, read_jsonl
 
 log = logging.getLogger(__name__)
 

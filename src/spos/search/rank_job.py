@@ -30,7 +30,7 @@ from spos import checkpoint, files
 from spos.errors import UserError, naming
 from spos.canonical import canonicalizer, distinct
 from spos.flops import CostTable, cost_table
-from spos.records import MayBeMissing, damaged_lines_text, read_json, read_jsonl
+from spos.schema import MayBeMissing, damaged_lines_text, read_json, read_jsonl
 from spos.search.scoring import SCORES
 from spos.space import Architecture, SearchSpace, sample_architecture, save_architecture
 
@@ -263,7 +263,7 @@ def choose_architectures(job: RankJob, space: SearchSpace, truth: dict[Architect
 # The output folder
 
 
-# What a resume reads back, each checked where it is read (`spos.records`).
+# What a resume reads back, each checked where it is read (`spos.schema`).
 SETTINGS_RECORD = {"job": dict, "architectures": [str]}
 SCORE_ROW = {"arch": str, "supernet_top1": float, "supernet_loss": MayBeMissing(float)}  # rows of SCORES_LOG
 STANDALONE_ROW = {"index": int, "seed": int, "top1": float}  # rows of the stand-alone logs

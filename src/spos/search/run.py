@@ -12,7 +12,7 @@ from pathlib import Path
 from spos import checkpoint, files
 from spos.errors import UserError
 from spos.flops import cost_table
-from spos.records import MayBeMissing, read_json
+from spos.schema import MayBeMissing, read_json
 from spos.search.engine import SearchConfig
 from spos.space import Architecture, SearchSpace, canonical_mode, save_architecture
 

@@ -43,7 +43,7 @@ from spos.data import build_datasets, build_loader, epoch_batches, recalibration
 from spos.errors import UserError
 from spos.fixed import FixedNet
 from spos.flops import readable
-from spos.records import MayBeMissing, problem
+from spos.schema import MayBeMissing, problem
 from spos.space import Architecture, get_space, load_space
 from spos.supernet import SuperNet
 from spos.train import distributed
@@ -181,7 +181,7 @@ def _restore_rng(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-# What a checkpoint needs to be resumed (a `spos.records` schema), checked where it is read: a damaged or
+# What a checkpoint needs to be resumed (a `spos.schema` schema), checked where it is read: a damaged or
 # hand-made last.pt is one line naming it, not a KeyError in the middle of restoring it.
 TRAINING_STATE = {
     "model": dict, "optimizer": {"state": dict, "param_groups": [dict]}, "scaler": dict, "ema": (dict, None),
