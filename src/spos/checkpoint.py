@@ -24,6 +24,7 @@ import torch
 from spos import files
 from spos.data import InputConvention, input_convention
 from spos.errors import UserError
+from spos.fewshot import FewShotSuperNet
 from spos.fixed import FixedNet
 from spos.space import Architecture, SearchSpace
 from spos.supernet import SuperNet
@@ -102,9 +103,11 @@ def fixed_payload(model: FixedNet, convention: InputConvention | str | None = No
             "model": model.state_dict(), "input": input_convention(convention).to_dict(), **extra}
 
 
-def supernet_payload(model: SuperNet, convention: InputConvention | str | None = None, **extra) -> dict:
+def supernet_payload(model: SuperNet | FewShotSuperNet, convention: InputConvention | str | None = None,
+                     **extra) -> dict:
     return {"kind": "supernet", "space": model.space.to_dict(), "entangled_kernels": model.entangled_kernels,
             "aligned_choices": model.aligned_choices,
+            **({"few_shot_layers": list(model.split_layers)} if isinstance(model, FewShotSuperNet) else {}),
             "model": model.state_dict(), "input": input_convention(convention).to_dict(), **extra}
 
 
@@ -119,14 +122,15 @@ def convention_of(data: dict | None, override: str | None = None) -> InputConven
     return input_convention(recorded)
 
 
-def build_model(data: dict, *, prefer_ema: bool = False) -> FixedNet | SuperNet:
+def build_model(data: dict, *, prefer_ema: bool = False) -> FixedNet | SuperNet | FewShotSuperNet:
     """The network a loaded checkpoint describes, with its weights (the EMA ones if asked and present)."""
     space = SearchSpace.from_dict(data["space"])
     if data["kind"] == "fixed":
-        model: FixedNet | SuperNet = FixedNet(space, Architecture.from_dict(data["arch"]))
+        model: FixedNet | SuperNet | FewShotSuperNet = FixedNet(space, Architecture.from_dict(data["arch"]))
     else:
-        model = SuperNet(space, entangled_kernels=bool(data.get("entangled_kernels", False)),
-                         aligned_choices=bool(data.get("aligned_choices", False)))
+        model = build_supernet(space, entangled_kernels=bool(data.get("entangled_kernels", False)),
+                               aligned_choices=bool(data.get("aligned_choices", False)),
+                               few_shot_layers=data.get("few_shot_layers"))
     state = data["ema"] if prefer_ema and data.get("ema") else data["model"]
     try:
         model.load_state_dict(state)
@@ -134,6 +138,15 @@ def build_model(data: dict, *, prefer_ema: bool = False) -> FixedNet | SuperNet:
         first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
         raise UserError(f"checkpoint weights do not fit its {data['kind']} network: {first}") from None
     return model
+
+
+def build_supernet(space: SearchSpace, *, entangled_kernels: bool, aligned_choices: bool,
+                   few_shot_layers: list | None = None) -> SuperNet | FewShotSuperNet:
+    """A `SuperNet`, or a `FewShotSuperNet` split on ``few_shot_layers`` when any are given."""
+    if few_shot_layers:
+        return FewShotSuperNet(space, few_shot_layers, entangled_kernels=entangled_kernels,
+                               aligned_choices=aligned_choices)
+    return SuperNet(space, entangled_kernels=entangled_kernels, aligned_choices=aligned_choices)
 
 
 def load_kind(path: str | Path, kind: str | None) -> dict:
