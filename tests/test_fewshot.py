@@ -146,3 +146,16 @@ def test_search_and_rank_score_a_few_shot_supernet_by_the_sub_supernet_of_each_p
     assert main(["search", "--supernet", str(path), "--output", str(tmp_path / "search"), "--population", "4",
                  "--generations", "1", "--parents", "2", "--mutations", "2", "--crossovers", "2", *fast]) == 0
     assert "best:" in capsys.readouterr().out
+
+
+def test_a_few_shot_supernet_exported_as_a_model_folder_comes_back_split(space, tmp_path):
+    from spos.cli import main
+    from spos.pretrained import load_folder
+
+    net = FewShotSuperNet(space, [2])
+    net.split()
+    source = checkpoint.save_atomic(checkpoint.supernet_payload(net), tmp_path / "fewshot.pt")
+    assert main(["export", str(source), "--format", "hf", "--output", str(tmp_path / "folder")]) == 0
+    loaded = checkpoint.build_model(load_folder(tmp_path / "folder"))
+    assert isinstance(loaded, FewShotSuperNet) and loaded.split_layers == (2,) and loaded.is_split
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), net.state_dict().values()))
