@@ -1,8 +1,10 @@
 """End to end against NAS-Bench-Macro: train a supernet, search it under a FLOPs limit, judge the pick by the table.
 
-Usage (about 25 minutes of supernet training on a 2-core CPU at the defaults; minutes on a GPU):
+Usage (about 25 minutes of supernet training on a 2-core CPU at the defaults, and the search's up to population x
+generations = 1,000 paths at 3-10 s each there; minutes on a GPU):
     python benchmarks/nas_bench_macro.py --table nas-bench-macro_cifar10.json \
-        --data-root cifar10_subset.npz --output runs/nbm-e2e [--epochs 30] [--flops-quantile 0.5]
+        --data-root cifar10_subset.npz --output runs/nbm-e2e [--epochs 30] [--flops-quantile 0.5] \
+        [--set KEY=VALUE ...] [--bn-batches 20] [--population N --generations N]
 
 1. `cifar10-supernet` (aligned choices, width x0.5) in the `mbv2-macro-cifar` space on the CIFAR-10 data
    (the 5,085-image subset here), ``--epochs`` epochs; a finished supernet in OUTPUT/supernet is reused.
@@ -22,6 +24,7 @@ import time
 from pathlib import Path
 
 from spos.bench import Benchmark, load_benchmark
+from spos.search import engine
 from spos.files import write_text_atomic
 
 
@@ -45,7 +48,6 @@ def search_under_table_flops(supernet_path: Path, benchmark: Benchmark, flops_ma
     """The engine (``config``: `SearchConfig`, default the search's) over the supernet's paths, limited by the
     table's FLOPs of each network; returns (best architecture, engine result)."""
     from spos import checkpoint
-    from spos.search import engine
     from spos.search.run import GeneMap, SearchJob, load_scoring_data, with_supernet_data
     from spos.search.scoring import SupernetScorer
     from spos.train.distributed import local_device
@@ -82,9 +84,14 @@ def main() -> None:
     parser.add_argument("--data-root", required=True, help="CIFAR-10 (a folder, or the subset's .npz)")
     parser.add_argument("--output", default="runs/nbm-e2e")
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a recipe change for the supernet, e.g. --set sampling.few_shot_layers=[0] (repeatable)")
     parser.add_argument("--flops-quantile", type=float, default=0.5,
                         help="the limit: this quantile of the table's FLOPs (0.5: the median network's)")
     parser.add_argument("--score", choices=("top1", "loss"), default="loss")
+    parser.add_argument("--bn-batches", type=int, default=20, help="BN recalibration batches per path (default 20)")
+    parser.add_argument("--population", type=int, default=None, help="the search's population (default the engine's)")
+    parser.add_argument("--generations", type=int, default=None, help="its generations (default the engine's)")
     parser.add_argument("--device", default=None)
     args = parser.parse_args()
     output = Path(args.output)
@@ -93,11 +100,14 @@ def main() -> None:
     flops_max = flops[int(args.flops_quantile * (len(flops) - 1))]
     started = time.perf_counter()
     supernet = train_supernet(output / "supernet", overrides=(f"train.epochs={args.epochs}", "data.name=cifar10",
-                                                              f"data.root={args.data_root}"))
+                                                              f"data.root={args.data_root}", *args.overrides))
     trained = time.perf_counter()
-    arch, result = search_under_table_flops(supernet, benchmark, flops_max, score=args.score, device=args.device)
+    search = {key: value for key, value in (("population", args.population), ("generations", args.generations))
+              if value is not None}
+    arch, result = search_under_table_flops(supernet, benchmark, flops_max, score=args.score, device=args.device,
+                                            config=engine.SearchConfig(**search), bn_batches=args.bn_batches)
     verdict = {**judge(benchmark, arch, flops_max), "flops_max": flops_max, "score": args.score,
-               "epochs": args.epochs, "scored": result.num_scored,
+               "epochs": args.epochs, "scored": result.num_scored, "bn_batches": args.bn_batches, **search,
                "train_seconds": trained - started, "search_seconds": time.perf_counter() - trained}
     write_text_atomic(json.dumps(verdict, indent=2) + "\n", output / "result.json")
     print(f"limit {flops_max / 1e6:.1f}M FLOPs (the table's): {verdict['networks_within_limit']} networks; searched "

@@ -532,3 +532,34 @@ def test_pairs_in_order_counts_agreeing_pairs_and_leaves_ties_out():
     assert pairs_in_order([1, 1, 2], [1, 2, 3]) == (2, 2)  # the tied pair is neither right nor wrong
     right, pairs = pairs_in_order([3, 1, 2, 5, 4], [1, 2, 3, 4, 5])
     assert (right - (pairs - right)) / pairs == pytest.approx(kendall_tau([3, 1, 2, 5, 4], [1, 2, 3, 4, 5]))
+
+
+def test_lead_over_fewer_params_is_the_difference_of_taus_with_a_paired_interval():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=40)
+    params = -truth + rng.normal(scale=1.0, size=40)  # fewer params: better, noisily
+    scores = truth + rng.normal(scale=0.3, size=40)  # a better predictor than params
+    lead = rank_window_statistics.lead_over(scores, -params, truth, samples=200)
+    expected = rank_statistics.kendall_tau(scores, truth) - rank_statistics.kendall_tau(-params, truth)
+    assert lead["value"] == pytest.approx(expected) and lead["low"] < expected < lead["high"] and lead["low"] > 0
+    same = rank_window_statistics.lead_over(scores, scores, truth, samples=50)  # paired: a predictor leads itself by exactly 0
+    assert same == {"value": 0.0, "low": 0.0, "high": 0.0}
+    window = rank_window_statistics.window_statistics(scores, truth, np.ones(40), params, samples=50)
+    assert window["lead_over_fewer_params"]["value"] == pytest.approx(expected)
+
+
+def test_mean_over_windows_averages_each_windows_tau_and_lead():
+    rng = np.random.default_rng(1)
+    windows = []
+    for noise in (0.2, 0.6, 1.0):
+        truth = rng.normal(size=30)
+        windows.append((truth + rng.normal(scale=noise, size=30), rng.normal(size=30), truth))
+    mean = rank_window_statistics.mean_over_windows(windows, samples=200)
+    taus = [rank_statistics.kendall_tau(s, t) for s, _, t in windows]
+    leads = [rank_statistics.kendall_tau(s, t) - rank_statistics.kendall_tau(b, t) for s, b, t in windows]
+    assert mean["windows"] == 3 and mean["kendall_tau"]["value"] == pytest.approx(np.mean(taus))
+    assert mean["lead"]["value"] == pytest.approx(np.mean(leads))
+    assert mean["kendall_tau"]["low"] < np.mean(taus) < mean["kendall_tau"]["high"]
+    singles = [rank_window_statistics.lead_over(*window, samples=200) for window in windows]
+    widths = [single["high"] - single["low"] for single in singles]  # the windows' errors partly cancel in the mean
+    assert mean["lead"]["high"] - mean["lead"]["low"] < np.mean(widths)

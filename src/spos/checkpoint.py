@@ -25,6 +25,7 @@ import torch
 from spos import files, filekinds
 from spos.data import InputConvention, input_convention
 from spos.errors import UserError, naming
+from spos.fewshot import FewShotSuperNet
 from spos.schema import MayBeMissing, NamesTo, check
 from spos.fixed import FixedNet
 from spos.space import Architecture, SearchSpace
@@ -37,7 +38,7 @@ HUB_PREFIX = "hf://"  # a model folder on the Hugging Face Hub: hf://USER/NAME
 PAYLOAD_FIELDS = {"kind": str, "model": NamesTo(torch.Tensor), "space": dict, "arch": MayBeMissing(dict),
                   "input": MayBeMissing((dict, None)), "entangled_kernels": MayBeMissing(bool),
                   "aligned_choices": MayBeMissing(bool), "ema": MayBeMissing((NamesTo(torch.Tensor), None)),
-                  "config": MayBeMissing((dict, None))}
+                  "config": MayBeMissing((dict, None)), "few_shot_layers": MayBeMissing(([int], None))}
 #: What each kind is, and the commands that take it (said when a file of the other kind is given).
 KIND_USES = {"fixed": "one trained network (`spos eval`, `spos export` and `spos latency model` take it)",
              "supernet": "a weight-sharing supernet (`spos search`, `spos rank` and `spos eval --arch` take it)"}
@@ -139,9 +140,11 @@ def fixed_payload(model: FixedNet, convention: InputConvention | str | None = No
             "model": model.state_dict(), "input": input_convention(convention).to_dict(), **extra}
 
 
-def supernet_payload(model: SuperNet, convention: InputConvention | str | None = None, **extra) -> dict:
+def supernet_payload(model: SuperNet | FewShotSuperNet, convention: InputConvention | str | None = None,
+                     **extra) -> dict:
     return {"kind": "supernet", "space": model.space.to_dict(), "entangled_kernels": model.entangled_kernels,
             "aligned_choices": model.aligned_choices,
+            **({"few_shot_layers": list(model.split_layers)} if isinstance(model, FewShotSuperNet) else {}),
             "model": model.state_dict(), "input": input_convention(convention).to_dict(), **extra}
 
 
@@ -170,14 +173,15 @@ def chosen_weights(data: dict, ema: bool | None = None) -> str:
     return "ema" if ema else "raw"
 
 
-def build_model(data: dict, *, prefer_ema: bool = False) -> FixedNet | SuperNet:
+def build_model(data: dict, *, prefer_ema: bool = False) -> FixedNet | SuperNet | FewShotSuperNet:
     """The network a loaded checkpoint describes, with its weights (the EMA ones if asked and present)."""
     space = SearchSpace.from_dict(data["space"])
     if data["kind"] == "fixed":
-        model: FixedNet | SuperNet = FixedNet(space, Architecture.from_dict(data["arch"]))
+        model: FixedNet | SuperNet | FewShotSuperNet = FixedNet(space, Architecture.from_dict(data["arch"]))
     else:
-        model = SuperNet(space, entangled_kernels=bool(data.get("entangled_kernels", False)),
-                         aligned_choices=bool(data.get("aligned_choices", False)))
+        model = build_supernet(space, entangled_kernels=bool(data.get("entangled_kernels", False)),
+                               aligned_choices=bool(data.get("aligned_choices", False)),
+                               few_shot_layers=data.get("few_shot_layers"))
     state = data["ema"] if prefer_ema and data.get("ema") else data["model"]
     try:
         model.load_state_dict(state)
@@ -185,6 +189,15 @@ def build_model(data: dict, *, prefer_ema: bool = False) -> FixedNet | SuperNet:
         first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
         raise UserError(f"checkpoint weights do not fit its {data['kind']} network: {first}") from None
     return model
+
+
+def build_supernet(space: SearchSpace, *, entangled_kernels: bool, aligned_choices: bool,
+                   few_shot_layers: list | None = None) -> SuperNet | FewShotSuperNet:
+    """A `SuperNet`, or a `FewShotSuperNet` split on ``few_shot_layers`` when any are given."""
+    if few_shot_layers:
+        return FewShotSuperNet(space, few_shot_layers, entangled_kernels=entangled_kernels,
+                               aligned_choices=aligned_choices)
+    return SuperNet(space, entangled_kernels=entangled_kernels, aligned_choices=aligned_choices)
 
 
 def load_kind(path: str | Path, kind: str | None) -> dict:

@@ -397,13 +397,19 @@ def _run_demo(settings: DemoSettings, output: Path, resume: bool) -> dict:
 @contextmanager
 def _timing(times: StageTimes, stage: str, output: Path):
     """Add the seconds the ``with`` block takes to ``times.<stage>`` and save them, also when it is cut
-    short, so a resumed demo reports the time of all its runs."""
+    short, so a resumed demo reports the time of all its runs. A stage that refuses to run (a
+    `UserError`) writes nothing: a refusal leaves the folder as it was."""
     started = time.perf_counter()
+    refused = False
     try:
         yield
+    except UserError:
+        refused = True
+        raise
     finally:
-        setattr(times, stage, getattr(times, stage) + time.perf_counter() - started)
-        files.write_text_atomic(json.dumps(asdict(times)) + "\n", output / TIMES_FILE)
+        if not refused:
+            setattr(times, stage, getattr(times, stage) + time.perf_counter() - started)
+            files.write_text_atomic(json.dumps(asdict(times)) + "\n", output / TIMES_FILE)
 
 
 def _train(settings: DemoSettings, config: dict, folder: Path):

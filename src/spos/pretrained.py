@@ -74,6 +74,8 @@ def model_config(model: nn.Module, preprocessing: dict, *, measured: dict | None
         config.update(_timm_keys(model, preprocessing))
     else:
         config.update(entangled_kernels=model.entangled_kernels, aligned_choices=model.aligned_choices)
+        if getattr(model, "split_layers", None):  # a few-shot supernet (spos.fewshot)
+            config["few_shot_layers"] = list(model.split_layers)
     config["measured"] = measured
     config["training"] = training
     return config
@@ -162,7 +164,7 @@ def load_folder(folder: str | Path) -> dict:
         data["arch"] = {key: config["arch"].get(key) for key in ("blocks", "channels")}
     else:
         data.update(entangled_kernels=bool(config.get("entangled_kernels")),
-                    aligned_choices=bool(config.get("aligned_choices")))
+                    aligned_choices=bool(config.get("aligned_choices")), few_shot_layers=config.get("few_shot_layers"))
     return data
 
 

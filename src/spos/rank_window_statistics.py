@@ -9,7 +9,12 @@ Inside a narrow window FLOPs say almost nothing, and the supernet has to earn it
   no predictor can be expected to agree with the truth better than the truth agrees with itself;
 - the baselines: FLOPs' and params' own tau (positive: more ranks better);
 - the supernet's first pick (its best-scored architecture): its rank and percentile among the
-  window's architectures by the truth, against what a random pick gets on average.
+  window's architectures by the truth, against what a random pick gets on average;
+- its lead over the fewer-parameters heuristic (inside equal FLOPs, fewer parameters means more of
+  the compute at high resolution, and ranks better than chance on NAS-Bench-Macro): the difference of
+  the two taus with a paired bootstrap interval, the same resamples for both.
+
+`mean_over_windows` averages the tau and the lead over several windows, each resampled on its own.
 """
 
 from __future__ import annotations
@@ -52,6 +57,40 @@ def seed_ceiling(seed_truths: Sequence[Sequence[float]] | None) -> float | None:
     return float(np.mean(taus)) if taus else None
 
 
+def paired_tau_draws(scores, baseline, truth, *, samples: int = 1000, seed: int = 0) -> np.ndarray:
+    """Kendall tau of ``scores`` and of ``baseline`` against ``truth`` over the same ``samples`` resamples of the
+    items: an array of shape (samples, 2) (NaN where a resample leaves a list all tied)."""
+    scores, baseline, truth = (np.asarray(v, dtype=np.float64) for v in (scores, baseline, truth))
+    draws = np.random.default_rng(seed).integers(0, len(truth), size=(samples, len(truth)))
+    return np.array([(rank.kendall_tau(scores[i], truth[i]), rank.kendall_tau(baseline[i], truth[i])) for i in draws])
+
+
+def _estimate(value: float, draws: np.ndarray) -> dict:
+    draws = draws[~np.isnan(draws)]
+    low, high = np.percentile(draws, [2.5, 97.5]).tolist() if len(draws) else (float("nan"),) * 2
+    return {"value": float(value), "low": float(low), "high": float(high)}
+
+
+def lead_over(scores, baseline, truth, *, samples: int = 1000, seed: int = 0) -> dict:
+    """tau(scores) - tau(baseline) against ``truth``, with its paired bootstrap 95% interval."""
+    draws = paired_tau_draws(scores, baseline, truth, samples=samples, seed=seed)
+    value = rank.kendall_tau(scores, truth) - rank.kendall_tau(baseline, truth)
+    return _estimate(value, draws[:, 0] - draws[:, 1])
+
+
+def mean_over_windows(windows: Sequence[tuple], *, samples: int = 1000, seed: int = 0) -> dict:
+    """The mean over windows of the tau and of the lead over a baseline; ``windows``: (scores, baseline, truth)
+    per window. Each window is resampled on its own (they hold different architectures) and the resampled
+    values are averaged, which gives each mean its 95% interval."""
+    draws = [paired_tau_draws(*window, samples=samples, seed=seed + number) for number, window in enumerate(windows)]
+    taus = [(rank.kendall_tau(scores, truth), rank.kendall_tau(baseline, truth)) for scores, baseline, truth in windows]
+    mean_draws = np.mean(draws, axis=0)
+    value = np.mean(taus, axis=0)
+    return {"windows": len(windows), "kendall_tau": _estimate(value[0], mean_draws[:, 0]),
+            "baseline_tau": _estimate(value[1], mean_draws[:, 1]),
+            "lead": _estimate(value[0] - value[1], mean_draws[:, 0] - mean_draws[:, 1])}
+
+
 def window_statistics(scores, truth, flops, params, seed_truths=None, *, samples: int = 1000,
                       seed: int = 0, baseline_intervals: bool = True) -> dict:
     """The statistics of one window (see the module docstring) as JSON-ready data; without
@@ -72,6 +111,8 @@ def window_statistics(scores, truth, flops, params, seed_truths=None, *, samples
     return {"n": len(truth), "flops": [float(min(flops)), float(max(flops))],
             "kendall_tau": tau(scores), "ceiling_tau": seed_ceiling(seed_truths),
             "flops_tau": tau(flops, baseline_intervals), "params_tau": tau(params, baseline_intervals),
+            "lead_over_fewer_params": lead_over(scores, -np.asarray(params, dtype=np.float64), truth,
+                                                samples=samples, seed=seed),
             "pick": {"index": pick, "rank": pick_rank, "percentile": percentile, "accuracy": float(truth[pick])},
             "random_pick": {"rank": float(np.mean([r for r, _ in everyone])),
                             "percentile": float(np.mean([p for _, p in everyone]))}}

@@ -268,7 +268,6 @@ def write_model_folder(args, source: str, output: str | None, *, force: bool) ->
     from spos.files import folder_contents
     from spos.preprocessing import describe_record, preprocessing_record
     from spos.pretrained import CONFIG_NAME, is_model_folder, measure, save_pretrained, training_record
-    from spos.supernet import SuperNet
 
     model, data = _network_or_supernet(source, args.arch, args)
     folder = Path(output) if output else Path(f"{source.rstrip('/').replace('/', '_').replace(',', '-')}-hf")
@@ -284,7 +283,7 @@ def write_model_folder(args, source: str, output: str | None, *, force: bool) ->
     record = preprocessing_record(splits.info if splits else None, convention, model.space.input_size,
                                   model.space.in_channels)
     measured = None
-    if splits is not None and not args.no_measure and not isinstance(model, SuperNet):  # paths are measured by search
+    if splits is not None and not args.no_measure and data["kind"] == "fixed":  # supernet paths are measured by search
         measured = measure(model, splits)
     save_pretrained(model, folder, record, measured=measured, training=training_record(data))
     accuracy = (f"val top-1 {100 * measured['top1']:.2f}% on {measured['images']} {measured['dataset']} images"

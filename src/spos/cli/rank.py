@@ -164,5 +164,7 @@ def print_window(window: dict) -> None:
     print(f"window {window['window']}: FLOPs {low / 1e6:.2f}M-{high / 1e6:.2f}M, {window['n']} architectures: "
           f"tau {_interval(window['kendall_tau'])}{ceiling}; FLOPs' tau {window['flops_tau']['value']:.3f}, "
           f"params' {window['params_tau']['value']:.3f}")
+    if window.get("lead_over_fewer_params"):
+        print(f"  lead over preferring fewer params {_interval(window['lead_over_fewer_params'])}")
     print(f"  first pick {pick['arch']}: rank {pick['rank']} of {window['n']}, percentile {pick['percentile']:.1f} "
           f"(a random pick: rank {chance['rank']:.1f}, percentile {chance['percentile']:.1f} on average)")

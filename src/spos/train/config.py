@@ -36,7 +36,9 @@ DEFAULTS: dict = {
                  "channel_warmup_epochs": 0, "channel_warmup_step_epochs": 1,
                  "strategy": "uniform",     # uniform | fair (FairNAS) | sandwich (BigNAS, in-place distillation)
                  "sandwich_paths": 2,       # sandwich: paths beside the widest (the narrowest + random ones)
-                 "progressive_epochs": 0},  # >0: layers released from the input on over these epochs
+                 "progressive_epochs": 0,   # >0: layers released from the input on over these epochs
+                 "few_shot_layers": None,   # e.g. [0]: split into sub-supernets on these layers' blocks (spos.fewshot)
+                 "few_shot_split_epoch": None},  # the epoch the split happens at (null: half the run)
     "validation": {"paths": 3, "bn_batches": 20, "every": 1},  # every: epochs between validations (and the last)
 }
 
@@ -96,6 +98,7 @@ SCHEMA: dict[str, tuple[str, bool, tuple]] = {
     "sampling.channel_warmup_step_epochs": ("int", False, AT_LEAST_ONE),
     "sampling.sandwich_paths": ("int", False, AT_LEAST_ONE),
     "sampling.progressive_epochs": ("int", False, NON_NEGATIVE),
+    "sampling.few_shot_layers": ("list", True, ANY), "sampling.few_shot_split_epoch": ("int", True, NON_NEGATIVE),
     "validation.paths": ("int", False, AT_LEAST_ONE), "validation.bn_batches": ("int", False, AT_LEAST_ONE),
     "validation.every": ("int", False, AT_LEAST_ONE),
 }

@@ -41,6 +41,7 @@ from tqdm import tqdm
 from spos import checkpoint, files
 from spos.data import build_datasets, build_loader, epoch_batches, recalibration_batches
 from spos.errors import UserError
+from spos.fewshot import FewShotSuperNet, split_epoch_of
 from spos.fixed import FixedNet
 from spos.flops import readable
 from spos.schema import MayBeMissing, problem
@@ -116,9 +117,10 @@ def build_model(config: dict, info) -> nn.Module:
         return space if dropout is None else space.replace(dropout=float(dropout))
 
     if config["kind"] == "supernet":
-        return SuperNet(with_dropout(get_space(config["space"]["name"], **adapt)),
-                        entangled_kernels=bool(config["space"]["entangled_kernels"]),
-                        aligned_choices=bool(config["space"]["aligned_choices"]))
+        return checkpoint.build_supernet(with_dropout(get_space(config["space"]["name"], **adapt)),
+                                         entangled_kernels=bool(config["space"]["entangled_kernels"]),
+                                         aligned_choices=bool(config["space"]["aligned_choices"]),
+                                         few_shot_layers=config["sampling"]["few_shot_layers"])
     if not config["arch"]:
         raise UserError("a fixed-network run needs an architecture: --arch NAME_OR_FILE (or arch: in the config)")
     arch, space = resolve_architecture(str(config["arch"]), default_space=config["space"]["name"], **adapt)
@@ -321,6 +323,8 @@ class Trainer:
         counts = step_counts(config["train"], len(self.train_loader))
         self.accumulate, self.steps_per_epoch = counts.accumulate, counts.steps_per_epoch
         self.total_steps, self.epochs = counts.total_steps, counts.epochs
+        self.split_epoch = split_epoch_of(config["sampling"]["few_shot_split_epoch"], self.epochs) \
+            if isinstance(self.model, FewShotSuperNet) else None
         self._build_optimization()
         self._build_path_sampling(splits.train)
         self.epoch, self.step, self.batches_done, self.best_top1 = 0, 0, 0, -1.0
@@ -349,7 +353,7 @@ class Trainer:
         self.info = info
         self.model = build_model(self.config, info).to(self.device)
         self.space = self.model.space
-        self.supernet = isinstance(self.model, SuperNet)
+        self.supernet = isinstance(self.model, (SuperNet, FewShotSuperNet))
         self.channels_last = bool(self.config["train"]["channels_last"])
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -476,6 +480,8 @@ class Trainer:
         self.model.train()
         if self.sampler is not None:
             self.sampler.set_epoch(self.epoch)
+        if self.split_epoch is not None and self.epoch >= self.split_epoch:
+            self.model.split(self.optimizer)  # once: a run resumed after the split has the copies already
         main = distributed.is_main()
         bar = tqdm(total=len(self.train_loader), initial=self.batches_done, disable=not (self.progress and main),
                    desc=f"epoch {self.epoch + 1}/{self.epochs}", leave=False, dynamic_ncols=True)

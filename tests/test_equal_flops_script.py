@@ -1,0 +1,51 @@
+"""benchmarks/equal_flops_ranking.py on tiny settings: the same windows and networks for every supernet."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from spos import checkpoint
+from spos.fewshot import FewShotSuperNet
+from spos.space import get_space
+from spos.supernet import SuperNet
+
+SCRIPT = Path(__file__).parents[1] / "benchmarks" / "equal_flops_ranking.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("equal_flops_ranking", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_two_supernets_are_ranked_on_the_same_networks_of_each_window(script, tmp_path, capsys):
+    from test_tabular_search import full_table
+
+    table = full_table(tmp_path / "table.json")
+    space = get_space("mbv2-macro-cifar", input_size=8, num_classes=10, in_channels=1, width_mult=0.125)
+    one, few = tmp_path / "one.pt", tmp_path / "few.pt"
+    checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(space)), one)
+    checkpoint.save_atomic(checkpoint.supernet_payload(FewShotSuperNet(space, [0])), few)
+    argv = ["--table", str(table), "--supernet", f"one={one}", "--supernet", f"few={few}", "--output",
+            str(tmp_path / "out"), "--quantiles", "0.3", "0.7", "--archs", "5", "--bn-batches", "1", "--bootstrap", "20",
+            "--allow-trained-images"]  # untrained supernets with no recorded hold-out
+    result = script.main(argv)
+    printed = capsys.readouterr().out
+    assert len(result["windows"]) == 2 and set(result["supernets"]) == {"one", "few"}
+    for name in ("one", "few"):
+        for score in ("loss", "top1"):
+            summary = result["supernets"][name][score]
+            assert [w["n"] for w in summary["windows"]] == [5, 5] and summary["mean"]["windows"] == 2
+            assert {"kendall_tau", "baseline_tau", "lead"} <= set(summary["mean"])
+    picked = {name: [sorted(r["arch"] for r in json.loads((tmp_path / "out" / name / w[0] / "rank.json").read_text())
+                            ["rows"]) for w in result["windows"]] for name in ("one", "few")}
+    assert picked["one"] == picked["few"]
+    assert script.main(argv) == result  # read back from the finished jobs, nothing scored again
+    assert "mean of 2 windows: tau" in printed and "lead over fewer params" in printed
+    assert (tmp_path / "out" / "summary.json").is_file()
