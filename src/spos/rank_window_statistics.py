@@ -62,7 +62,7 @@ def paired_tau_draws(scores, baseline, truth, *, samples: int = 1000, seed: int 
     items: an array of shape (samples, 2) (NaN where a resample leaves a list all tied)."""
     scores, baseline, truth = (np.asarray(v, dtype=np.float64) for v in (scores, baseline, truth))
     draws = np.random.default_rng(seed).integers(0, len(truth), size=(samples, len(truth)))
-    return np.array([(rank.kendall_tau(scores[i], truth[i]), rank.kendall_tau(baseline[i], truth[i])) for i in draws])
+    return np.array([(kendall_tau(scores[i], truth[i]), kendall_tau(baseline[i], truth[i])) for i in draws])
 
 
 def _estimate(value: float, draws: np.ndarray) -> dict:
@@ -74,7 +74,7 @@ def _estimate(value: float, draws: np.ndarray) -> dict:
 def lead_over(scores, baseline, truth, *, samples: int = 1000, seed: int = 0) -> dict:
     """tau(scores) - tau(baseline) against ``truth``, with its paired bootstrap 95% interval."""
     draws = paired_tau_draws(scores, baseline, truth, samples=samples, seed=seed)
-    value = rank.kendall_tau(scores, truth) - rank.kendall_tau(baseline, truth)
+    value = kendall_tau(scores, truth) - kendall_tau(baseline, truth)
     return _estimate(value, draws[:, 0] - draws[:, 1])
 
 
@@ -83,7 +83,7 @@ def mean_over_windows(windows: Sequence[tuple], *, samples: int = 1000, seed: in
     per window. Each window is resampled on its own (they hold different architectures) and the resampled
     values are averaged, which gives each mean its 95% interval."""
     draws = [paired_tau_draws(*window, samples=samples, seed=seed + number) for number, window in enumerate(windows)]
-    taus = [(rank.kendall_tau(scores, truth), rank.kendall_tau(baseline, truth)) for scores, baseline, truth in windows]
+    taus = [(kendall_tau(scores, truth), kendall_tau(baseline, truth)) for scores, baseline, truth in windows]
     mean_draws = np.mean(draws, axis=0)
     value = np.mean(taus, axis=0)
     return {"windows": len(windows), "kendall_tau": _estimate(value[0], mean_draws[:, 0]),
