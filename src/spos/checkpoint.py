@@ -17,7 +17,6 @@ from __future__ import annotations
 import pickle
 import re
 import warnings
-import zipfile
 from pathlib import Path
 
 import torch

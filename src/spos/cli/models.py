@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from spos.cli._common import add_command, positive_int, width_mult
-from spos.errors import UserError
 from spos.space import PRESETS
 
 ORDER = 10
