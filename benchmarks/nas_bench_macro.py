@@ -4,7 +4,7 @@ Usage (about 25 minutes of supernet training on a 2-core CPU at the defaults, an
 generations = 1,000 paths at 3-10 s each there; minutes on a GPU):
     python benchmarks/nas_bench_macro.py --table nas-bench-macro_cifar10.json \
         --data-root cifar10_subset.npz --output runs/nbm-e2e [--epochs 30] [--flops-quantile 0.5] \
-        [--set KEY=VALUE ...] [--bn-batches 20] [--population N --generations N]
+        [--set KEY=VALUE ...] [--bn-batches 20] [--population N --generations N] [--seed N]
 
 1. `cifar10-supernet` (aligned choices, width x0.5) in the `mbv2-macro-cifar` space on the CIFAR-10 data
    (the 5,085-image subset here), ``--epochs`` epochs; a finished supernet in OUTPUT/supernet is reused.
@@ -92,6 +92,7 @@ def main() -> None:
     parser.add_argument("--bn-batches", type=int, default=20, help="BN recalibration batches per path (default 20)")
     parser.add_argument("--population", type=int, default=None, help="the search's population (default the engine's)")
     parser.add_argument("--generations", type=int, default=None, help="its generations (default the engine's)")
+    parser.add_argument("--seed", type=int, default=0, help="the search's seed (default 0); the supernet is reused")
     parser.add_argument("--device", default=None)
     args = parser.parse_args()
     output = Path(args.output)
@@ -103,7 +104,7 @@ def main() -> None:
                                                               f"data.root={args.data_root}", *args.overrides))
     trained = time.perf_counter()
     search = {key: value for key, value in (("population", args.population), ("generations", args.generations))
-              if value is not None}
+              if value is not None} | {"seed": args.seed}
     arch, result = search_under_table_flops(supernet, benchmark, flops_max, score=args.score, device=args.device,
                                             config=engine.SearchConfig(**search), bn_batches=args.bn_batches)
     verdict = {**judge(benchmark, arch, flops_max), "flops_max": flops_max, "score": args.score,

@@ -1,4 +1,6 @@
+import importlib.util
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -40,3 +42,11 @@ def digits_run():
     """What a spos digits supernet run records in its checkpoint's config: its data, hold-out and seed, so
     search and rank score it on the images it never trained on (a bare supernet records nothing)."""
     return {"data": {"name": "digits", "holdout": 0.2}, "train": {"seed": 0}}
+
+
+def load_benchmark_script(name: str):
+    """benchmarks/<name>.py imported as a module, so its functions can be tested on tiny settings."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

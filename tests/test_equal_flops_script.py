@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
+from conftest import load_benchmark_script
 from spos import checkpoint
 from spos.fewshot import FewShotSuperNet
 from spos.space import get_space
 from spos.supernet import SuperNet
 
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "equal_flops_ranking.py"
-
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("equal_flops_ranking", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("equal_flops_ranking")
 
 
 def test_two_supernets_are_ranked_on_the_same_networks_of_each_window(script, tmp_path, capsys):

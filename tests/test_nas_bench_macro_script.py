@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
+from conftest import load_benchmark_script
 from spos.bench import load_benchmark
 from spos.search.engine import SearchConfig
-
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "nas_bench_macro.py"
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("nas_bench_macro", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("nas_bench_macro")
 
 
 def test_train_search_and_judge_on_tiny_settings(script, tmp_path):
