@@ -31,6 +31,7 @@ def small_demo(tmp_path_factory):
     return out, printed.getvalue()
 
 
+@pytest.mark.slow
 def test_demo_writes_a_complete_report(small_demo):
     out, printed = small_demo
     assert f"{out}/report.md" in printed and "ONNX" in printed
@@ -65,6 +66,7 @@ def test_demo_writes_a_complete_report(small_demo):
     assert len((out / "search" / "history.jsonl").read_text().splitlines()) == summary["search"]["scored"]
 
 
+@pytest.mark.slow
 def test_the_reports_commands_redo_the_demo(small_demo, tmp_path, monkeypatch):
     """The commands in the report are built from the settings the demo ran with: each training
     command resolves to the config the demo's stage saved, and the search and rank commands, run on
@@ -157,6 +159,7 @@ def test_the_shipped_reference_ranks_in_the_demos_supernet_space():
     assert reference_for(other, _config(other, "supernet")) is None
 
 
+@pytest.mark.slow
 def test_killed_demo_resumes_without_redoing_finished_stages(tmp_path, monkeypatch, caplog):
     import spos.demo
 
@@ -244,6 +247,7 @@ def test_demo_cites_the_ranking_measured_for_its_data_and_space():
     assert "has not been measured" in measured_ranking("mnist", "oneshot")
 
 
+@pytest.mark.slow
 def test_a_budget_scales_every_schedule_length_so_a_short_run_ends_its_schedule(tmp_path):
     """At --budget 0.05 a digits retraining is one epoch of the ten planned: its one-epoch warm-up
     becomes a tenth of an epoch, and the LR has decayed to its end by the last step."""

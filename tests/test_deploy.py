@@ -75,6 +75,7 @@ def test_export_bad_options(tmp_path, kwargs, message):
 
 # -- fusion and int8 ------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_fusion_removes_every_bn_and_keeps_the_output(trained):
     _, model, splits = trained
     fused = fuse_conv_bn(model)
@@ -85,6 +86,7 @@ def test_fusion_removes_every_bn_and_keeps_the_output(trained):
     assert count_batchnorms(model) > 0  # the original is untouched
 
 
+@pytest.mark.slow
 def test_int8_model_keeps_accuracy_within_three_points(trained, tmp_path):
     _, model, splits = trained
     fp32 = export_model(fuse_conv_bn(model), tmp_path / "net.onnx",
@@ -171,6 +173,7 @@ def test_official_mismatch_names_the_first_key_or_shape(tmp_path):
 
 # -- the commands ---------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_cli_export_fuse_int8_on_a_checkpoint(trained, tmp_path, capsys):
     ckpt, _, _ = trained
     out = tmp_path / "net.onnx"
@@ -201,6 +204,7 @@ def test_cli_latency_model_and_table(tmp_path, capsys):
     assert load_latency_table(table).batch_size == 1 and result["mean_abs_error_pct"] >= 0
 
 
+@pytest.mark.slow
 def test_cli_convert_official_round_trip(trained, tmp_path, capsys):
     ckpt, model, _ = trained
     official = tmp_path / "official.pth"

@@ -106,6 +106,7 @@ def test_training_splits_at_the_split_epoch_and_the_checkpoint_rebuilds_it(tmp_p
     assert "few_shot_layers" not in checkpoint.load(tmp_path / "plain" / "last.pt")  # a SuperNet's file as before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("saves", [1, 2], ids=["killed-at-the-split", "killed-after-the-split"])
 def test_a_run_killed_across_the_split_resumes_bit_identical(tmp_path, monkeypatch, saves):
     from test_train import run_killed_after

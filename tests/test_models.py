@@ -89,8 +89,10 @@ def test_extract_equals_supernet_path(key, n, entangled):
         assert (expected - got).abs().max().item() <= 1e-5
 
 
-@pytest.mark.parametrize("key,n", [("oneshot-224", 6), ("oneshot+-224", 6), ("oneshot-32", 25),
-                                   ("oneshot+-32", 25), ("oneshot-8-gray", 25), ("shufflenetv2+-224", 4),
+@pytest.mark.parametrize("key,n", [("oneshot-224", 6), ("oneshot+-224", 6),
+                                   pytest.param("oneshot-32", 25, marks=pytest.mark.slow),
+                                   pytest.param("oneshot+-32", 25, marks=pytest.mark.slow),
+                                   pytest.param("oneshot-8-gray", 25, marks=pytest.mark.slow), ("shufflenetv2+-224", 4),
                                    ("mbv2-macro-cifar-32", 25), ("mbv2-macro-cifar-8-gray", 25),
                                    ("proxyless-mobile-224", 4), ("mbconv-se-widths", 25)])
 def test_flops_and_params_equal_torch_counts(key, n):

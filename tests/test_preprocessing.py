@@ -75,6 +75,7 @@ def _raw_digits_val() -> tuple[list[np.ndarray], np.ndarray]:
     return [digits.images[i] for i in val], digits.target[val]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", export.FORMATS)
 def test_digits_export_on_raw_pixels_gets_spos_accuracy_to_the_image(digits_run, tmp_path, fmt):
     from argparse import Namespace

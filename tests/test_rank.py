@@ -331,6 +331,7 @@ def test_rank_scores_paths_in_the_input_convention_the_supernet_records(digits_s
     assert [c.name for c in seen] == ["official"]
 
 
+@pytest.mark.slow
 def test_rank_shares_its_standalone_runs_over_torchrun_ranks(supernet_file, tmp_path, monkeypatch):
     """Rank 1 runs in a process of its own (as torchrun starts it), rank 0 here: each trains its share,
     alone (no process group), and rank 0 waits for rank 1's result before it writes rank.json."""

@@ -146,6 +146,7 @@ def straight_mid_epoch(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("occurrence", [2, 3])  # killed at a mid-epoch save, or at the epoch's end after one
 def test_a_kill_mid_epoch_then_resume_reports_the_whole_epoch(tmp_path, monkeypatch, straight_mid_epoch,
                                                                occurrence):

@@ -313,6 +313,7 @@ def straight_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, occurrence", [
     ("config.yaml", 1), ("best.pt", 1), ("last.pt", 1), ("metrics.jsonl", 1), ("last.pt", 2), ("metrics.csv", 3)])
 def test_a_kill_at_any_write_then_resume_gives_the_uninterrupted_files(tmp_path, monkeypatch, straight_run,

@@ -247,6 +247,7 @@ def _search_rank_timed_apart(rank: int, world: int, port: int, job, threads: int
     _search_rank(rank, world, port, job, threads)
 
 
+@pytest.mark.slow
 def test_two_processes_score_a_generation_between_them_with_the_same_result(supernet_file, tmp_path, monkeypatch):
     """Even when the ranks time candidates differently (--latency-max without a table): each rank deciding
     for itself would draw other candidate lists; rank 0 decides, the others score what it sends, and the

@@ -218,6 +218,7 @@ def run_killed_after(config, output, saves: int, monkeypatch) -> None:
             run_training(config, output, progress=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("saves", [1, 3], ids=["at-epoch-end", "mid-epoch"])
 def test_killed_and_resumed_supernet_run_ends_bit_identical(tmp_path, monkeypatch, saves):
     config = tiny_config("digits-supernet", "train.epochs=2", "train.checkpoint_every_steps=10")
@@ -333,6 +334,7 @@ def test_progress_bar_shows_running_means_that_move_on_a_short_epoch(tmp_path, m
     assert len({p["loss"] for p in postfixes}) > 1
 
 
+@pytest.mark.slow
 def test_fixed_oneshot_family_net_learns_digits(tmp_path):
     """The recipe learns: digits-retrain reached 97% in an earlier environment and 94.7% (341 of 360) with
     torch 2.14.1 / timm 1.0.31 on 2 threads, so the bar sits below both (the order of float sums, which
@@ -357,6 +359,7 @@ def _rank_main(rank: int, world: int, port: int, config: dict, output: str, thre
     torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one_with_the_same_global_batch(tmp_path):
     common = ["data.name=synthetic", "space.input_size=8", "train.iterations=4", "optim.lr=0.05",
               "train.label_smoothing=0", "space.width_mult=0.25", "validation.paths=1", "validation.bn_batches=1",
