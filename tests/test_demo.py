@@ -38,6 +38,7 @@ def test_demo_writes_a_complete_report(small_demo):
     assert "ranking: this supernet ranks 12 reference architectures at Kendall tau" in printed
 
     summary = json.loads((out / "summary.json").read_text())
+    assert f"supernet: {summary['supernet']['checkpoint']}\n" in printed  # the path, not the code that names it
     assert summary["search"]["scored"] > 0 and summary["best"]["flops"] <= summary["search"]["flops_max"]
     report = (out / "report.md").read_text()
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)

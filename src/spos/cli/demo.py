@@ -57,6 +57,6 @@ def run(args) -> int:
           f"\nranking: {ranking_line(summary)}"
           f"\n\nreport:   {output}/report.md\nplots:    {output}/*.png, {output}/search/*.png"
           f"\nONNX:     {summary['onnx']['path']} ({summary['onnx']['weights']} weights, those its val top-1 "
-          "measured)\nsupernet: {summary['supernet']['checkpoint']}"
+          f"measured)\nsupernet: {summary['supernet']['checkpoint']}"
           f"\nretrained: {best['checkpoint']}\ntotal {summary['seconds']['total']:.0f} s")
     return 0
