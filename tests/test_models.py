@@ -71,8 +71,9 @@ def _recalibrate(supernet, arch, x):
 
 
 @pytest.mark.parametrize("key,n,entangled", [
-    ("oneshot-224", 4, False), ("oneshot+-224", 3, False), ("oneshot-32", 12, False), ("oneshot+-32", 12, False),
-    ("oneshot-8-gray", 12, False), ("oneshot-32", 6, True), ("mbv2-macro-cifar-32", 8, False),
+    ("oneshot-224", 4, False), ("oneshot+-224", 3, False), pytest.param("oneshot-32", 12, False, marks=pytest.mark.slow),
+    pytest.param("oneshot+-32", 12, False, marks=pytest.mark.slow),
+    pytest.param("oneshot-8-gray", 12, False, marks=pytest.mark.slow), ("oneshot-32", 6, True), ("mbv2-macro-cifar-32", 8, False),
     ("mbv2-macro-cifar-32", 8, True), ("mbv2-macro-cifar-8-gray", 8, False), ("proxyless-mobile-224-narrow", 2, True),
     ("mbconv-se-widths", 10, False), ("mbconv-se-widths", 10, True)])
 def test_extract_equals_supernet_path(key, n, entangled):

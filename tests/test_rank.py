@@ -208,6 +208,7 @@ def test_rank_by_loss_ranks_on_the_hold_out_cross_entropy_already_measured(super
                                          resume=True, score="accuracy"))
 
 
+@pytest.mark.slow
 def test_rank_trains_each_architecture_alone_and_resumes_without_training_again(supernet_file, tmp_path,
                                                                                 monkeypatch):
     from spos.train import loop

@@ -316,6 +316,7 @@ def _count_scoring(monkeypatch, kill_at: int | None = None) -> list:
     return calls
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_at", [3, 6])  # in the first generation, in the second
 def test_a_search_killed_mid_generation_scores_nothing_twice_and_counts_everything(
         tmp_path, monkeypatch, digits_supernet_file, straight_search, kill_at):
