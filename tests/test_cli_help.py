@@ -63,7 +63,7 @@ def test_readme_and_demo_help_give_the_same_measured_time_and_paths_a_user_can_f
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     demo_help = " ".join(dict(_commands(build_parser()))["spos demo"].format_help().split())
-    figure = "about 170 s on an idle 2-core CPU machine without a GPU, estimated from the stage times measured there"
+    figure = "about 2 minutes on an idle 2-core CPU machine without a GPU: 119 s measured there"
     assert figure in " ".join(readme.split()) and figure in demo_help
     assert not re.search(r"\.\./shared|shared/data", readme + demo_help)
     assert "--index-url https://download.pytorch.org/whl/cpu" in readme

