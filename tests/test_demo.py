@@ -17,7 +17,7 @@ import yaml
 
 from spos import checkpoint, export
 from spos.cli import main
-from spos.demo import default_output, demo_settings, scaled_schedule, stage_overrides
+from spos.demo import ENGINE_COMMANDS, default_output, demo_settings, scaled_schedule, stage_overrides
 from spos.space import load_architecture
 
 
@@ -56,6 +56,8 @@ def test_demo_writes_a_complete_report(small_demo):
     assert "What it cannot: that its search picks a better network than a random one of the same FLOPs" in report
     assert not (out / "retrain-random").exists() and "random baseline" not in report
     assert "by cross-entropy" in report and json.loads((out / "search" / "summary.json").read_text())["score"] == "loss"
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert all(command in report and command in readme for command in ENGINE_COMMANDS)  # the engine, next
 
     onnx.checker.check_model(onnx.load(str(out / "best.onnx")))
     recorded = export.read_input_convention(out / "best.onnx")  # the whole preprocessing (#27)

@@ -16,7 +16,7 @@ def test_oneshot_preset_is_the_papers_space():
     layers = space.layers()
     assert [spec.stride for spec in layers if spec.first] == [2, 2, 2, 2]
     assert [spec.index for spec in layers if spec.first] == [0, 4, 8, 16]
-    assert layers[-1].out_size == 7 and space.stem_size == 112
+    assert layers[-1].out_size == 7 and space.layout.stem.out_size == 112
     assert space.choice_counts() == [4] * 20 + [10] * 20
 
 
@@ -33,7 +33,7 @@ def test_oneshot_plus_options():
 def test_small_input_variants_keep_the_choice_layers(name, size, final):
     space = get_space(name, input_size=size)
     assert space.num_layers == 20
-    assert space.final_size == final
+    assert space.layout.head.in_size == final
 
 
 def test_unknown_space_and_bad_fields():
@@ -126,3 +126,39 @@ def test_describe_in_words():
     lines = Architecture([3] + [0] * 19, [9] * 20).describe(space)
     assert len(lines) == 20
     assert "xception-3x3" in lines[0] and "mid 64 (x2)" in lines[0]
+
+
+@pytest.mark.parametrize("name,size", [("oneshot+", 32), ("mbv2-macro-cifar", 32)])
+def test_networks_and_counts_are_built_from_the_layout_alone(name, size, monkeypatch):
+    """Every shape is resolved once, in the space's layout: building a network, a supernet or a cost
+    table asks no block for a width again, and the modules have the layout's shapes."""
+    import torch
+
+    from spos import blocks, flops
+    from spos.fixed import FixedNet
+    from spos.supernet import SuperNet
+
+    space = get_space(name, input_size=size, num_classes=10, width_mult=0.25)
+    layout = space.layout
+
+    def asked(*args):
+        raise AssertionError("a width was asked of a block after the layout was built")
+
+    for cls in vars(blocks).values():
+        if isinstance(cls, type) and issubclass(cls, blocks.Block):
+            monkeypatch.setattr(cls, "mid_channels", asked)
+    arch = sample_architecture(space, random.Random(0))
+    flops.cost_table.cache_clear()
+    cost = flops.count(space, arch)
+    net, supernet = FixedNet(space, arch).eval(), SuperNet(space)
+    assert sum(p.numel() for p in net.parameters()) == cost.params
+    assert layout.input_shape == (space.in_channels, size, size)
+    x = torch.randn(2, *layout.input_shape)
+    stem = net.first_conv(x)
+    assert stem.shape[1:] == (layout.stem.out_channels, layout.stem.out_size, layout.stem.out_size)
+    features = net.features(stem)
+    head = layout.head
+    assert features.shape[1:] == (head.in_channels, head.in_size, head.in_size)
+    assert net.head(features).shape == (2, head.num_classes)
+    assert supernet.mid_widths == [spec.mid_widths for spec in layout.layers]
+    assert [len(spec.mid_widths[0]) for spec in layout.layers] == [space.num_channels] * space.num_layers

@@ -49,12 +49,12 @@ def test_proxyless_mobile_layout():
     assert [s.stride for s in specs if s.first][1:] == [2, 2, 2, 1, 2, 1]
     assert all(len(s.ops) == (6 if s.first else 7) for s in specs[1:])
     assert all(("identity" in s.ops) == (not s.first) for s in specs[1:])
-    assert space.final_size == 7
+    assert space.layout.head.in_size == 7
 
 
 def test_small_inputs_adapt_strides_of_the_new_presets():
-    assert get_space("mbv2-macro-cifar", input_size=8).final_size == 2
-    assert get_space("proxyless-mobile", input_size=32).final_size == 4
+    assert get_space("mbv2-macro-cifar", input_size=8).layout.head.in_size == 2
+    assert get_space("proxyless-mobile", input_size=32).layout.head.in_size == 4
 
 
 def test_op_names_and_registry_errors():

@@ -23,20 +23,20 @@ from spos.blocks import make_block, op_plan
 from spos.space import Architecture, LayerSpec, SearchSpace
 
 
-def _plans(spec: LayerSpec, op: int, space: SearchSpace) -> list[dict]:
-    name = spec.ops[op]
-    return [op_plan(spec, name, spec.mid_channels(scale, op)) for scale in space.channel_scales]
+def _plans(spec: LayerSpec, op: int) -> list[dict]:
+    """The op plan of ``op`` at every width choice."""
+    return [op_plan(spec, spec.ops[op], mid) for mid in spec.mid_widths[op]]
 
 
-def _is_free_identity(spec: LayerSpec, op: int, space: SearchSpace) -> bool:
+def _is_free_identity(spec: LayerSpec, op: int) -> bool:
     """The op is the input itself at this layer, whatever the width choice."""
-    return make_block(spec.ops[op]).rule == "skip" and not any(_plans(spec, op, space))
+    return make_block(spec.ops[op]).rule == "skip" and not any(_plans(spec, op))
 
 
-def _shape(spec: LayerSpec, space: SearchSpace) -> tuple:
+def _shape(spec: LayerSpec) -> tuple:
     """What makes two layers interchangeable: the same candidates, input size and activation, and for
     every candidate and width the same op plan (a stage's first layer differs only where a plan does)."""
-    plans = [_plans(spec, op, space) for op in range(len(spec.ops))]
+    plans = [_plans(spec, op) for op in range(len(spec.ops))]
     return spec.ops, spec.in_size, spec.activation, plans
 
 
@@ -46,9 +46,9 @@ class Canonicalizer:
     def __init__(self, space: SearchSpace) -> None:
         self.space = space
         specs = space.layers()
-        self.free = [frozenset(op for op in range(len(s.ops)) if _is_free_identity(s, op, space)) for s in specs]
-        self.width_free = [frozenset(op for op in range(len(s.ops)) if _width_free(s, op, space)) for s in specs]
-        self.runs = [run for run in _runs(specs, space) if len(run) > 1 and self.free[run[0]]]
+        self.free = [frozenset(op for op in range(len(s.ops)) if _is_free_identity(s, op)) for s in specs]
+        self.width_free = [frozenset(op for op in range(len(s.ops)) if _width_free(s, op)) for s in specs]
+        self.runs = [run for run in _runs(specs) if len(run) > 1 and self.free[run[0]]]
         self.default = space.default_channel
 
     @property
@@ -71,15 +71,15 @@ class Canonicalizer:
         return Architecture(tuple(blocks), tuple(channels))
 
 
-def _width_free(spec: LayerSpec, op: int, space: SearchSpace) -> bool:
-    plans = _plans(spec, op, space)
+def _width_free(spec: LayerSpec, op: int) -> bool:
+    plans = _plans(spec, op)
     return all(plan == plans[0] for plan in plans)
 
 
-def _runs(specs: list[LayerSpec], space: SearchSpace) -> list[list[int]]:
+def _runs(specs: tuple[LayerSpec, ...]) -> list[list[int]]:
     """Maximal runs of consecutive interchangeable layers."""
     runs: list[list[int]] = []
-    shapes = [_shape(spec, space) for spec in specs]
+    shapes = [_shape(spec) for spec in specs]
     for spec in specs:
         if runs and shapes[runs[-1][-1]] == shapes[spec.index]:
             runs[-1].append(spec.index)

@@ -10,41 +10,36 @@ import torch
 from torch import nn
 
 from spos.blocks import init_weights, make_activation, static_block
-from spos.space import Architecture, SearchSpace
+from spos.space import Architecture, HeadSpec, SearchSpace, StemSpec
 
 
-def build_stem(space: SearchSpace, affine: bool = True) -> nn.Sequential:
+def build_stem(stem: StemSpec, affine: bool = True) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(space.in_channels, space.stem_width, 3, space.stem_stride, 1, bias=False),
-        nn.BatchNorm2d(space.stem_width, affine=affine),
-        make_activation(space.stem_activation),
+        nn.Conv2d(stem.in_channels, stem.out_channels, 3, stem.stride, 1, bias=False),
+        nn.BatchNorm2d(stem.out_channels, affine=affine),
+        make_activation(stem.activation),
     )
 
 
-def build_last_conv(space: SearchSpace, affine: bool = True) -> nn.Sequential:
-    """The 1x1 conv to ``last_conv_width``: before pooling with BN (the paper), or after pooling
+def build_last_conv(head: HeadSpec, affine: bool = True) -> nn.Sequential:
+    """The 1x1 conv to the head's width: before pooling with BN (the paper), or after pooling
     with a bias and no BN (MobileNetV3 style, the OneShot+ models)."""
-    in_channels = space.stage_widths[-1]
-    act = make_activation(space.head_activation)
-    if space.head == "pool-conv":
-        return nn.Sequential(nn.Conv2d(in_channels, space.last_conv_width, 1, bias=True), act)
-    return nn.Sequential(nn.Conv2d(in_channels, space.last_conv_width, 1, bias=False),
-                         nn.BatchNorm2d(space.last_conv_width, affine=affine), act)
-
-
-def build_classifier(space: SearchSpace) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(space.last_conv_width, space.num_classes, bias=space.classifier_bias))
+    act = make_activation(head.activation)
+    if head.pool_first:
+        return nn.Sequential(nn.Conv2d(head.in_channels, head.width, 1, bias=True), act)
+    return nn.Sequential(nn.Conv2d(head.in_channels, head.width, 1, bias=False),
+                         nn.BatchNorm2d(head.width, affine=affine), act)
 
 
 class Head(nn.Module):
     """Shared by FixedNet and SuperNet: last conv, global pool, dropout, classifier."""
 
-    def __init__(self, space: SearchSpace, affine: bool = True) -> None:
+    def __init__(self, head: HeadSpec, affine: bool = True) -> None:
         super().__init__()
-        self.pool_first = space.head == "pool-conv"
-        self.conv_last = build_last_conv(space, affine)
-        self.dropout = nn.Dropout(space.dropout)
-        self.classifier = build_classifier(space)
+        self.pool_first = head.pool_first
+        self.conv_last = build_last_conv(head, affine)
+        self.dropout = nn.Dropout(head.dropout)
+        self.classifier = nn.Sequential(nn.Linear(head.width, head.num_classes, bias=head.bias))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pool_first:
@@ -65,12 +60,13 @@ class FixedNet(nn.Module):
         super().__init__()
         arch.validate(space)
         self.space, self.arch = space, arch
-        self.first_conv = build_stem(space, affine)
+        layout = space.layout
+        self.first_conv = build_stem(layout.stem, affine)
         self.features = nn.Sequential(*(
-            static_block(spec, spec.ops[block], spec.mid_channels(space.channel_scales[channel], block), affine)
-            for spec, block, channel in zip(space.layers(), arch.blocks, arch.channels)
+            static_block(spec, spec.ops[block], spec.mid_widths[block][channel], affine)
+            for spec, block, channel in zip(layout.layers, arch.blocks, arch.channels)
         ))
-        self.head = Head(space, affine)
+        self.head = Head(layout.head, affine)
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

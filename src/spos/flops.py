@@ -17,7 +17,7 @@ from functools import lru_cache
 import numpy as np
 
 from spos.blocks import Op, op_plan, se_mid_channels
-from spos.space import Architecture, SearchSpace
+from spos.space import Architecture, HeadSpec, LayerSpec, SearchSpace, StemSpec
 
 
 @dataclass(frozen=True)
@@ -47,27 +47,27 @@ def plan_cost(plan: list[Op], size: int) -> Cost:
     return Cost(macs, params)
 
 
-def layer_cost(spec, op: int, scale: float) -> Cost:
-    """Cost of choice layer ``spec`` running candidate ``op`` at width ``scale``."""
+def layer_cost(spec: LayerSpec, op: int, channel: int) -> Cost:
+    """Cost of choice layer ``spec`` running candidate ``op`` at width choice ``channel``."""
     total = Cost(0, 0)
-    for plan in op_plan(spec, spec.ops[op], spec.mid_channels(scale, op)).values():
+    for plan in op_plan(spec, spec.ops[op], spec.mid_widths[op][channel]).values():
         total = total + plan_cost(plan, spec.in_size)
     return total
 
 
-def stem_cost(space: SearchSpace) -> Cost:
-    weights = space.stem_width * space.in_channels * 9
-    return Cost(space.stem_size ** 2 * weights, weights + 2 * space.stem_width)
+def stem_cost(stem: StemSpec) -> Cost:
+    weights = stem.out_channels * stem.in_channels * 9
+    return Cost(stem.out_size ** 2 * weights, weights + 2 * stem.out_channels)
 
 
-def head_cost(space: SearchSpace) -> Cost:
-    cin, cout = space.stage_widths[-1], space.last_conv_width
-    if space.head == "pool-conv":
+def head_cost(head: HeadSpec) -> Cost:
+    cin, cout = head.in_channels, head.width
+    if head.pool_first:
         last = Cost(cin * cout, cin * cout + cout)
     else:
-        last = Cost(space.final_size ** 2 * cin * cout, cin * cout + 2 * cout)
-    fc = cout * space.num_classes
-    return last + Cost(fc, fc + (space.num_classes if space.classifier_bias else 0))
+        last = Cost(head.in_size ** 2 * cin * cout, cin * cout + 2 * cout)
+    fc = cout * head.num_classes
+    return last + Cost(fc, fc + (head.num_classes if head.bias else 0))
 
 
 class CostTable:
@@ -78,15 +78,16 @@ class CostTable:
 
     def __init__(self, space: SearchSpace) -> None:
         self.space = space
-        self.fixed = stem_cost(space) + head_cost(space)
+        layout = space.layout
+        self.fixed = stem_cost(layout.stem) + head_cost(layout.head)
         shape = (space.num_layers, space.num_blocks, space.num_channels)
         self.layer_macs = np.zeros(shape, dtype=np.int64)
         self.layer_params = np.zeros(shape, dtype=np.int64)
         self.valid = np.zeros(shape, dtype=bool)
-        for spec in space.layers():
+        for spec in layout.layers:
             for op in range(len(spec.ops)):
-                for channel, scale in enumerate(space.channel_scales):
-                    cost = layer_cost(spec, op, scale)
+                for channel in range(space.num_channels):
+                    cost = layer_cost(spec, op, channel)
                     self.layer_macs[spec.index, op, channel] = cost.macs
                     self.layer_params[spec.index, op, channel] = cost.params
                     self.valid[spec.index, op, channel] = True
@@ -135,11 +136,12 @@ def count(space: SearchSpace, arch: Architecture) -> Cost:
 def supernet_parameters(space: SearchSpace) -> int:
     """Parameters of ``space``'s supernet, every candidate op at its widest choice: an upper bound (an
     entangled supernet shares some), and what `spos.limits.MAX_PARAMETERS` bounds."""
-    widest = max(space.channel_scales)
-    shapes = Counter(dataclasses.replace(spec, index=0) for spec in space.layers())  # equal layers, counted once
+    layout, scales = space.layout, space.channel_scales
+    widest = scales.index(max(scales))
+    shapes = Counter(dataclasses.replace(spec, index=0) for spec in layout.layers)  # equal layers, counted once
     layers = sum(count * layer_cost(spec, op, widest).params for spec, count in shapes.items()
                  for op in range(len(spec.ops)))
-    return stem_cost(space).params + head_cost(space).params + layers
+    return stem_cost(layout.stem).params + head_cost(layout.head).params + layers
 
 
 def readable(count: float) -> str:

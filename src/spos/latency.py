@@ -223,7 +223,8 @@ def build_latency_table(space, *, batch_size: int = 1, threads: int | None = Non
         return measure_model(module, shape, batch_size=batch_size, warmup=warmup, repeats=repeats,
                              threads=threads, device=device).median_ms
 
-    specs = space.layers()
+    layout = space.layout
+    specs = layout.layers
     distinct = {_layer_key(spec): spec for spec in specs}
     cells = sum(len(spec.ops) for spec in distinct.values()) * space.num_channels
     bar = tqdm(total=cells, desc="latency table", disable=not progress, leave=False)
@@ -233,23 +234,22 @@ def build_latency_table(space, *, batch_size: int = 1, threads: int | None = Non
         rows = []
         for op, name in enumerate(spec.ops):
             row = []
-            for scale in space.channel_scales:
-                row.append(timed(static_block(spec, name, spec.mid_channels(scale, op)), shape))
+            for mid in spec.mid_widths[op]:
+                row.append(timed(static_block(spec, name, mid), shape))
                 bar.update(1)
             rows.append(row)
         timings[key] = rows
     bar.close()
-    stem_ms = timed(build_stem(space), (space.in_channels, space.input_size, space.input_size))
-    last = specs[-1]
-    out_size = (last.in_size - 1) // last.stride + 1
-    head_ms = timed(Head(space), (space.stage_widths[-1], out_size, out_size))
+    stem_ms = timed(build_stem(layout.stem), layout.input_shape)
+    head = layout.head
+    head_ms = timed(Head(head), (head.in_channels, head.in_size, head.in_size))
     table = LatencyTable(space.to_dict(), [timings[_layer_key(spec)] for spec in specs], stem_ms, head_ms, 0.0,
                          batch_size, torch_threads_in_use(threads), device)
     rng = random.Random(seed)
     residuals = []
     for _ in range(calibration_archs):
         arch = sample_architecture(space, rng)
-        measured = timed(FixedNet(space, arch), (space.in_channels, space.input_size, space.input_size))
+        measured = timed(FixedNet(space, arch), layout.input_shape)
         residuals.append(measured - table.predict(arch))
     table.offset_ms = statistics.median(residuals) if residuals else 0.0
     if check_archs:
@@ -267,7 +267,7 @@ def predictor_errors(table: LatencyTable, space, archs: int, timed: Callable, se
     from spos.fixed import FixedNet
     from spos.space import sample_architecture
 
-    rng, shape = random.Random(seed), (space.in_channels, space.input_size, space.input_size)
+    rng, shape = random.Random(seed), space.layout.input_shape
     errors = []
     for _ in range(archs):
         arch = sample_architecture(space, rng)

@@ -36,7 +36,7 @@ def plot_architecture(arch: Architecture, space: SearchSpace, path: str | Path, 
     for spec, block, channel in zip(specs, arch.blocks, arch.channels):
         scale = space.channel_scales[channel]
         ax.add_patch(Rectangle((spec.index + 0.1, 0), 0.8, scale, color=colours[spec.ops[block]]))
-        ax.text(spec.index + 0.5, scale + 0.04 * top, f"{spec.mid_channels(scale, block)}", ha="center", fontsize=7)
+        ax.text(spec.index + 0.5, scale + 0.04 * top, f"{spec.mid_widths[block][channel]}", ha="center", fontsize=7)
         if spec.first:
             ax.axvline(spec.index, color="grey", lw=0.8, ls=":")
             # 0-based like the layers and the report's layer list ("layer 4 (stage 1, ...)")

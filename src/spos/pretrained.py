@@ -86,7 +86,7 @@ def _timm_keys(model: nn.Module, preprocessing: dict) -> dict:
     ``"hf-hub:USER/NAME"``) after ``import spos.timm`` builds the network through the ``spos`` entry."""
     from spos.timm import timm_pretrained_cfg
 
-    return {"architecture": "spos", "num_features": model.space.last_conv_width,
+    return {"architecture": "spos", "num_features": model.space.layout.head.width,
             "pretrained_cfg": timm_pretrained_cfg(model.space, preprocessing),
             "model_args": {"space": model.space.to_dict(), "arch": model.arch.to_dict()}}
 

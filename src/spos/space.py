@@ -54,7 +54,11 @@ FIELD_KINDS = {
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """The fixed facts of one choice layer; its op and width choice come from the architecture."""
+    """The fixed facts of one choice layer; its op and width choice come from the architecture.
+
+    ``mid_widths[op][width choice]`` is the mid width each candidate runs at, resolved once by the
+    block's own rule when the space's `Layout` is built; every network and count reads it there.
+    """
 
     index: int
     stage: int
@@ -66,6 +70,7 @@ class LayerSpec:
     se: bool
     in_size: int
     ops: tuple[str, ...] = SHUFFLENET_OPS
+    mid_widths: tuple[tuple[int, ...], ...] = ()
 
     @property
     def out_size(self) -> int:
@@ -78,7 +83,82 @@ class LayerSpec:
         return make_block(self.ops[op])
 
     def mid_channels(self, scale: float, op: int = 0) -> int:
+        """The mid width of ``op`` at any ``scale``, for scales outside the space's width choices
+        (official checkpoints are at 1.0); a choice of the space reads `mid_widths`."""
         return self.block(op).mid_channels(self, scale)
+
+
+@dataclass(frozen=True)
+class StemSpec:
+    """The stem: a 3x3 conv, BN and activation."""
+
+    in_channels: int
+    out_channels: int
+    stride: int
+    activation: str
+    in_size: int
+
+    @property
+    def out_size(self) -> int:
+        return (self.in_size - 1) // self.stride + 1
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """The head: the last 1x1 conv (before pooling with BN, or after it with a bias), dropout and
+    the classifier."""
+
+    in_channels: int
+    width: int
+    pool_first: bool
+    activation: str
+    in_size: int
+    num_classes: int
+    bias: bool
+    dropout: float
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Every shape a network of one space is built from, resolved once (`SearchSpace.layout`).
+
+    The networks (`spos.fixed`, `spos.supernet`), the cost model (`spos.flops`), latency tables,
+    plots and the canonical forms all read this one record rather than asking the space, the
+    blocks and each other for sizes and widths, so a network and its counted cost cannot disagree.
+    """
+
+    input_shape: tuple[int, int, int]
+    stem: StemSpec
+    layers: tuple[LayerSpec, ...]
+    head: HeadSpec
+
+
+def build_layout(space: "SearchSpace") -> Layout:
+    """The layout of ``space``; each candidate block checks its layer before its widths are read."""
+    stem = StemSpec(space.in_channels, space.stem_width, space.stem_stride, space.stem_activation, space.input_size)
+    layers, in_channels, size, widths = [], stem.out_channels, stem.out_size, {}
+    for stage, (repeats, width) in enumerate(zip(space.stage_repeats, space.stage_widths)):
+        for i in range(repeats):
+            ops = space.stage_first_ops[stage] if i == 0 and space.stage_first_ops[stage] else space.stage_ops[stage]
+            spec = LayerSpec(len(layers), stage, in_channels, width, space.stage_strides[stage] if i == 0 else 1,
+                             i == 0, space.stage_activations[stage], space.stage_se[stage], size, ops)
+            shape = dataclasses.replace(spec, index=0)  # equal layers are checked and resolved once
+            if shape not in widths:
+                widths[shape] = _mid_widths(spec, space.channel_scales)
+            layers.append(dataclasses.replace(spec, mid_widths=widths[shape]))
+            in_channels, size = width, spec.out_size
+    head = HeadSpec(in_channels, space.last_conv_width, space.head == "pool-conv", space.head_activation, size,
+                    space.num_classes, space.classifier_bias, space.dropout)
+    return Layout((space.in_channels, space.input_size, space.input_size), stem, tuple(layers), head)
+
+
+def _mid_widths(spec: LayerSpec, scales: tuple[float, ...]) -> tuple[tuple[int, ...], ...]:
+    widths = []
+    for op in range(len(spec.ops)):
+        block = spec.block(op)
+        block.check(spec)
+        widths.append(tuple(block.mid_channels(spec, scale) for scale in scales))
+    return tuple(widths)
 
 
 @dataclass(frozen=True)
@@ -88,7 +168,7 @@ class SearchSpace:
     ``stage_ops`` lists each stage's candidate ops (default: the first ``num_blocks`` ShuffleNet
     choices everywhere); ``stage_first_ops`` optionally gives a stage's first layer other
     candidates (empty: the same); ``input_strides`` says how `adapt` sets the strides for another
-    input size (empty: strides stay as declared).
+    input size (empty: strides stay as declared). The shapes of its networks are in `layout`.
     """
 
     name: str = "oneshot"
@@ -115,93 +195,18 @@ class SearchSpace:
     input_strides: tuple | None = None
 
     def __post_init__(self) -> None:
-        check({name: getattr(self, name) for name in FIELD_KINDS}, FIELD_KINDS, f"space {self.name!r}")
-        for name in ("stage_repeats", "stage_widths", "stage_strides", "stage_activations", "stage_se",
-                     "channel_scales"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-        self._normalise_ops()
-        stages = len(self.stage_repeats)
-        for name in ("stage_widths", "stage_strides", "stage_activations", "stage_se", "stage_ops",
-                     "stage_first_ops"):
-            if len(getattr(self, name)) != stages:
-                raise UserError(f"space {self.name!r}: {name} has {len(getattr(self, name))} entries but "
-                                f"stage_repeats has {stages}; give one per stage")
-        self._check_values()
-        self._check_sizes()
-        for spec in self.layers():
-            for op in range(len(spec.ops)):
-                spec.block(op).check(spec)
-        self._check_parameters()
+        _normalise_fields(self)
+        _check_values(self)
+        _check_sizes(self)
+        self.layout  # every candidate block checks its layer as the layout is built
+        _check_parameters(self)
 
-    def _normalise_ops(self) -> None:
-        """Fill the defaults (what a space written before op lists existed means) and make tuples."""
-        stages = len(self.stage_repeats)
-        if self.stage_ops is None:
-            if not 1 <= self.num_blocks <= len(SHUFFLENET_OPS):
-                raise UserError(f"space {self.name!r}: num_blocks must be 1..{len(SHUFFLENET_OPS)}")
-            object.__setattr__(self, "stage_ops", (SHUFFLENET_OPS[:self.num_blocks],) * stages)
-        ops = tuple(tuple(str(op) for op in stage) for stage in self.stage_ops)
-        first = tuple(tuple(str(op) for op in stage) for stage in (self.stage_first_ops or ((),) * stages))
-        object.__setattr__(self, "stage_ops", ops)
-        object.__setattr__(self, "stage_first_ops", first)
-        if any(not stage for stage in ops):
-            raise UserError(f"space {self.name!r}: every stage needs at least one candidate op")
-        object.__setattr__(self, "num_blocks", max(len(s) for s in ops + first))
-        if self.input_strides is None:
-            legacy = stages == len(SHUFFLENET_INPUT_STRIDES[0][2])
-            object.__setattr__(self, "input_strides", SHUFFLENET_INPUT_STRIDES if legacy else ())
-        try:
-            object.__setattr__(self, "input_strides", tuple(
-                (int(size), int(stem), tuple(int(s) for s in strides)) for size, stem, strides in self.input_strides))
-        except (TypeError, ValueError):
-            raise UserError(f"space {self.name!r}: input_strides must list [min_size, stem_stride, [stage strides]] "
-                            "entries (small_inputs: min_size, stem, stages in a space file)") from None
+    @cached_property
+    def layout(self) -> Layout:
+        return build_layout(self)
 
-    def _check_values(self) -> None:
-        for width in (self.stem_width, *self.stage_widths, self.last_conv_width):
-            if width < 1:
-                raise UserError(f"space {self.name!r}: width {width} must be positive")
-        for act in (*self.stage_activations, self.stem_activation, self.head_activation):
-            if act not in ACTIVATIONS:
-                raise UserError(f"space {self.name!r}: unknown activation {act!r}; use one of {ACTIVATIONS}")
-        if self.head not in HEADS:
-            raise UserError(f"space {self.name!r}: unknown head {self.head!r}; use one of {HEADS}")
-        if self.input_size < 1 or self.num_classes < 1 or self.in_channels < 1:
-            raise UserError(f"space {self.name!r}: input_size, num_classes and in_channels must be positive")
-        if min(self.stage_repeats, default=0) < 1:
-            raise UserError(f"space {self.name!r}: stage_repeats {list(self.stage_repeats)}: every stage needs at "
-                            "least one layer (layers: 1 or more in a space file)")
-        if min((self.stem_stride, *self.stage_strides)) < 1:
-            raise UserError(f"space {self.name!r}: strides must be at least 1 (stem {self.stem_stride}, stages "
-                            f"{list(self.stage_strides)})")
-        if not 0 <= self.dropout < 1:
-            raise UserError(f"space {self.name!r}: dropout {self.dropout} must be in [0, 1)")
-        if not self.channel_scales or min(self.channel_scales) <= 0:
-            raise UserError(f"space {self.name!r}: give at least one positive width choice")
-        for _, _, strides in self.input_strides:
-            if len(strides) != len(self.stage_repeats):
-                raise UserError(f"space {self.name!r}: every small-input entry needs one stride per stage")
-
-    def _check_sizes(self) -> None:
-        """Refuse a space beyond `spos.limits` before any layer is listed or built."""
-        beyond = [(what, value, limit) for what, value, limit in (
-            ("choice layers", sum(self.stage_repeats), limits.MAX_CHOICE_LAYERS),
-            ("width choices", len(self.channel_scales), limits.MAX_CHOICES),
-            ("candidate ops in a stage", max(map(len, self.stage_ops + self.stage_first_ops)), limits.MAX_CHOICES),
-            ("pixels of input side", self.input_size, limits.MAX_INPUT_SIZE)) if value > limit]
-        if beyond:
-            what, value, limit = beyond[0]
-            raise UserError(f"space {self.name!r} has {value:,} {what}, beyond spos's limit of {limit:,} "
-                            "(spos/limits.py); is it the space you meant?")
-
-    def _check_parameters(self) -> None:
-        from spos.flops import supernet_parameters  # blocks import torch; the space stays plain data
-
-        params = supernet_parameters(self)
-        if params > limits.MAX_PARAMETERS:
-            raise UserError(f"space {self.name!r}: its supernet would hold {params / 1e6:,.0f}M parameters, beyond "
-                            f"spos's limit of {limits.MAX_PARAMETERS / 1e6:,.0f}M (spos/limits.py); narrow its "
-                            "widths or layers")
+    def layers(self) -> tuple[LayerSpec, ...]:
+        return self.layout.layers
 
     @property
     def num_layers(self) -> int:
@@ -217,34 +222,14 @@ class SearchSpace:
         scales = self.channel_scales
         return scales.index(1.0) if 1.0 in scales else len(scales) - 1
 
-    @property
-    def stem_size(self) -> int:
-        return (self.input_size - 1) // self.stem_stride + 1
-
     @cached_property
     def op_counts(self) -> tuple[int, ...]:
         """Candidate ops of every choice layer."""
-        return tuple(len(spec.ops) for spec in self.layers())
+        return tuple(len(spec.ops) for spec in self.layout.layers)
 
     def choice_counts(self) -> list[int]:
         """Genes of an architecture: op choices of every layer, then width choices."""
         return list(self.op_counts) + [self.num_channels] * self.num_layers
-
-    def layers(self) -> list[LayerSpec]:
-        specs, in_channels, size = [], self.stem_width, self.stem_size
-        for stage, (repeats, width) in enumerate(zip(self.stage_repeats, self.stage_widths)):
-            for i in range(repeats):
-                stride = self.stage_strides[stage] if i == 0 else 1
-                ops = self.stage_first_ops[stage] if i == 0 and self.stage_first_ops[stage] else self.stage_ops[stage]
-                spec = LayerSpec(len(specs), stage, in_channels, width, stride, i == 0,
-                                 self.stage_activations[stage], self.stage_se[stage], size, ops)
-                specs.append(spec)
-                in_channels, size = width, spec.out_size
-        return specs
-
-    @property
-    def final_size(self) -> int:
-        return self.layers()[-1].out_size
 
     def replace(self, **changes) -> "SearchSpace":
         try:
@@ -297,6 +282,100 @@ class SearchSpace:
             if unknown:
                 raise UserError(f"space: unknown field(s) {unknown}; known fields are {sorted(known)}")
             return cls(**data)
+
+
+# ----------------------------------------------------------------------------------------------
+# A space's own checks, run as it is made: a space that exists is one spos can build
+
+def _set(space: SearchSpace, name: str, value) -> None:
+    object.__setattr__(space, name, value)  # the space is frozen; these run while it is being made
+
+
+def _normalise_fields(space: SearchSpace) -> None:
+    """Check the field kinds, fill the defaults (what a space written before op lists existed
+    means), make tuples, and check there is one entry per stage."""
+    check({name: getattr(space, name) for name in FIELD_KINDS}, FIELD_KINDS, f"space {space.name!r}")
+    for name in ("stage_repeats", "stage_widths", "stage_strides", "stage_activations", "stage_se", "channel_scales"):
+        _set(space, name, tuple(getattr(space, name)))
+    stages = len(space.stage_repeats)
+    if space.stage_ops is None:
+        if not 1 <= space.num_blocks <= len(SHUFFLENET_OPS):
+            raise UserError(f"space {space.name!r}: num_blocks must be 1..{len(SHUFFLENET_OPS)}")
+        _set(space, "stage_ops", (SHUFFLENET_OPS[:space.num_blocks],) * stages)
+    ops = tuple(tuple(str(op) for op in stage) for stage in space.stage_ops)
+    first = tuple(tuple(str(op) for op in stage) for stage in (space.stage_first_ops or ((),) * stages))
+    _set(space, "stage_ops", ops)
+    _set(space, "stage_first_ops", first)
+    if any(not stage for stage in ops):
+        raise UserError(f"space {space.name!r}: every stage needs at least one candidate op")
+    _set(space, "num_blocks", max(len(s) for s in ops + first))
+    _normalise_input_strides(space)
+    for name in ("stage_widths", "stage_strides", "stage_activations", "stage_se", "stage_ops", "stage_first_ops"):
+        if len(getattr(space, name)) != stages:
+            raise UserError(f"space {space.name!r}: {name} has {len(getattr(space, name))} entries but "
+                            f"stage_repeats has {stages}; give one per stage")
+
+
+def _normalise_input_strides(space: SearchSpace) -> None:
+    if space.input_strides is None:
+        legacy = len(space.stage_repeats) == len(SHUFFLENET_INPUT_STRIDES[0][2])
+        _set(space, "input_strides", SHUFFLENET_INPUT_STRIDES if legacy else ())
+    try:
+        _set(space, "input_strides", tuple(
+            (int(size), int(stem), tuple(int(s) for s in strides)) for size, stem, strides in space.input_strides))
+    except (TypeError, ValueError):
+        raise UserError(f"space {space.name!r}: input_strides must list [min_size, stem_stride, [stage strides]] "
+                        "entries (small_inputs: min_size, stem, stages in a space file)") from None
+
+
+def _check_values(space: SearchSpace) -> None:
+    name = space.name
+    for width in (space.stem_width, *space.stage_widths, space.last_conv_width):
+        if width < 1:
+            raise UserError(f"space {name!r}: width {width} must be positive")
+    for act in (*space.stage_activations, space.stem_activation, space.head_activation):
+        if act not in ACTIVATIONS:
+            raise UserError(f"space {name!r}: unknown activation {act!r}; use one of {ACTIVATIONS}")
+    if space.head not in HEADS:
+        raise UserError(f"space {name!r}: unknown head {space.head!r}; use one of {HEADS}")
+    if space.input_size < 1 or space.num_classes < 1 or space.in_channels < 1:
+        raise UserError(f"space {name!r}: input_size, num_classes and in_channels must be positive")
+    if min(space.stage_repeats, default=0) < 1:
+        raise UserError(f"space {name!r}: stage_repeats {list(space.stage_repeats)}: every stage needs at "
+                        "least one layer (layers: 1 or more in a space file)")
+    if min((space.stem_stride, *space.stage_strides)) < 1:
+        raise UserError(f"space {name!r}: strides must be at least 1 (stem {space.stem_stride}, stages "
+                        f"{list(space.stage_strides)})")
+    if not 0 <= space.dropout < 1:
+        raise UserError(f"space {name!r}: dropout {space.dropout} must be in [0, 1)")
+    if not space.channel_scales or min(space.channel_scales) <= 0:
+        raise UserError(f"space {name!r}: give at least one positive width choice")
+    for _, _, strides in space.input_strides:
+        if len(strides) != len(space.stage_repeats):
+            raise UserError(f"space {name!r}: every small-input entry needs one stride per stage")
+
+
+def _check_sizes(space: SearchSpace) -> None:
+    """Refuse a space beyond `spos.limits` before any layer is listed or built."""
+    beyond = [(what, value, limit) for what, value, limit in (
+        ("choice layers", sum(space.stage_repeats), limits.MAX_CHOICE_LAYERS),
+        ("width choices", len(space.channel_scales), limits.MAX_CHOICES),
+        ("candidate ops in a stage", max(map(len, space.stage_ops + space.stage_first_ops)), limits.MAX_CHOICES),
+        ("pixels of input side", space.input_size, limits.MAX_INPUT_SIZE)) if value > limit]
+    if beyond:
+        what, value, limit = beyond[0]
+        raise UserError(f"space {space.name!r} has {value:,} {what}, beyond spos's limit of {limit:,} "
+                        "(spos/limits.py); is it the space you meant?")
+
+
+def _check_parameters(space: SearchSpace) -> None:
+    from spos.flops import supernet_parameters  # blocks import torch; the space stays plain data
+
+    params = supernet_parameters(space)
+    if params > limits.MAX_PARAMETERS:
+        raise UserError(f"space {space.name!r}: its supernet would hold {params / 1e6:,.0f}M parameters, beyond "
+                        f"spos's limit of {limits.MAX_PARAMETERS / 1e6:,.0f}M (spos/limits.py); narrow its "
+                        "widths or layers")
 
 
 def _jsonable(value):
@@ -525,8 +604,7 @@ class Architecture:
         """One line per layer in words, e.g. 'layer 3 (stage 1, stride 1): xception-3x3, mid 48 (x1.2)'."""
         lines = []
         for spec, block, channel in zip(space.layers(), self.blocks, self.channels):
-            scale = space.channel_scales[channel]
-            mid = spec.mid_channels(scale, block)
+            scale, mid = space.channel_scales[channel], spec.mid_widths[block][channel]
             width = f", mid {mid} (x{scale:g})" if mid else ""
             lines.append(f"layer {spec.index:2d} (stage {spec.stage}, {spec.in_channels}->{spec.out_channels}, "
                          f"stride {spec.stride}): {spec.ops[block]}{width}")

@@ -35,16 +35,15 @@ class SuperNet(nn.Module):
                             "weights); set both, or neither")
         self.space = space
         self.entangled_kernels, self.aligned_choices = entangled_kernels, aligned_choices
-        specs = space.layers()
+        layout = space.layout
         #: mid_widths[layer][op][width choice]: the width a path runs each op at.
-        self.mid_widths = [[[spec.mid_channels(scale, op) for scale in space.channel_scales]
-                            for op in range(len(spec.ops))] for spec in specs]
-        self.first_conv = build_stem(space, affine=False)
+        self.mid_widths = [spec.mid_widths for spec in layout.layers]
+        self.first_conv = build_stem(layout.stem, affine=False)
         self.features = nn.ModuleList(
             nn.ModuleList(DynamicBlock(spec, name, max(widths[op])) for op, name in enumerate(spec.ops))
-            for spec, widths in zip(specs, self.mid_widths)
+            for spec, widths in zip(layout.layers, self.mid_widths)
         )
-        self.head = Head(space, affine=False)
+        self.head = Head(layout.head, affine=False)
         own = [conv for layer in self.features for conv in entangle_layer(layer, aligned=aligned_choices)] \
             if entangled_kernels else []
         init_weights(self)

@@ -31,11 +31,13 @@ DEFAULT_INPUT = {"name": "spos", "channel_order": "rgb", "scale": 1.0, "mean": l
 def feature_info(space: SearchSpace, stem: str = "first_conv.2") -> list[dict]:
     """The stem (``stem``: its last module) and every stage's last layer: output channels, total stride
     (reduction) and module name, as timm's FeatureListNet finds them (first-level Sequentials flattened)."""
-    info = [dict(num_chs=space.stem_width, reduction=space.stem_stride, module=stem)]
-    reduction, last = space.stem_stride, -1
-    for repeats, width, stride in zip(space.stage_repeats, space.stage_widths, space.stage_strides):
-        reduction, last = reduction * stride, last + repeats
-        info.append(dict(num_chs=width, reduction=reduction, module=f"features.{last}"))
+    layout = space.layout
+    info = [dict(num_chs=layout.stem.out_channels, reduction=layout.stem.stride, module=stem)]
+    reduction = layout.stem.stride
+    for spec, after in zip(layout.layers, layout.layers[1:] + (None,)):
+        reduction *= spec.stride
+        if after is None or after.first:
+            info.append(dict(num_chs=spec.out_channels, reduction=reduction, module=f"features.{spec.index}"))
     return info
 
 
@@ -45,7 +47,7 @@ class TimmSposNet(FixedNet):
 
     def __init__(self, space: SearchSpace, arch, **_) -> None:
         super().__init__(space, arch)
-        self.num_classes, self.num_features = space.num_classes, space.last_conv_width
+        self.num_classes, self.num_features = space.num_classes, space.layout.head.width
         self.feature_info = feature_info(space, stem=f"first_conv.{len(self.first_conv) - 1}")
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -216,7 +216,7 @@ def run_export(args) -> int:
 
     convention = convention_of(data, args.input)
     splits = data_splits(args, data, space, convention)
-    shape = (space.in_channels, space.input_size, space.input_size)
+    shape = space.layout.input_shape
     if splits is None:
         print("no dataset named (checkpoint config or --data): checking on random input")
         batch = torch.randn(args.batch_size, *shape)
@@ -394,7 +394,7 @@ def run_latency_model(args) -> int:
     else:
         model, _ = load_network(args.source, args.arch, args, calibrate=False)
         space = model.space
-        stats = measure_model(model, (space.in_channels, space.input_size, space.input_size),
+        stats = measure_model(model, space.layout.input_shape,
                               batch_size=args.batch_size, repeats=args.repeats, threads=args.threads,
                               device=args.device)
     print(json.dumps(stats.to_dict()) if args.json else f"{args.source}: {stats}")

@@ -92,7 +92,7 @@ def run_profile(args) -> int:
               "flops": cost.macs, "params": cost.params}
     if not args.no_latency:
         net = FixedNet(space, arch)
-        stats = measure_model(net, (space.in_channels, space.input_size, space.input_size),
+        stats = measure_model(net, space.layout.input_shape,
                               batch_size=args.batch_size, repeats=args.repeats, threads=args.threads)
         result["latency"] = stats.to_dict()
     if args.json:

@@ -130,7 +130,7 @@ def build_measures(job: SearchJob, space: SearchSpace, genes_to_arch, device) ->
                 arch = genes_to_arch(g)
                 if arch not in cache:
                     net = FixedNet(space, arch)
-                    shape = (space.in_channels, space.input_size, space.input_size)
+                    shape = space.layout.input_shape
                     cache[arch] = measure_model(net, shape, warmup=3, repeats=10, device=str(device)).median_ms
                 return cache[arch]
 
