@@ -9,7 +9,6 @@ one look-up per layer, fast enough to filter hundreds of thousands of candidates
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
@@ -138,7 +137,7 @@ def supernet_parameters(space: SearchSpace) -> int:
     entangled supernet shares some), and what `spos.limits.MAX_PARAMETERS` bounds."""
     layout, scales = space.layout, space.channel_scales
     widest = scales.index(max(scales))
-    shapes = Counter(dataclasses.replace(spec, index=0) for spec in layout.layers)  # equal layers, counted once
+    shapes = Counter(spec.shape for spec in layout.layers)  # equal layers, counted once
     layers = sum(count * layer_cost(spec, op, widest).params for spec, count in shapes.items()
                  for op in range(len(spec.ops)))
     return stem_cost(layout.stem).params + head_cost(layout.head).params + layers

@@ -199,12 +199,6 @@ def _check_timings(layers, space, rebuild: str) -> None:
             raise UserError(f"layer {spec.index} has a negative timing; {rebuild}")
 
 
-def _layer_key(spec) -> tuple:
-    """Layers with equal shapes cost the same: time each distinct one once."""
-    return (spec.in_channels, spec.out_channels, spec.stride, spec.first, spec.activation, spec.se, spec.in_size,
-            spec.ops)
-
-
 @torch.inference_mode()
 def build_latency_table(space, *, batch_size: int = 1, threads: int | None = None, device: str = "cpu",
                         warmup: int = 5, repeats: int = 20, calibration_archs: int = 5, seed: int = 0,
@@ -225,7 +219,7 @@ def build_latency_table(space, *, batch_size: int = 1, threads: int | None = Non
 
     layout = space.layout
     specs = layout.layers
-    distinct = {_layer_key(spec): spec for spec in specs}
+    distinct = {spec.shape: spec for spec in specs}  # time each distinct layer once
     cells = sum(len(spec.ops) for spec in distinct.values()) * space.num_channels
     bar = tqdm(total=cells, desc="latency table", disable=not progress, leave=False)
     timings: dict = {}
@@ -243,7 +237,7 @@ def build_latency_table(space, *, batch_size: int = 1, threads: int | None = Non
     stem_ms = timed(build_stem(layout.stem), layout.input_shape)
     head = layout.head
     head_ms = timed(Head(head), (head.in_channels, head.in_size, head.in_size))
-    table = LatencyTable(space.to_dict(), [timings[_layer_key(spec)] for spec in specs], stem_ms, head_ms, 0.0,
+    table = LatencyTable(space.to_dict(), [timings[spec.shape] for spec in specs], stem_ms, head_ms, 0.0,
                          batch_size, torch_threads_in_use(threads), device)
     rng = random.Random(seed)
     residuals = []

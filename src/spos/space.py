@@ -76,6 +76,12 @@ class LayerSpec:
     def out_size(self) -> int:
         return (self.in_size - 1) // self.stride + 1
 
+    @property
+    def shape(self) -> "LayerSpec":
+        """This layer without its place (index, stage): layers of equal shape are checked, resolved,
+        counted and timed once, as a block's plan depends on the shape alone."""
+        return dataclasses.replace(self, index=0, stage=0)
+
     def block(self, op: int):
         """The `spos.blocks.Block` of candidate ``op``."""
         from spos.blocks import make_block  # blocks import torch; the space stays plain data
@@ -142,10 +148,9 @@ def build_layout(space: "SearchSpace") -> Layout:
             ops = space.stage_first_ops[stage] if i == 0 and space.stage_first_ops[stage] else space.stage_ops[stage]
             spec = LayerSpec(len(layers), stage, in_channels, width, space.stage_strides[stage] if i == 0 else 1,
                              i == 0, space.stage_activations[stage], space.stage_se[stage], size, ops)
-            shape = dataclasses.replace(spec, index=0)  # equal layers are checked and resolved once
-            if shape not in widths:
-                widths[shape] = _mid_widths(spec, space.channel_scales)
-            layers.append(dataclasses.replace(spec, mid_widths=widths[shape]))
+            if spec.shape not in widths:
+                widths[spec.shape] = _mid_widths(spec, space.channel_scales)
+            layers.append(dataclasses.replace(spec, mid_widths=widths[spec.shape]))
             in_channels, size = width, spec.out_size
     head = HeadSpec(in_channels, space.last_conv_width, space.head == "pool-conv", space.head_activation, size,
                     space.num_classes, space.classifier_bias, space.dropout)
