@@ -1,5 +1,6 @@
 import importlib.util
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,13 @@ def load_benchmark_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def doc_block(doc: str, language: str, first_line: str) -> str:
+    """The fenced ``language`` block of the repository's ``doc`` (e.g. "README.md") that starts with
+    ``first_line``: the examples the documents show are the ones the tests run."""
+    text = (Path(__file__).parents[1] / doc).read_text()
+    for block in re.findall(rf"```{language}\n(.*?)```", text, re.S):
+        if block.startswith(first_line):
+            return block
+    raise AssertionError(f"{doc} has no {language} block starting {first_line!r}")

@@ -5,6 +5,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+from conftest import doc_block
 
 from spos.cli import main
 
@@ -14,15 +15,8 @@ if not TABLE.is_file():
     TABLE = Path("/work/shared/data/nas-bench-macro/nas-bench-macro_cifar10.json")
 
 
-def readme_block(language: str, first_line: str) -> str:
-    for block in re.findall(rf"```{language}\n(.*?)```", README.read_text(), re.S):
-        if block.startswith(first_line):
-            return block
-    raise AssertionError(f"README has no {language} block starting {first_line!r}")
-
-
 def test_readme_python_api_example_runs_and_prints_what_the_readme_says(capsys, monkeypatch):
-    code = readme_block("python", "# api.py")
+    code = doc_block("README.md", "python", "# api.py")
     exec(compile(code, "README.md:api.py", "exec"), {"__name__": "readme_api"})
     printed = capsys.readouterr().out.strip()
     said = re.search(r"It prints `([^`]+)`", README.read_text()).group(1)
@@ -36,7 +30,7 @@ def test_readme_engine_example_runs_against_the_table(tmp_path, monkeypatch, cap
     seeds to stay fast: the first line it prints is the README's, and the JSON and the plot are written."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SPOS_BENCHMARKS", str(tmp_path / "cache"))
-    bench, search = [shlex.split(line) for line in readme_block("bash", "spos bench nas-bench-macro").splitlines()]
+    bench, search = [shlex.split(line) for line in doc_block("README.md", "bash", "spos bench nas-bench-macro").splitlines()]
     assert bench == ["spos", "bench", "nas-bench-macro", "--download"] and search[:4] == ["spos", "search",
                                                                                          "--benchmark", "nas-bench-macro"]
     assert main(bench[1:-1] + ["--benchmark-file", str(TABLE)]) == 0
@@ -44,7 +38,18 @@ def test_readme_engine_example_runs_against_the_table(tmp_path, monkeypatch, cap
     search[seeds + 1] = "3"
     assert main(search[1:] + ["--benchmark-file", str(TABLE)]) == 0
     printed = capsys.readouterr().out.splitlines()
-    shown = readme_block("text", "nas-bench-macro: ").splitlines()
+    shown = doc_block("README.md", "text", "nas-bench-macro: ").splitlines()
     assert shown[0] in printed
     assert [line.split(":")[0] for line in printed[-5:]] == [line.split(":")[0] for line in shown]
     assert (tmp_path / "runs/engine/engine.json").is_file() and (tmp_path / "runs/engine/engine_curves.png").is_file()
+
+
+def test_every_document_the_readme_links_exists():
+    """The README keeps the quick start and links the reference pages (docs/): no link leads nowhere."""
+    root = README.parent
+    for doc in [README, *sorted((root / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", doc.read_text()):
+            if not target.endswith((".png", ".svg")):
+                assert (doc.parent / target).exists(), f"{doc.name} links {target}, which does not exist"
+    linked = set(re.findall(r"\]\((docs/[^)#]+)", README.read_text()))
+    assert linked == {f"docs/{path.name}" for path in (root / "docs").glob("*.md")}

@@ -5,10 +5,10 @@ import math
 import random
 import re
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import doc_block
 
 from spos.blocks import make_block, registered_blocks
 from spos.cli import main
@@ -18,7 +18,6 @@ from spos.space import (PRESETS, Architecture, get_space, load_architecture, loa
                         save_architecture, space_from_spec, space_to_spec, uniform_architecture)
 from spos.train.sampler import PathSampler
 
-README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -118,21 +117,15 @@ def test_analytic_counter_speed_is_table_lookups(name):
     assert macs.tolist() == [table.macs(a) for a in archs]
 
 
-def _readme_block(language: str, first_line: str) -> str:
-    for block in re.findall(rf"```{language}\n(.*?)```", README.read_text(), re.S):
-        if block.startswith(first_line):
-            return block
-    raise AssertionError(f"README has no {language} block starting {first_line!r}")
-
-
-def test_readme_user_block_and_space_run_in_every_command(tmp_path, monkeypatch, capsys, caplog):
-    """The README's own plugin example, every command of it: the latency table it builds is accepted by
+def test_documented_user_block_and_space_run_in_every_command(tmp_path, monkeypatch, capsys, caplog):
+    """The documented plugin example (docs/spaces.md), every command of it: the latency table it builds is accepted by
     the search on its supernet, and training says what digits-supernet's width_mult does to the space."""
     plugin = tmp_path / "myblocks.py"
-    plugin.write_text(_readme_block("python", "# myblocks.py"))
+    plugin.write_text(doc_block("docs/spaces.md", "python", "# myblocks.py"))
     space_file = tmp_path / "myspace.yaml"
-    space_file.write_text(_readme_block("yaml", "# myspace.yaml"))
-    commands = [line.split() for line in _readme_block("bash", "spos train-supernet --plugin").splitlines()]
+    space_file.write_text(doc_block("docs/spaces.md", "yaml", "# myspace.yaml"))
+    commands = [line.split() for line in
+                doc_block("docs/spaces.md", "bash", "spos train-supernet --plugin").splitlines()]
     assert len(commands) == 6
     monkeypatch.chdir(tmp_path)
     fast = {"train-supernet": ["--set", "train.iterations=3", "--no-progress"],
@@ -160,7 +153,7 @@ def test_readme_user_block_and_space_run_in_every_command(tmp_path, monkeypatch,
 
 def test_a_space_with_an_unregistered_block_names_the_plugin_option(tmp_path):
     space_file = tmp_path / "s.yaml"
-    space_file.write_text(_readme_block("yaml", "# myspace.yaml").replace("sepconv", "nosuchblock"))
+    space_file.write_text(doc_block("docs/spaces.md", "yaml", "# myspace.yaml").replace("sepconv", "nosuchblock"))
     assert main(["profile", "0,0,0,0/0,0,0,0", "--space", str(space_file), "--no-latency"]) == 2
 
 
