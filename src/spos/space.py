@@ -148,9 +148,10 @@ def build_layout(space: "SearchSpace") -> Layout:
             ops = space.stage_first_ops[stage] if i == 0 and space.stage_first_ops[stage] else space.stage_ops[stage]
             spec = LayerSpec(len(layers), stage, in_channels, width, space.stage_strides[stage] if i == 0 else 1,
                              i == 0, space.stage_activations[stage], space.stage_se[stage], size, ops)
-            if spec.shape not in widths:
-                widths[spec.shape] = _mid_widths(spec, space.channel_scales)
-            layers.append(dataclasses.replace(spec, mid_widths=widths[spec.shape]))
+            shape = spec.shape
+            if shape not in widths:
+                widths[shape] = _mid_widths(spec, space.channel_scales)
+            layers.append(dataclasses.replace(spec, mid_widths=widths[shape]))
             in_channels, size = width, spec.out_size
     head = HeadSpec(in_channels, space.last_conv_width, space.head == "pool-conv", space.head_activation, size,
                     space.num_classes, space.classifier_bias, space.dropout)
