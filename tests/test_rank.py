@@ -408,9 +408,23 @@ def test_window_statistics_on_a_made_up_table():
     assert rank_window_statistics.seed_ceiling(None) is None
 
 
+def test_windows_hold_every_item_once_where_flops_tie():
+    """Windows are cut by position: a value tied across an edge no longer puts an item in two windows."""
+    flops = [1, 2, 2, 2, 3, 4]
+    windows = rank_window_statistics.equal_count_windows(flops, 2)
+    assert sorted(i for w in windows for i in w.tolist()) == list(range(6)) and [len(w) for w in windows] == [3, 3]
+    rows = [{"arch": str(i), "flops": f, "params": -i, "standalone_top1": i / 10, "standalone_runs": []}
+            for i, f in enumerate(flops)]
+    report = rank_window_statistics.window_report(rows, [r["standalone_top1"] for r in rows], 2, samples=10)
+    assert [w["n"] for w in report] == [6, 3, 3]
+    assert sorted(report[1]["members"] + report[2]["members"]) == list(range(6))
+
+
 def test_equal_count_windows_split_the_flops_range_into_equal_parts():
-    windows = rank_window_statistics.equal_count_windows(list(range(100, 0, -1)), 4)
-    assert windows == [(1, 25), (26, 50), (51, 75), (76, 100)]
+    flops = list(range(100, 0, -1))
+    windows = rank_window_statistics.equal_count_windows(flops, 4)
+    assert [(min(flops[i] for i in w), max(flops[i] for i in w)) for w in windows] == [(1, 25), (26, 50), (51, 75),
+                                                                                       (76, 100)]
     rows = [{"arch": str(i), "flops": i, "params": i, "standalone_top1": (i * 7 % 10) / 10,
              "standalone_runs": [(i * 7 % 10) / 10] * 2} for i in range(1, 13)]
     report = rank_window_statistics.window_report(rows, [r["standalone_top1"] for r in rows], 3, samples=20)

@@ -27,16 +27,14 @@ import numpy as np
 from spos.rank_statistics import bootstrap, kendall_tau
 
 
-def equal_count_windows(flops: Sequence[float], count: int) -> list[tuple[float, float]]:
-    """``count`` windows [low, high] over the FLOPs, each holding about the same number of items (an item
-    lies in exactly one: windows are cut between distinct values)."""
-    values = np.sort(np.asarray(flops, dtype=np.float64))
-    edges = [int(round(i * len(values) / count)) for i in range(count + 1)]
-    windows = []
-    for start, end in zip(edges, edges[1:]):
-        if end > start:
-            windows.append((float(values[start]), float(values[end - 1])))
-    return windows
+def equal_count_windows(flops: Sequence[float], count: int) -> list[np.ndarray]:
+    """``count`` windows over the FLOPs, each the indices of about the same number of items: the items are
+    sorted by FLOPs (stable, so ties keep their order) and cut by position. Each item lies in exactly one
+    window, also where many share a value: cutting by value let a tied value at an edge fall into two windows,
+    so the counts did not add up."""
+    order = np.argsort(np.asarray(flops, dtype=np.float64), kind="stable")
+    edges = [int(round(i * len(order) / count)) for i in range(count + 1)]
+    return [order[start:end] for start, end in zip(edges, edges[1:]) if end > start]
 
 
 def pick_percentile(truth: np.ndarray, index: int) -> tuple[int, float]:
@@ -121,14 +119,15 @@ def window_statistics(scores, truth, flops, params, seed_truths=None, *, samples
 def window_report(rows: Sequence[dict], scores: Sequence[float], count: int, *, flops_key: str = "flops",
                   samples: int = 1000, seed: int = 0) -> list[dict]:
     """The whole range, then ``count`` equal-count FLOPs windows (``count`` < 2: the whole range only), over
-    ``rows`` (`spos rank`'s: ``standalone_top1``, ``standalone_runs``, params and ``flops_key``)."""
+    ``rows`` (`spos rank`'s: ``standalone_top1``, ``standalone_runs``, params and ``flops_key``). Each window
+    lists its ``members`` (row indices): the windows' ``n`` add up to the whole range's."""
     flops = np.array([r[flops_key] for r in rows], dtype=np.float64)
-    windows = [(float(flops.min()), float(flops.max()))]
+    windows = [np.arange(len(rows))]
     if count >= 2:
         windows += equal_count_windows(flops, count)
     report = []
-    for number, (low, high) in enumerate(windows):
-        inside = [i for i in range(len(rows)) if low <= flops[i] <= high]
+    for number, members in enumerate(windows):
+        inside = sorted(members.tolist())
         if len(inside) < 3:
             continue
         runs = [rows[i].get("standalone_runs") or [] for i in inside]
@@ -137,12 +136,11 @@ def window_report(rows: Sequence[dict], scores: Sequence[float], count: int, *, 
                                        runs if min(map(len, runs)) >= 2 else None, samples=samples, seed=seed,
                                        baseline_intervals=number == 0)
         statistics["pick"]["arch"] = rows[inside[statistics["pick"]["index"]]]["arch"]
-        report.append({"window": "whole" if number == 0 else number, **statistics})
+        report.append({"window": "whole" if number == 0 else number, **statistics, "members": inside})
     return report
 
 
-def plot_window(rows: Sequence[dict], scores: Sequence[float], window: dict, path, *, flops_key: str = "flops",
-                score: str = "top1"):
+def plot_window(rows: Sequence[dict], scores: Sequence[float], window: dict, path, *, score: str = "top1"):
     """Supernet score (``score``: top1, or loss drawn as the cross-entropy on an inverted axis) against the
     truth inside one window, its first pick marked; through `plots.save_figure`."""
     from spos.plots import save_figure
@@ -150,7 +148,7 @@ def plot_window(rows: Sequence[dict], scores: Sequence[float], window: dict, pat
 
     shown, label = score_axis(score)
     low, high = window["flops"]
-    inside = [i for i, r in enumerate(rows) if low <= r[flops_key] <= high]
+    inside = window["members"]
     fig, ax = plt.subplots(figsize=(5.6, 4.0))
     ax.scatter([shown(scores[i]) for i in inside], [100 * rows[i]["standalone_top1"] for i in inside], s=10,
                alpha=0.6)

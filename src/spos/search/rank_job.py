@@ -595,9 +595,7 @@ def write_outputs(job: RankJob, rows: list[dict], by_score: dict, seconds: float
     scatter = plots.plot_rank_scatter(rows, chosen["statistics"], output / f"rank_scatter{suffix}.png",
                                       score=job.score)
     window_plots = [str(plot_window(rows, chosen["scores"], window,
-                                    output / f"rank_window{window['window']}{suffix}.png",
-                                    flops_key="benchmark_flops" if job.benchmark else "flops",
-                                    score=job.score))
+                                    output / f"rank_window{window['window']}{suffix}.png", score=job.score))
                     for window in chosen["windows"][1:]]
     summary = {
         "supernet": job.supernet, "data": job.data, "holdout": job.holdout, "scored_images": scored_images,
