@@ -336,6 +336,47 @@ def test_a_search_killed_mid_generation_scores_nothing_twice_and_counts_everythi
     assert lines == sorted((straight_search / "history.jsonl").read_text().splitlines())
 
 
+def _timed(monkeypatch, slower: float = 1.0) -> list:
+    """Stand in for `spos.latency.measure_model`: 4-10 ms by architecture (a crc32 of its genes), ``slower``
+    times that (a machine busier than before); returns the (architecture, ms) pairs it timed."""
+    import zlib
+    from types import SimpleNamespace
+
+    import spos.latency
+
+    timed = []
+
+    def measure_model(net, shape, **kwargs):
+        timed.append((str(net.arch), slower * (4 + zlib.crc32(repr(net.arch.genes).encode()) % 600 / 100)))
+        return SimpleNamespace(median_ms=timed[-1][1])
+
+    monkeypatch.setattr(spos.latency, "measure_model", measure_model)
+    return timed
+
+
+def test_a_latency_limited_search_resumed_on_a_slower_machine_ends_as_the_uninterrupted_one(
+        tmp_path, monkeypatch, digits_supernet_file):
+    """A resume reuses every latency the killed run measured, those of candidates it refused for latency
+    included, so it draws what that run drew; timing them again (3x slower here) would refuse to start
+    or search other candidates, and mix two sessions' timings in one history (#34 item 6)."""
+    straight, out, limit = tmp_path / "straight", tmp_path / "search", ("--latency-max", "8")
+    with monkeypatch.context() as patch:
+        timed_straight = _timed(patch)
+        assert _search(digits_supernet_file, straight, *limit) == 0
+    assert any(ms > 8 for _, ms in timed_straight)  # some draws were refused for their latency
+    with monkeypatch.context() as patch:
+        _timed(patch)
+        _count_scoring(patch, kill_at=6)  # in the last generation: every candidate of the run has been drawn
+        with pytest.raises(Killed):
+            _search(digits_supernet_file, out, *limit)
+    timed_again = _timed(monkeypatch, slower=3)
+    assert _search(digits_supernet_file, out, *limit, "--resume") == 0
+    assert timed_again == []
+    assert (out / "history.jsonl").read_text() == (straight / "history.jsonl").read_text()
+    resumed, uninterrupted = (json.loads((run / "summary.json").read_text()) for run in (out, straight))
+    assert resumed["best"] == uninterrupted["best"] and resumed["scored"] == uninterrupted["scored"]
+
+
 # -- damaged run-folder records: one line naming the file, or dropped and measured again ----------------------
 
 def test_history_records_of_the_wrong_shape_are_dropped_and_scored_again(tmp_path, caplog, digits_supernet_file,
@@ -351,6 +392,20 @@ def test_history_records_of_the_wrong_shape_are_dropped_and_scored_again(tmp_pat
     assert "dropped 2 damaged lines (line 2, 3)" in caplog.text
     assert sorted((out / "history.jsonl").read_text().splitlines()) == \
         sorted((straight_search / "history.jsonl").read_text().splitlines())
+
+
+def test_damaged_latency_lines_are_dropped_and_timed_again(tmp_path, caplog):
+    from spos.search.run import LATENCY_LOG, recorded_latencies
+
+    good = [{"arch": "0,1/2,3", "latency": 7.5}, {"arch": "1,1/0,0", "latency": 9.25}]
+    lines = [json.dumps(good[0]), json.dumps({"arch": "1,0/0,0", "latency": "slow"}), json.dumps(good[1]), '{"arch"']
+    (tmp_path / LATENCY_LOG).write_text("\n".join(lines))
+    history = [{"genes": [0], "score": 0.5, "arch": "2,2/1,1", "latency": 6.0},
+               {"genes": [1], "score": 0.5, "arch": "2,0/1,1", "latency": None}]  # not a latency: timed again
+    with caplog.at_level("WARNING"):
+        assert recorded_latencies(tmp_path, history) == {"2,2/1,1": 6.0, "0,1/2,3": 7.5, "1,1/0,0": 9.25}
+    assert "dropped 2 damaged lines (line 2, 4)" in caplog.text and "timed again" in caplog.text
+    assert (tmp_path / LATENCY_LOG).read_text().splitlines() == [json.dumps(record) for record in good]
 
 
 @pytest.mark.parametrize("content, message", [

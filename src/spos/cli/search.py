@@ -32,7 +32,7 @@ def register(subparsers) -> None:
     parser.add_argument("--device", type=device, default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--output", type=writable_path, default="runs/search", help="output folder (default runs/search)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue a killed search from OUTPUT/history.jsonl without re-scoring anything")
+                        help="continue a killed search from OUTPUT/history.jsonl without re-scoring or re-timing anything")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 

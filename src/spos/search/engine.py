@@ -124,15 +124,21 @@ HISTORY_RECORD = {"genes": [int], "score": float, "generation": MayBeMissing(int
 
 
 def read_history(path: str | Path) -> list[dict]:
-    """Records of a history file. Damaged lines (a kill mid-write, a disk error, a record of the wrong
-    shape) are dropped and counted, the good records after them kept, and the file is rewritten
-    without them so that appending goes on from a clean line."""
+    """Records of a history file; damaged lines are dropped and scored again (`read_log`)."""
+    return read_log(path, HISTORY_RECORD, "the dropped ones are scored again")
+
+
+def read_log(path: str | Path, schema, dropped: str) -> list[dict]:
+    """Records of a JSON-lines log a resume appends to. Damaged lines (a kill mid-write, a disk error, a
+    record of the wrong shape) are dropped and counted in a warning ending in ``dropped`` (what becomes
+    of them), the good records after them kept, and the file is rewritten without them so that
+    appending goes on from a clean line."""
     from spos.files import write_atomic
 
     path = Path(path)
-    records, damaged, good_lines = read_jsonl(path, HISTORY_RECORD)
+    records, damaged, good_lines = read_jsonl(path, schema)
     if damaged:
-        log.warning(damaged_lines_text(path, damaged, len(records), "the dropped ones are scored again"))
+        log.warning(damaged_lines_text(path, damaged, len(records), dropped))
     if damaged or (good_lines and b"".join(good_lines) != path.read_bytes()):
         write_atomic(path, lambda handle: handle.write(b"".join(good_lines)))
     return records

@@ -12,7 +12,7 @@ from pathlib import Path
 from spos import checkpoint, files
 from spos.errors import UserError
 from spos.flops import cost_table
-from spos.schema import MayBeMissing, read_json
+from spos.schema import FINITE, MayBeMissing, fits, read_json
 from spos.search.engine import SearchConfig
 from spos.space import Architecture, SearchSpace, canonical_mode, save_architecture
 
@@ -61,6 +61,11 @@ class SearchJob(SearchConfig):
         x axis): latency when it is limited or an objective, else FLOPs."""
         return "latency" if self.latency_max is not None or "latency" in self.objectives else "flops"
 
+    @property
+    def times_latency(self) -> bool:
+        """Whether candidates are timed on this device (a latency limit or objective with no table)."""
+        return self.cost_axis == "latency" and not self.latency_table
+
 
 class GeneMap:
     """Maps the engine's genes to architectures: block-only search fixes channels at scale 1.0,
@@ -101,8 +106,75 @@ class GeneMap:
                 lambda candidates: scorer.score_many([self.arch(genes) for genes in candidates]))
 
 
-def build_measures(job: SearchJob, space: SearchSpace, genes_to_arch, device) -> dict:
-    """Cheap per-candidate measures: analytic FLOPs and params, latency from a table or measured."""
+LATENCY_LOG = "latencies.jsonl"
+#: A line of latencies.jsonl, and the part of a history.jsonl record a resume reads its latency from.
+LATENCY_RECORD = {"arch": str, "latency": FINITE}
+
+
+class MeasuredLatencies:
+    """Each architecture's latency, timed once on this device and kept: every timing goes into
+    OUTPUT/latencies.jsonl (`record_into`), those of candidates refused for their latency included,
+    because those refusals decide what the random stream draws next. A resume starts from the killed
+    run's timings (`recorded_latencies`), so it draws what that run drew however busy the machine is
+    now, and times only architectures that run never timed."""
+
+    def __init__(self, space: SearchSpace, device, recorded: dict[str, float]) -> None:
+        from spos.latency import measure_model
+
+        self.space, self.device, self.measure_model = space, str(device), measure_model
+        self.timings = dict(recorded)  # by the architecture's text form, as history.jsonl writes it
+        self.unwritten: list[str] = []  # timed before the output folder is ready (the feasibility check)
+        self.log = None
+
+    def __call__(self, arch: Architecture) -> float:
+        key = str(arch)
+        if key not in self.timings:
+            from spos.fixed import FixedNet
+
+            net = FixedNet(self.space, arch)
+            stats = self.measure_model(net, self.space.layout.input_shape, warmup=3, repeats=10, device=self.device)
+            self.timings[key] = stats.median_ms
+            self.unwritten.append(key)
+            self._write_unwritten()
+        return self.timings[key]
+
+    def record_into(self, path: Path) -> None:
+        """Append every timing, those taken so far first, to ``path`` (after job.json is written, so a
+        folder holding latencies.jsonl always holds the job they belong to)."""
+        self.log = files.AppendLog(path)
+        self._write_unwritten()
+
+    def _write_unwritten(self) -> None:
+        if self.log is not None:
+            for key in self.unwritten:
+                self.log.write_line(json.dumps({"arch": key, "latency": self.timings[key]}))
+            self.unwritten.clear()
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+
+
+def recorded_latencies(output: Path, history: list[dict]) -> dict[str, float]:
+    """The latencies a killed search measured, by architecture: those of its scored candidates
+    (history.jsonl) and every one in latencies.jsonl (refused candidates' too); damaged lines of the
+    latter are dropped, and their architectures timed again."""
+    from spos.search.engine import read_log
+
+    timings = {record["arch"]: float(record["latency"]) for record in history if fits(record, LATENCY_RECORD)}
+    path = output / LATENCY_LOG
+    if path.is_file():
+        records = read_log(path, LATENCY_RECORD, "their architectures are timed again")
+        timings.update({record["arch"]: float(record["latency"]) for record in records})
+    if timings:
+        log.info(f"resuming with {len(timings)} latencies measured before the resume: those are not timed again")
+    return timings
+
+
+def build_measures(job: SearchJob, space: SearchSpace, genes_to_arch, device,
+                   latencies: MeasuredLatencies | None = None) -> dict:
+    """Cheap per-candidate measures: analytic FLOPs and params, latency from a table or, where the job
+    needs latency and has no table, from ``latencies`` (one with no timings when None)."""
     table = cost_table(space)
     measures = {"flops": lambda g: float(table.macs(genes_to_arch(g))),
                 "params": lambda g: float(table.params(genes_to_arch(g)))}
@@ -121,20 +193,8 @@ def build_measures(job: SearchJob, space: SearchSpace, genes_to_arch, device) ->
             (log.warning if error.startswith("warning") else log.info)(f"latency table {job.latency_table}: {error}")
             measures["latency"] = lambda g: float(latency_table.predict(genes_to_arch(g)))
         else:
-            from spos.fixed import FixedNet
-            from spos.latency import measure_model
-
-            cache: dict = {}
-
-            def measured(g):
-                arch = genes_to_arch(g)
-                if arch not in cache:
-                    net = FixedNet(space, arch)
-                    shape = space.layout.input_shape
-                    cache[arch] = measure_model(net, shape, warmup=3, repeats=10, device=str(device)).median_ms
-                return cache[arch]
-
-            measures["latency"] = measured
+            timed = latencies if latencies is not None else MeasuredLatencies(space, device, {})
+            measures["latency"] = lambda g: timed(genes_to_arch(g))
     return measures
 
 
@@ -296,8 +356,8 @@ JOB_FILE = "job.json"
 SCORED_IMAGES = "scored_images"  # the key of `scoring_sets`' record in job.json, best.json, summary.json, rank.json
 SEARCH_MARKERS = ("history.jsonl", JOB_FILE)
 # Every file a search writes, for `files.remove_stale_temps` (globs relative to the output folder).
-SEARCH_FILES = ("history.jsonl", JOB_FILE, "summary.json", "best.json", "front/arch-*.json", "search_scatter.png",
-                "best_per_generation.png")
+SEARCH_FILES = ("history.jsonl", LATENCY_LOG, JOB_FILE, "summary.json", "best.json", "front/arch-*.json",
+                "search_scatter.png", "best_per_generation.png")
 # job.json as a resume reads it: an object of saved settings (compared one by one with the new job's)
 JOB_RECORD = {"population": MayBeMissing(int)}
 # What defines a search: a resume that changes any of these would mix two searches' scores.
@@ -418,7 +478,8 @@ def _run_search(job: SearchJob, output: Path) -> dict:
     space = supernet.space
     genes = GeneMap(space, job.mode)
     # Rank 0 alone decides what to score (limits, candidates): a latency timed on each rank differs between them.
-    plan = search_plan(job, space, genes, device) if distributed.is_main() else None
+    history = _resumed_history(job, output) if distributed.is_main() else []
+    plan = search_plan(job, space, genes, device, _recorded(job, output, history)) if distributed.is_main() else None
     calibration, evaluation, scored_images = load_scoring_data(job, space, device, convention)
     arch_scorer = SupernetScorer(supernet, calibration, evaluation, job.score)
     distributed.barrier()  # every rank has looked at the output folder before rank 0 writes into it
@@ -426,35 +487,45 @@ def _run_search(job: SearchJob, output: Path) -> dict:
         arch_scorer.serve()  # its share of every generation rank 0 sends, until the search ends
         return {}
     try:
-        history, writer = _prepare_folder(job, output, {**fingerprint, SCORED_IMAGES: scored_images})
+        writer = _prepare_folder(output, {**fingerprint, SCORED_IMAGES: scored_images}, plan.latencies)
         return _search(job, genes, plan, arch_scorer, history, writer, supernet_top1=supernet_top1,
                        scored_images=scored_images)
     finally:
         arch_scorer.stop_serving()
 
 
-def search_plan(job: SearchJob, space: SearchSpace, genes: GeneMap, device) -> tuple[dict, list]:
-    """(measures, constraints) of the search, checked before anything is written: the objectives are
-    known measures and random draws find candidates within the limits."""
+@dataclass
+class SearchPlan:
+    measures: dict  # name -> genes -> value
+    constraints: list
+    latencies: MeasuredLatencies | None  # the timings, when the search times candidates
+
+
+def search_plan(job: SearchJob, space: SearchSpace, genes: GeneMap, device,
+                recorded: dict[str, float] | None = None) -> SearchPlan:
+    """The measures and constraints of the search, checked before anything is written: the objectives
+    are known measures and random draws find candidates within the limits. ``recorded``: latencies
+    measured before a resume (`recorded_latencies`), reused rather than timed again."""
     from spos.search import engine
 
-    measures = build_measures(job, space, genes.arch, device)
+    latencies = MeasuredLatencies(space, device, recorded or {}) if job.times_latency else None
+    measures = build_measures(job, space, genes.arch, device, latencies)
     constraints = build_constraints(job, measures)
     for name in job.objectives[1:]:
         if name not in measures:
             raise UserError(f"unknown objective {name!r}; use acc with flops, params or latency")
     engine.check_feasible(genes.counts, constraints, job.seed, job.max_tries)
-    return measures, constraints
+    return SearchPlan(measures, constraints, latencies)
 
 
-def _search(job: SearchJob, genes: GeneMap, plan: tuple[dict, list], arch_scorer, history: list, writer, *,
+def _search(job: SearchJob, genes: GeneMap, plan: SearchPlan, arch_scorer, history: list, writer, *,
             supernet_top1: float | None, scored_images: dict) -> dict:
     """The engine's run on rank 0 (or the only process): each candidate into history.jsonl as it is scored,
     then the outputs."""
     from spos.search import engine
     from spos.search.scoring import score_text
 
-    measures, constraints = plan
+    measures, constraints = plan.measures, plan.constraints
     scorer, score_many = genes.scoring(arch_scorer)
     measured = measure_once(measures)
 
@@ -475,27 +546,40 @@ def _search(job: SearchJob, genes: GeneMap, plan: tuple[dict, list], arch_scorer
     else:
         result = engine.evolution_search(genes.counts, scorer, constraints, job, front_cost=front_cost, **common)
     writer.close()
+    if plan.latencies is not None:
+        plan.latencies.close()
     elapsed = time.perf_counter() - started
     return write_outputs(job, genes.space, genes, measured, result, elapsed, supernet_top1=supernet_top1,
                          holdout=arch_scorer.measure, scored_images=scored_images)
 
 
-def _prepare_folder(job: SearchJob, output: Path, fingerprint: dict):
-    """(the history a resume continues, checked against --generations; on rank 0 the history opened for
-    appending, else None), with rank 0's folder made ready: stale temporary files removed, job.json written."""
+def _resumed_history(job: SearchJob, output: Path) -> list[dict]:
+    """The history a resume continues (none for a new search), checked against --generations."""
     from spos.search import engine
-    from spos.train import distributed
 
     history_path = output / "history.jsonl"
     history = engine.read_history(history_path) if job.resume and history_path.exists() else []
     if history:
         check_generations(history, job.generations, history_path)
         log.info(f"resuming from {history_path}: {len(history)} candidates already scored")
-    if not distributed.is_main():
-        return history, None
+    return history
+
+
+def _recorded(job: SearchJob, output: Path, history: list[dict]) -> dict[str, float]:
+    """The latencies a resumed search that times candidates reuses (`recorded_latencies`); none otherwise."""
+    return recorded_latencies(output, history) if job.resume and job.times_latency else {}
+
+
+def _prepare_folder(output: Path, fingerprint: dict, latencies: MeasuredLatencies | None):
+    """Rank 0's folder made ready: stale temporary files removed, job.json written, then the timings
+    (``latencies``) recording into latencies.jsonl; returns history.jsonl opened for appending."""
+    from spos.search import engine
+
     files.remove_stale_temps(output, SEARCH_FILES)
     files.write_text_atomic(json.dumps(fingerprint, indent=2) + "\n", output / JOB_FILE)
-    return history, engine.HistoryWriter(history_path)
+    if latencies is not None:
+        latencies.record_into(output / LATENCY_LOG)
+    return engine.HistoryWriter(output / "history.jsonl")
 
 
 def _mean_path_top1(state: dict) -> float | None:
