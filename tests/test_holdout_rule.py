@@ -1,9 +1,10 @@
-"""Search and rank score only on images the supernet never trained on, and say which images they scored.
+"""Search, rank and eval score only on images the network never trained on, and say which images they scored.
 
 The cases of issue #23: a supernet trained with ``data.holdout: 0`` (every training image seen), a
 ``--holdout`` larger than the supernet's (a superset of its hold-out, so partly seen), a converted
 official supernet (no config at all); and the ways out: the supernet's own hold-out or part of it,
-the validation split or part of it (``--holdout-from val``), or ``--allow-trained-images``.
+the validation split or part of it (``--holdout-from val``), or ``--allow-trained-images``. `spos eval
+--split holdout` follows the same rule (issue #34 item 1), and its BN calibration never moves with ``--holdout``.
 """
 
 from __future__ import annotations
@@ -142,3 +143,92 @@ def test_rank_records_the_images_it_scored(supernets, truth, tmp_path):
         assert main(["rank", "--supernet", str(supernets[name]), "--ground-truth", str(truth), "--output", str(out),
                      *RANK, *extra]) == 0
         assert json.loads((out / "rank.json").read_text())["scored_images"]["unseen_by_supernet"] is unseen
+
+
+# -- spos eval: the same rule, and BN calibrated on the run's own training split ---------------------
+
+ARCH = "0,1,2,3,0,1,2,3,0,1,2,3,0,1,2,3,0,1,2,3/0,1,2,3,0,1,2,3,0,1,2,3,0,1,2,3,0,1,2,3"
+
+
+@pytest.fixture(scope="module")
+def trained_on_all(tmp_path_factory, digits_space, digits_run):
+    """A fixed network whose run trained on every digits training image (data.holdout 0)."""
+    from spos.fixed import FixedNet
+    from spos.space import Architecture
+
+    net = FixedNet(digits_space, Architecture.parse(ARCH))
+    config = {**digits_run, "data": {"name": "digits", "holdout": 0}}
+    return checkpoint.save_atomic(checkpoint.fixed_payload(net, config=config),
+                                  tmp_path_factory.mktemp("fixed") / "all.pt")
+
+
+def _eval(capsys, argv: list[str]) -> dict:
+    capsys.readouterr()
+    assert main(["eval", *argv, "--bn-batches", "2", "--json"]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def _evaluated_network(monkeypatch, capsys, argv: list[str]):
+    """The network `spos eval ARGV` evaluated (its BN as eval recalibrated it)."""
+    import spos.train
+
+    seen, real = {}, spos.train.evaluate
+
+    def capture(model, loader, **kwargs):
+        seen["model"] = model
+        return real(model, loader, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(spos.train, "evaluate", capture)
+        _eval(capsys, argv)
+    return seen["model"].eval()
+
+
+def test_eval_calibrates_a_supernet_path_on_its_runs_training_split_whatever_holdout_says(
+        supernets, monkeypatch, capsys):
+    from argparse import Namespace
+
+    from spos.cli.deploy import supernet_path_network
+    from spos.space import Architecture
+
+    data = checkpoint.load(supernets["held"])
+    exported = supernet_path_network(checkpoint.build_model(data), Architecture.parse(ARCH), data, Namespace(
+        bn_batches=2, data=None, data_root=None, download=False, input=None)).eval()  # what `spos export` ships
+    batch = build_datasets("digits").val.images[:64]
+    with torch.no_grad():
+        expected = exported(batch)
+        for extra in ([], ["--split", "holdout"], ["--split", "holdout", "--holdout", "100"],
+                      ["--split", "holdout", "--holdout", "0.3", "--allow-trained-images"]):
+            evaluated = _evaluated_network(monkeypatch, capsys, [str(supernets["held"]), "--arch", ARCH, *extra])
+            assert torch.allclose(evaluated(batch), expected, atol=1e-5), extra
+    capsys.readouterr()
+    assert main(["eval", str(supernets["held"]), "--arch", ARCH, "--holdout", "0.3"]) == 2  # it moved BN once
+    assert "--split holdout" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize("name, extra", [("all", []), ("official", []), ("held", ["--holdout", "431"]),
+                                         ("fixed", [])])
+def test_eval_refuses_images_the_network_trained_on(supernets, trained_on_all, capsys, name, extra):
+    source = trained_on_all if name == "fixed" else supernets[name]
+    argv = [str(source), *([] if name == "fixed" else ["--arch", ARCH]), "--split", "holdout", *extra,
+            "--data", "digits"]
+    assert main(["eval", *argv]) == 2
+    err = _one_error_line(capsys)
+    assert "--allow-trained-images" in err and ("--holdout-from val" in err or "--holdout 287" in err)
+    record = _eval(capsys, [*argv, "--allow-trained-images"])["scored_images"]
+    assert not record["unseen_by_supernet"] and "--allow-trained-images" in record["basis"]
+
+
+def test_eval_records_the_images_it_scored(supernets, trained_on_all, capsys):
+    held = [str(supernets["held"]), "--arch", ARCH]
+    printed = _eval(capsys, [*held, "--split", "holdout"])
+    assert printed["images"] == 287 and printed["scored_images"]["unseen_by_supernet"]
+    assert printed["scored_images"]["basis"].startswith("the supernet's hold-out")
+    for argv, images, unseen in (([*held], 360, True), ([*held, "--split", "train"], 1150, False),
+                                 ([*held, "--split", "holdout", "--holdout", "100"], 100, True),
+                                 ([str(trained_on_all), "--split", "holdout", "--holdout-from", "val", "--holdout",
+                                   "100"], 100, True)):
+        record = _eval(capsys, argv)["scored_images"]
+        assert (record["images"], record["unseen_by_supernet"]) == (images, unseen), argv
+    assert main(["eval", *held, "--split", "holdout", "--bn-batches", "2"]) == 0
+    assert "scored: 287 digits images, the supernet's hold-out" in capsys.readouterr().out

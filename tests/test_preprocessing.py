@@ -100,6 +100,23 @@ def test_digits_export_on_raw_pixels_gets_spos_accuracy_to_the_image(digits_run,
     assert float((unnormalised.argmax(1) == labels).mean()) != top1
 
 
+@pytest.mark.parametrize("fmt", export.FORMATS)
+def test_the_export_line_describes_a_digits_networks_real_input(tmp_path, capsys, digits_space, fmt):
+    import random
+
+    from spos import checkpoint
+    from spos.fixed import FixedNet
+    from spos.space import sample_architecture
+
+    net = FixedNet(digits_space, sample_architecture(digits_space, random.Random(0)))
+    source = checkpoint.save_atomic(checkpoint.fixed_payload(net, config={"data": {"name": "digits"}}),
+                                    tmp_path / "net.pt")
+    assert main(["export", str(source), "--format", fmt, "--output", str(tmp_path / f"net.{fmt}"),
+                 "--batch-size", "2"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(f"{fmt} export"))
+    assert "input spos (GRAY, pixels 0..1 from raw 0..16, mean [0.3053] std [0.376])" in line and "RGB" not in line
+
+
 @pytest.mark.skipif(not (MNIST_ROOT / "MNIST" / "raw").is_dir(), reason="the real MNIST files are not here")
 def test_mnist_export_records_the_padding_and_statistics(tmp_path):
     from spos.data import MNIST_FILES, _idx_file, _mnist_raw, _read_idx

@@ -76,6 +76,36 @@ def test_a_model_folder_is_a_checkpoint_to_every_command(folder, tmp_path, capsy
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]  # --force never replaces what is not ours
 
 
+def _two_weights_checkpoint(path: Path, space, config: dict) -> tuple[Path, dict]:
+    """A digits network whose EMA weights (another initialisation) differ from its raw ones, and both nets."""
+    from spos.fixed import FixedNet
+    from spos.space import Architecture
+
+    arch = Architecture.parse("0,1,2,3," * 4 + "0,1,2,3/" + "0,1,2,3," * 4 + "0,1,2,3")
+    torch.manual_seed(1)
+    raw, ema = FixedNet(space, arch).eval(), FixedNet(space, arch).eval()
+    return checkpoint.save_atomic(checkpoint.fixed_payload(raw, config=config, ema=ema.state_dict()), path), \
+        {"raw": raw, "ema": ema}
+
+
+@pytest.mark.parametrize("choice, weights", [([], "raw"), (["--ema"], "ema")])
+def test_a_model_folder_records_whether_it_holds_ema_weights(tmp_path, capsys, digits_space, digits_run,
+                                                               choice, weights):
+    source, nets = _two_weights_checkpoint(tmp_path / "net.pt", digits_space, digits_run)
+    out = tmp_path / "model"
+    assert main(["export", str(source), "--format", "hf", "--no-measure", "--output", str(out), *choice]) == 0
+    assert f"{weights} weights" in capsys.readouterr().out
+    assert json.loads((out / CONFIG_NAME).read_text())["weights"] == weights
+    x = build_datasets("digits").val.images[:16]
+    assert torch.equal(_logits(spos.from_pretrained(out), x), _logits(nets[weights], x))  # what it says it holds
+    assert ("EMA weights" in (out / "README.md").read_text()) == (weights == "ema")
+    assert main(["eval", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["weights"] == weights
+    again = tmp_path / "again"  # a folder exported from the folder keeps saying so
+    assert main(["export", str(out), "--format", "hf", "--no-measure", "--output", str(again)]) == 0
+    assert json.loads((again / CONFIG_NAME).read_text())["weights"] == weights
+
+
 def test_shared_supernet_weights_are_stored_once_and_searchable(tmp_path, digits_run):
     space = get_space("oneshot", input_size=8, num_classes=10, in_channels=1, width_mult=0.25)
     supernet = SuperNet(space, entangled_kernels=True, aligned_choices=True)

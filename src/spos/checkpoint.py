@@ -5,7 +5,8 @@ A checkpoint is a dict saved with `torch.save`:
 Architecture.to_dict()), ``model`` (state dict), and, for training runs, ``optimizer``,
 ``scheduler``, ``scaler``, ``ema``, ``epoch``, ``step``, ``rng``, ``config``, ``metrics``;
 ``input`` (InputConvention.to_dict(): how pixels become the network's input; absent in files of
-older spos, which all used the ``spos`` convention).
+older spos, which all used the ``spos`` convention); ``weights`` ("raw" or "ema": which weights
+``model`` holds, "ema" in a model folder exported with ``--ema``; absent: raw).
 
 Everything in it is plain data (tensors, numbers, strings, lists, dicts), so `load` reads it
 with ``torch.load(weights_only=True)``: a file whose pickle names any other object (a function
@@ -25,19 +26,23 @@ from spos import files, filekinds
 from spos.data import InputConvention, input_convention
 from spos.errors import UserError, naming
 from spos.fewshot import FewShotSuperNet
-from spos.schema import MayBeMissing, NamesTo, check
+from spos.schema import Kind, MayBeMissing, NamesTo, check
 from spos.fixed import FixedNet
 from spos.space import Architecture, SearchSpace
 from spos.supernet import SuperNet
 
 KINDS = ("fixed", "supernet")
+WEIGHTS = ("raw", "ema")
+#: A file's record of which weights it holds (a checkpoint's and a model folder's ``weights``).
+HELD_WEIGHTS = Kind(lambda value: value in WEIGHTS, '"raw" or "ema"', '"raw" or "ema" texts')
 HUB_PREFIX = "hf://"  # a model folder on the Hugging Face Hub: hf://USER/NAME
 #: What commands read from a checkpoint, by kind (a `spos.schema` schema); a training run's resume state
 #: (optimizer, rng, ...) is checked where it is resumed.
 PAYLOAD_FIELDS = {"kind": str, "model": NamesTo(torch.Tensor), "space": dict, "arch": MayBeMissing(dict),
                   "input": MayBeMissing((dict, None)), "entangled_kernels": MayBeMissing(bool),
                   "aligned_choices": MayBeMissing(bool), "ema": MayBeMissing((NamesTo(torch.Tensor), None)),
-                  "config": MayBeMissing((dict, None)), "few_shot_layers": MayBeMissing(([int], None))}
+                  "config": MayBeMissing((dict, None)), "few_shot_layers": MayBeMissing(([int], None)),
+                  "weights": MayBeMissing(HELD_WEIGHTS)}
 #: What each kind is, and the commands that take it (said when a file of the other kind is given).
 KIND_USES = {"fixed": "one trained network (`spos eval`, `spos export` and `spos latency model` take it)",
              "supernet": "a weight-sharing supernet (`spos search`, `spos rank` and `spos eval --arch` take it)"}
@@ -158,18 +163,23 @@ def convention_of(data: dict | None, override: str | None = None) -> InputConven
     return input_convention(recorded)
 
 
-WEIGHTS = ("raw", "ema")
-
-
 def chosen_weights(data: dict, ema: bool | None = None) -> str:
     """Which of a checkpoint's weights a command uses: ``"raw"``, or ``"ema"`` when ``ema`` (``--ema``) asks.
 
     Raw by default: they are the weights ``best.pt`` was chosen by and a run's val top-1 measures, so
     ``spos eval``, ``spos export``, the search and the demo's export hand over the network they report
-    unless ``--ema`` picks the EMA weights in all of them."""
+    unless ``--ema`` picks the EMA weights in all of them. A model folder exported with ``--ema`` holds
+    only its EMA weights (``weights`` "ema"), so they are the ones any command uses and reports."""
+    if held_weights(data) == "ema":
+        return "ema"
     if ema and not data.get("ema"):
         raise UserError("this checkpoint holds no EMA weights (its run did not set train.ema); drop --ema")
     return "ema" if ema else "raw"
+
+
+def held_weights(data: dict) -> str:
+    """Which weights a checkpoint's ``model`` holds: "raw", or "ema" for a model folder exported with ``--ema``."""
+    return data.get("weights") or "raw"
 
 
 def build_model(data: dict, *, prefer_ema: bool = False) -> FixedNet | SuperNet | FewShotSuperNet:

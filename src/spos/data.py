@@ -93,9 +93,14 @@ class InputConvention:
                    None if mean is None else tuple(float(v) for v in mean),
                    None if std is None else tuple(float(v) for v in std))
 
-    def describe(self) -> str:
+    def describe(self, channels: int | None = None, pixel_max: float | None = None) -> str:
+        """One line for a person. ``channels`` and ``pixel_max`` (a preprocessing record's, `spos.preprocessing`)
+        say what the network is really fed: a one-channel network grey pixels, raw ones 0..``pixel_max``
+        (16 for digits), so no digits export reads as RGB 0..1."""
         stats = "the dataset's mean/std" if self.mean is None else f"mean {list(self.mean)} std {list(self.std)}"
-        return f"{self.name} ({self.channel_order.upper()}, pixels 0..{self.scale:g}, {stats})"
+        order = "GRAY" if channels == 1 else self.channel_order.upper()
+        raw = "" if pixel_max is None else f" from raw 0..{pixel_max:g}"
+        return f"{self.name} ({order}, pixels 0..{self.scale:g}{raw}, {stats})"
 
 
 CONVENTIONS = {

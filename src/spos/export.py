@@ -35,11 +35,18 @@ class ExportResult:
     max_abs_diff: float
     batch_size: int
     convention: InputConvention | None = None
+    preprocessing: dict | None = None  # the record written into the file's metadata (`export_model`)
 
     def __str__(self) -> str:
         text = (f"{self.format} export {self.path}: max |difference| to PyTorch {self.max_abs_diff:.2e} "
                 f"on a batch of {self.batch_size}")
-        if self.convention is not None:
+        if self.preprocessing is not None:  # described from what the file records, channels and raw pixels too
+            from spos.preprocessing import convention_from_record
+
+            record = self.preprocessing
+            text += "; input " + convention_from_record(record).describe(record.get("channels"),
+                                                                           record.get("pixel_max"))
+        elif self.convention is not None:
             text += f"; input {self.convention.describe()}"
         return text
 
@@ -143,7 +150,7 @@ def export_model(model: nn.Module, path: str | Path, batch: torch.Tensor, *, fmt
         partial = Path(scratch) / path.name
         diff = _write_and_check(model, partial, batch, fmt, opset, tolerance, recorded)
         files.copy_in_atomic(partial, path)
-    return ExportResult(path, fmt, diff, len(batch), convention)
+    return ExportResult(path, fmt, diff, len(batch), convention, preprocessing)
 
 
 def _write_and_check(model: nn.Module, partial: Path, batch: torch.Tensor, fmt: str, opset: int, tolerance: float,

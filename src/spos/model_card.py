@@ -47,6 +47,10 @@ def _provenance(config: dict) -> list[str]:
     for key, label in (("searched", "Searched"), ("trained", "Trained")):
         if training.get(key):
             lines.append(f"- {label}: {training[key]}")
+    if config.get("weights") == "ema":
+        lines.append("- Weights: the run's EMA weights (an exponential moving average of the trained weights)")
+    elif config.get("weights") == "raw":
+        lines.append("- Weights: the run's raw weights (not its EMA ones)")
     return lines + [""]
 
 

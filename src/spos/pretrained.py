@@ -57,8 +57,9 @@ def weights_bytes(model: nn.Module) -> bytes:
 
 
 def model_config(model: nn.Module, preprocessing: dict, *, measured: dict | None = None,
-                 training: dict | None = None) -> dict:
-    """The ``config.json`` of ``model`` (a FixedNet or a SuperNet)."""
+                 training: dict | None = None, weights: str = "raw") -> dict:
+    """The ``config.json`` of ``model`` (a FixedNet or a SuperNet); ``weights`` says whether its weights are
+    the run's raw or EMA ones (`spos.checkpoint.chosen_weights`), which the figures alone cannot tell."""
     from spos.fixed import FixedNet
     from spos.flops import cost_table
 
@@ -66,7 +67,7 @@ def model_config(model: nn.Module, preprocessing: dict, *, measured: dict | None
     config = {"spos_format": FORMAT_VERSION, "library": "spos", "spos_version": __version__,
               "kind": "fixed" if isinstance(model, FixedNet) else "supernet", "space": space.to_dict(),
               "num_classes": space.num_classes, "in_channels": space.in_channels, "input": preprocessing,
-              "params": sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())}
+              "params": sum(p.numel() for p in {id(p): p for p in model.parameters()}.values()), "weights": weights}
     if config["kind"] == "fixed":
         arch = model.arch
         config["arch"] = {**arch.to_dict(), "text": str(arch), "ops": arch.op_names(space)}
@@ -92,14 +93,14 @@ def _timm_keys(model: nn.Module, preprocessing: dict) -> dict:
 
 
 def save_pretrained(model: nn.Module, folder: str | Path, preprocessing: dict, *, measured: dict | None = None,
-                    training: dict | None = None) -> Path:
+                    training: dict | None = None, weights: str = "raw") -> Path:
     """Write ``folder``: weights, config, the architecture picture (fixed networks) and the model card.
 
     The caller checks that ``folder`` may be written (`spos.files.check_output_folder`)."""
     from spos.model_card import render_model_card
 
     folder = Path(folder)
-    config = model_config(model, preprocessing, measured=measured, training=training)
+    config = model_config(model, preprocessing, measured=measured, training=training, weights=weights)
     files.write_atomic(folder / WEIGHTS_NAME, lambda handle: handle.write(weights_bytes(model)))
     files.write_text_atomic(json.dumps(config, indent=2) + "\n", folder / CONFIG_NAME)
     if config["kind"] == "fixed":
@@ -124,7 +125,11 @@ def _check_config(config, where: Path) -> dict:
                         "use the spos that wrote it")
     if config.get("kind") not in KINDS:
         raise UserError(f"{where}: kind must be one of {KINDS}, got {config.get('kind')!r}")
-    needed = {"space": dict, "input": dict} | ({"arch": dict} if config["kind"] == "fixed" else {})
+    from spos.checkpoint import HELD_WEIGHTS
+    from spos.schema import MayBeMissing
+
+    needed = {"space": dict, "input": dict, "weights": MayBeMissing(HELD_WEIGHTS)} | (
+        {"arch": dict} if config["kind"] == "fixed" else {})
     return check(config, needed, str(where), "export the model folder again with `spos export --format hf`")
 
 
@@ -159,6 +164,7 @@ def load_folder(folder: str | Path) -> dict:
     config = _check_config(config, folder / CONFIG_NAME)
     data = {"kind": config["kind"], "space": config["space"], "model": _read_weights(folder / WEIGHTS_NAME),
             "input": convention_from_record(config["input"]).to_dict(), "pretrained": config,
+            "weights": config.get("weights") or "raw",  # folders written before it was recorded hold raw ones
             "config": (config.get("training") or {}).get("config")}  # its data settings, for search and export
     if config["kind"] == "fixed":
         data["arch"] = {key: config["arch"].get(key) for key in ("blocks", "channels")}

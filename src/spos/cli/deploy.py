@@ -258,13 +258,14 @@ def _network_or_supernet(source: str, arch_ref: str | None, args):
                              or source.startswith(checkpoint.HUB_PREFIX)):
         data = checkpoint.load(source)
         if data["kind"] == "supernet":
-            return checkpoint.build_model(data).eval(), data
+            weights = checkpoint.chosen_weights(data, getattr(args, "ema", False))
+            return checkpoint.build_model(data, prefer_ema=weights == "ema").eval(), data
     return load_network(source, arch_ref, args)
 
 
 def write_model_folder(args, source: str, output: str | None, *, force: bool) -> str:
     """``spos export --format hf`` and ``spos hub push``: a model folder of ``source``; what was written, in words."""
-    from spos.checkpoint import convention_of
+    from spos.checkpoint import chosen_weights, convention_of
     from spos.files import folder_contents
     from spos.preprocessing import describe_record, preprocessing_record
     from spos.pretrained import CONFIG_NAME, is_model_folder, measure, save_pretrained, training_record
@@ -285,10 +286,12 @@ def write_model_folder(args, source: str, output: str | None, *, force: bool) ->
     measured = None
     if splits is not None and not args.no_measure and data["kind"] == "fixed":  # supernet paths are measured by search
         measured = measure(model, splits)
-    save_pretrained(model, folder, record, measured=measured, training=training_record(data))
+    weights = chosen_weights(data, getattr(args, "ema", False)) if data is not None else "raw"
+    save_pretrained(model, folder, record, measured=measured, training=training_record(data), weights=weights)
     accuracy = (f"val top-1 {100 * measured['top1']:.2f}% on {measured['images']} {measured['dataset']} images"
                 if measured else "accuracy not measured")
-    return f"model folder {folder}: {CONFIG_NAME}, model.safetensors, README.md; {accuracy}; input {describe_record(record)}"
+    return (f"model folder {folder}: {CONFIG_NAME}, model.safetensors, README.md; {weights} weights; {accuracy}; "
+            f"input {describe_record(record)}")
 
 
 def int8_output(path: Path) -> Path:
@@ -301,6 +304,8 @@ def exported_weights_text(data: dict, ema: bool) -> str:
     from spos.checkpoint import chosen_weights
 
     weights = chosen_weights(data, ema)
+    if weights == "ema" and not data.get("ema"):
+        return "weights: EMA, the only ones the model folder holds; `spos eval` reports them"
     if weights == "ema":
         return "weights: EMA (--ema); `spos eval --ema` reports them"
     other = "; the checkpoint also holds EMA weights (--ema)" if data.get("ema") else ""

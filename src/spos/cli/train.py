@@ -57,7 +57,10 @@ def register(subparsers) -> None:
 
     evaluate = add_command(
         subparsers, "eval", help="evaluate a checkpoint: top-1, top-5 and loss on a dataset split",
-        description="Evaluate a fixed-network checkpoint (or one supernet path with --arch) on a split.",
+        description="Evaluate a fixed-network checkpoint (or one supernet path with --arch) on a split. A supernet "
+                    "path's BN is recalibrated on the run's own training split, as `spos export` does. --split "
+                    "holdout scores the run's recorded hold-out (or a part of it), the images it never trained "
+                    "on, as `spos search` does; anything else is refused unless --allow-trained-images says so.",
         example="spos eval runs/train/best.pt --data imagefolder --data-root /data/imagenet --split val")
     evaluate.add_argument("checkpoint", metavar="CKPT", help="a checkpoint from `spos train` or `spos train-supernet`")
     evaluate.add_argument("--data", default=None, help="dataset (default: the one the checkpoint was trained on)")
@@ -67,7 +70,18 @@ def register(subparsers) -> None:
                           help="download the dataset if missing (CIFAR-10/100, MNIST; needs internet)")
     evaluate.add_argument("--split", choices=("val", "holdout", "train"), default="val",
                           help="split to evaluate on (default val)")
-    evaluate.add_argument("--holdout", type=holdout, default=None, help="hold-out size when --split holdout (count or fraction)")
+    evaluate.add_argument("--holdout", type=holdout, default=None,
+                          help="with --split holdout: how many hold-out images to score, a count or a fraction "
+                               "(default: the run's own hold-out, the images it never trained on). More than "
+                               "the run held out is refused, fewer are a seeded part of its hold-out; BN "
+                               "calibration never changes with it")
+    evaluate.add_argument("--holdout-from", choices=("train", "val"), default="train",
+                          help="with --split holdout: carve the hold-out from train (default: the run's recorded "
+                               "hold-out) or from val, for a network that trained on every training image")
+    evaluate.add_argument("--allow-trained-images", action="store_true",
+                          help="with --split holdout: score on a hold-out carved from train even when the network "
+                               "trained on some of it (it records no hold-out, or --holdout asks for more); the "
+                               "output records it")
     evaluate.add_argument("--arch", default=None, help="for a supernet checkpoint: the path to evaluate")
     evaluate.add_argument("--bn-batches", type=positive_int, default=20,
                           help="for a supernet path: training batches its BN is recalibrated on, as export and "
@@ -125,15 +139,11 @@ def run_eval(args) -> int:
     data = checkpoint.load(args.checkpoint)
     weights = checkpoint.chosen_weights(data, args.ema)
     model = checkpoint.build_model(data, prefer_ema=weights == "ema")
-    config = data.get("config") or {}
-    holdout = args.holdout if args.holdout else config.get("data", {}).get("holdout", 0)
-    if args.split == "holdout" and not holdout:
-        raise UserError("--split holdout needs --holdout N (or a fraction)")
     if data["kind"] == "supernet" and not args.arch:
         raise UserError("a supernet checkpoint needs --arch: the path to evaluate ('B,..,B/C,..,C' or a file)")
-    splits = checkpoint.training_splits(data, name=args.data, root=args.data_root, download=args.download,
-                                        holdout=holdout, convention=checkpoint.convention_of(data, args.input),
-                                        space=model.space)
+    _check_holdout_options(args)
+    convention = checkpoint.convention_of(data, args.input)
+    dataset, record, splits = _scored_images(args, data, model.space, convention)
     device = local_device(args.device)
     model.to(device)
     if data["kind"] == "supernet":
@@ -141,11 +151,50 @@ def run_eval(args) -> int:
 
         arch = resolve_architecture(args.arch, space=model.space)[0]
         model = model.extract(arch, calibration_batches(splits.train, args.bn_batches))
-    dataset = {"val": splits.val, "holdout": splits.holdout, "train": splits.train}[args.split]
     metrics = evaluate(model, build_loader(dataset, batch_size=args.batch_size, train=False), device=device)
     if args.json:
-        print(json.dumps({"split": args.split, "images": len(dataset), "weights": weights, **metrics}))
+        print(json.dumps({"split": args.split, "images": record["images"], "weights": weights, **metrics,
+                          "scored_images": record}))
     else:
-        print(f"{args.split} ({len(dataset)} images, {weights} weights): top-1 {metrics['top1']:.4f}  top-5 {metrics['top5']:.4f}  "
-              f"loss {metrics['loss']:.4f}")
+        print(f"{args.split} ({record['images']} images, {weights} weights): top-1 {metrics['top1']:.4f}  "
+              f"top-5 {metrics['top5']:.4f}  loss {metrics['loss']:.4f}")
+        print(f"scored: {record['images']} {record['data']} images, {record['basis']}")
     return 0
+
+
+def _check_holdout_options(args) -> None:
+    """Refuse hold-out options with another split: ``--holdout`` once moved eval's BN calibration, so one
+    that would now do nothing is said, not ignored."""
+    from spos.errors import UserError
+
+    if args.split != "holdout" and (args.holdout is not None or args.holdout_from != "train"):
+        raise UserError(f"--holdout and --holdout-from choose the images of --split holdout, not of --split "
+                        f"{args.split}; add --split holdout or drop them")
+
+
+def _scored_images(args, data: dict, space, convention):
+    """(the images eval scores, their ``scored_images`` record, the run's own splits).
+
+    BN is recalibrated on the run's own training split, as the checkpoint records it and as `spos export`
+    recalibrates; ``--split holdout`` follows the hold-out rule of `spos search` and `spos rank`
+    (`spos.search.run.scoring_sets`): the run's hold-out or a part of it, never images it trained on
+    unless ``--allow-trained-images`` says so."""
+    from spos import checkpoint
+    from spos.search.run import SearchJob, scored_images_record, scoring_sets, with_supernet_data
+
+    job = None
+    if args.split == "holdout":  # refused before any data is read, as search refuses
+        job = with_supernet_data(SearchJob(
+            supernet=args.checkpoint, data=args.data, data_root=args.data_root, download=args.download,
+            holdout=args.holdout, holdout_from=args.holdout_from, allow_trained_images=args.allow_trained_images,
+            network="supernet" if data["kind"] == "supernet" else "network"), data.get("config") or {})
+    splits = checkpoint.training_splits(data, name=args.data, root=args.data_root, download=args.download,
+                                        convention=convention, space=space)
+    if job is not None:
+        sets = scoring_sets(job, space, convention)
+        return sets.scored, sets.record, splits
+    dataset = splits.val if args.split == "val" else splits.train
+    basis = ("the validation split, which training never reads" if args.split == "val" else
+             "the run's training split: the network trained on these images")
+    record = scored_images_record(splits.info.name, args.split, None, None, len(dataset), args.split == "val", basis)
+    return dataset, record, splits

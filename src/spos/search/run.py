@@ -33,6 +33,7 @@ class SearchJob(SearchConfig):
     holdout_from: str = "train"  # the split the scored hold-out is carved from: train or val
     allow_trained_images: bool = False  # score on training images the supernet may have trained on
     supernet_holdout: float | int | None = None  # the hold-out the supernet recorded (`with_supernet_data`)
+    network: str = "supernet"  # what the hold-out rule's messages call the checkpoint (`spos eval`: "network" too)
     split_seed: int | None = None  # the seed that carved the hold-out split; None: ``seed``
     split: str = "holdout"
     batch_size: int = 128
@@ -253,7 +254,7 @@ def with_supernet_data(job, saved_config: dict):
 def _unknown_holdout(saved_config: dict, same_data: bool, name: str) -> str:
     """Why a supernet has no hold-out on ``name`` that it is known never to have trained on."""
     if not saved_config:
-        return "records no training config (as a converted official supernet), so nothing says which images it saw"
+        return "records no training config (as a converted official checkpoint), so nothing says which images it saw"
     if not same_data:
         return f"was trained on {saved_config['data'].get('name')}, so nothing says which {name} images it saw"
     return f"was trained on every {name} training image (data.holdout 0)"
@@ -270,9 +271,14 @@ def check_holdout_source(job, why: str) -> None:
                         "give one of the two")
     if split == "val" or job.holdout_from == "val" or job.supernet_holdout or job.allow_trained_images:
         return
-    raise UserError(f"the supernet {job.supernet} {why}: a hold-out carved from the {job.data} training images "
-                    "could score candidates on images it trained on; pass --holdout-from val to score on part of "
+    raise UserError(f"the {_network(job)} {job.supernet} {why}: a hold-out carved from the {job.data} training "
+                    "images would score it on images it trained on; pass --holdout-from val to score on part of "
                     "the validation split, or --allow-trained-images to score on training images anyway")
+
+
+def _network(job) -> str:
+    """What the hold-out rule's messages call ``job``'s checkpoint (a rank job's is always a supernet)."""
+    return getattr(job, "network", "supernet")
 
 
 @dataclass
@@ -292,7 +298,7 @@ def scoring_sets(job: SearchJob, space: SearchSpace, convention=None) -> Scoring
     if from_train and not job.supernet_holdout:
         splits = _build_splits(job, space, convention, job.holdout)
         return _scoring(job, splits.train, splits.holdout, False, "training images, asked for with "
-                        "--allow-trained-images: the supernet records no hold-out, so it trained on them")
+                        f"--allow-trained-images: the {_network(job)} records no hold-out, so it trained on them")
     splits = _build_splits(job, space, convention, job.supernet_holdout or 0)  # the supernet's own train split
     if job.split == "val":
         log.warning("warning: scoring candidates on the val/test split: the search then overfits the set you "
@@ -303,14 +309,14 @@ def scoring_sets(job: SearchJob, space: SearchSpace, convention=None) -> Scoring
                         f"a part of the validation split drawn by seed {job.seed}; training never reads it")
     held, total = len(splits.holdout), len(splits.train) + len(splits.holdout)
     wanted = holdout_count(job.holdout, total)
-    own = f"the supernet's hold-out (data.holdout {job.supernet_holdout}, seed {job.split_seed})"
+    own = f"the {_network(job)}'s hold-out (data.holdout {job.supernet_holdout}, seed {job.split_seed})"
     if wanted == held:
         return _scoring(job, splits.train, splits.holdout, True, own)
     if wanted < held:
         return _scoring(job, splits.train, carve(splits.holdout, wanted, job.seed), True,
                         f"{wanted} of the {held} images of {own}, drawn by seed {job.seed}")
     if not job.allow_trained_images:
-        raise UserError(f"--holdout {job.holdout} asks for {wanted} images but the supernet held out {held} "
+        raise UserError(f"--holdout {job.holdout} asks for {wanted} images but the {_network(job)} held out {held} "
                         f"(data.holdout {job.supernet_holdout}): it trained on the other {wanted - held}; give "
                         f"--holdout {held} or fewer (or omit it), or pass --allow-trained-images")
     larger = _build_splits(job, space, convention, job.holdout)
@@ -331,11 +337,19 @@ def _build_splits(job: SearchJob, space: SearchSpace, convention, holdout):
 def _scoring(job: SearchJob, train, scored, unseen: bool, basis: str) -> ScoringSets:
     """`ScoringSets` with its record: what `spos search` and `spos rank` write about the images they scored."""
     images = len(scored) if job.eval_batches is None else min(len(scored), job.eval_batches * job.batch_size)
-    source = None if job.split == "val" else job.holdout_from
-    record = {"data": job.data, "split": job.split, "from": source,
-              "holdout": None if job.split == "val" else job.holdout, "images": images,
-              "unseen_by_supernet": unseen, "basis": basis}
+    held = job.split != "val"
+    record = scored_images_record(job.data, job.split, job.holdout_from if held else None,
+                                  job.holdout if held else None, images, unseen, basis)
     return ScoringSets(train, scored, record)
+
+
+def scored_images_record(data: str, split: str, source: str | None, holdout, images: int, unseen: bool,
+                         basis: str) -> dict:
+    """The ``scored_images`` record (`SCORED_IMAGES`) search, rank and eval write: which images were scored
+    and whether the checkpoint trained on them (``unseen_by_supernet``), so no number passes for a hold-out
+    one unless it is one."""
+    return {"data": data, "split": split, "from": source, "holdout": holdout, "images": images,
+            "unseen_by_supernet": unseen, "basis": basis}
 
 
 def load_scoring_data(job: SearchJob, space: SearchSpace, device, convention=None):
