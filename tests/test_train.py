@@ -369,15 +369,22 @@ def test_two_gloo_processes_match_one_with_the_same_global_batch(tmp_path):
     one = load_config("digits-supernet", [*common, "data.batch_size=32", "train.accumulate=2"])
     two = load_config("digits-supernet", [*common, "data.batch_size=32"])
     start = Trainer(one, tmp_path / "init", progress=False).model.state_dict()
-    single = run_training(one, tmp_path / "one", progress=False).model.state_dict()
+    single_run = run_training(one, tmp_path / "one", progress=False)
+    single = single_run.model.state_dict()
     mp.start_processes(_rank_main, args=(2, _free_port(), two, str(tmp_path / "two"), torch.get_num_threads()), nprocs=2,
                        start_method="spawn")
-    double = checkpoint.load(tmp_path / "two" / "last.pt")["model"]
+    saved = checkpoint.load(tmp_path / "two" / "last.pt")
+    double = saved["model"]
     moved = sum((single[k] - start[k]).float().norm() ** 2 for k in single if k.endswith("weight")) ** 0.5
     apart = sum((single[k] - double[k]).float().norm() ** 2 for k in single if k.endswith("weight")) ** 0.5
     assert moved > 0
     # Only the order of floating-point sums differs.
     assert apart < 1e-3 * moved, (float(apart), float(moved))
+    # The recorded train_* numbers are both ranks' batches, not rank 0's half (#34 item 3).
+    assert len(saved["history"]) == len(single_run.history) >= 1
+    for theirs, mine in zip(saved["history"], single_run.history):
+        assert theirs["train_loss"] == pytest.approx(mine["train_loss"], rel=1e-5)
+        assert theirs["train_top1"] == mine["train_top1"]
 
 
 # -- the commands --------------------------------------------------------------------------------

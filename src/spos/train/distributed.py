@@ -115,6 +115,18 @@ def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
     return values
 
 
+def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
+    """``values`` added up over the ranks (a new tensor, on ``values``' device): sums and counts, never
+    means, so ranks with unequal shares (an evaluation's last batches) weigh each image alike. NCCL
+    reduces CUDA tensors only, so CPU sums travel through this rank's GPU there."""
+    if rank_and_world()[1] == 1:
+        return values
+    carrier = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else values.device
+    summed = values.to(carrier, copy=True)
+    dist.all_reduce(summed)
+    return summed.to(values.device)
+
+
 def barrier() -> None:
     if rank_and_world()[1] > 1:
         dist.barrier()
