@@ -583,7 +583,8 @@ class EpochShuffle(Sampler):
     Under torch.distributed each rank takes every world-th index, or, when ``chunk`` (the per-rank
     batch size) is given, the rank-th contiguous chunk of every global batch: then N ranks see
     exactly the micro-batches of one process accumulating N batches, so the two runs are equal
-    (their augmentation too: each batch's is seeded by its place in the epoch, see `TensorBatches`).
+    (their augmentation too: each batch's is seeded by its place in the epoch, see `TensorBatches`;
+    and their dropout, seeded by the same place, see `spos.train.loop.micro_batch_rng`).
 
     ``start`` (set with the epoch) skips the first samples of this rank's order: a run resumed
     mid-epoch does not read again what it trained; the length stays the whole epoch's. ``keyed``

@@ -22,6 +22,8 @@ A resume whose config differs from the saved one in anything but where and how i
 (`spos.train.config.RESUMABLE_KEYS`) is refused.
 
 Under torchrun the train_* numbers recorded are the whole run's: the sums are added up over the ranks.
+Dropout and mixup draw per micro-batch from a stream seeded by its place (`micro_batch_rng`), so N ranks
+train as one process accumulating N batches does.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ import logging
 import math
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +46,7 @@ from torch import nn
 from tqdm import tqdm
 
 from spos import checkpoint, files
-from spos.data import build_datasets, build_loader, epoch_batches, recalibration_batches
+from spos.data import augmentation_seed, build_datasets, build_loader, epoch_batches, recalibration_batches
 from spos.errors import UserError
 from spos.fewshot import FewShotSuperNet, split_epoch_of
 from spos.fixed import FixedNet
@@ -308,6 +312,31 @@ def build_path_sampler(space, config: dict) -> PathSampler:
                        progressive_epochs=sampling["progressive_epochs"])
 
 
+def micro_batch_seed(seed: int, epoch: int, place: int) -> int:
+    """The seed of the random draws (dropout, mixup) of micro-batch ``place`` of an epoch, where ``place``
+    counts the epoch's micro-batches over all ranks (`spos.data.TensorBatches`): rank r's batch b under
+    torchrun and batch b * world + r of one process accumulating are the same images with the same draws.
+    Offset from `augmentation_seed`, whose stream it must not repeat."""
+    return (augmentation_seed(seed, epoch, place) + 0x9E3779B97F4A7C15) % (1 << 63)
+
+
+@contextmanager
+def micro_batch_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """torch's (CPU and ``device``'s) and numpy's global generators seeded with ``seed`` inside, restored after.
+
+    Every rank starts from the same seed, so without this all ranks would draw the same dropout masks and
+    mixup factors where one process accumulating draws new ones for each micro-batch. Seeded by place, the
+    draws are also a pure function of (seed, epoch, place): a resumed run repeats them exactly."""
+    numpy_state = np.random.get_state()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        np.random.seed(seed % (1 << 32))
+        try:
+            yield
+        finally:
+            np.random.set_state(numpy_state)
+
+
 class EpochTally:
     """The sums behind an epoch's train_loss, train_top1, train_seconds and images_per_s.
 
@@ -553,7 +582,9 @@ class Trainer:
             if index % self.accumulate == 0:  # the first batch of a step
                 archs = self.sampler.sample_step() if self.sampler is not None else [None]
                 step_batches = min(self.accumulate, batches - index)  # fewer at the epoch's end
-            self._train_batch(x, y, archs, step_batches, tally)
+            seed = micro_batch_seed(int(self.config["train"]["seed"]), self.epoch, index * self.world + self.rank)
+            with micro_batch_rng(seed, self.device):
+                self._train_batch(x, y, archs, step_batches, tally)
             self.batches_done = index + 1
             if (index + 1) % self.accumulate == 0 or index + 1 == batches:
                 self._optimizer_step(archs)
