@@ -6,6 +6,7 @@ import json
 import os
 import random
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,11 +14,12 @@ import torch.multiprocessing as mp
 
 from spos import checkpoint
 from spos.cli import main
+from spos.data import TensorImages, build_datasets, build_loader
 from spos.errors import UserError
 from spos.flops import cost_table
 from spos.space import get_space
 from spos.train import load_config, run_training
-from spos.train.loop import Trainer, amp_dtype, build_path_sampler, load_resume_state, step_counts
+from spos.train.loop import Trainer, amp_dtype, build_path_sampler, evaluate, load_resume_state, step_counts
 from spos.train.recipe import build_optimizer, build_scheduler
 from spos.train.sampler import PathSampler
 
@@ -362,9 +364,11 @@ def _rank_main(rank: int, world: int, port: int, config: dict, output: str, thre
 DDP_COMMON = ["data.name=synthetic", "space.input_size=8", "train.iterations=4", "optim.lr=0.05",
               "train.label_smoothing=0", "space.width_mult=0.25", "validation.paths=1", "validation.bn_batches=1"]
 # The space's dropout (0.1) stays on: each micro-batch draws from a stream seeded by its place, on a rank
-# as in one process accumulating (#34 item 4); the fixed network draws mixup factors too.
+# as in one process accumulating (#34 item 4); the fixed network draws mixup factors too, and trains hot
+# enough that each rank's own BN running statistics would change its validation (#34 item 2).
 DDP_RUNS = {"supernet": ("digits-supernet", []),
-            "fixed network with mixup": ("digits-retrain", ["arch=oneshot", "train.mixup=0.8"])}
+            "fixed network with mixup": ("digits-retrain", ["arch=oneshot", "train.mixup=0.8", "optim.lr=0.4",
+                                                            "schedule.warmup_epochs=0"])}
 
 
 @pytest.mark.slow
@@ -393,6 +397,38 @@ def test_two_gloo_processes_match_one_with_the_same_global_batch(tmp_path, run):
     for theirs, mine in zip(saved["history"], single_run.history):
         assert theirs["train_loss"] == pytest.approx(mine["train_loss"], rel=1e-5)
         assert theirs["train_top1"] == mine["train_top1"]
+    if saved["kind"] == "fixed":  # the recorded validation is that of the network saved, rank 0's (#34 item 2)
+        model = checkpoint.load_model(tmp_path / "two" / "last.pt")
+        val = build_datasets("synthetic", input_size=8, seed=0).val
+        alone = evaluate(model, build_loader(val, batch_size=256, train=False))
+        assert saved["history"][-1]["val_top1"] == alone["top1"]
+        assert saved["history"][-1]["val_loss"] == pytest.approx(alone["loss"], rel=1e-6)
+
+
+def _evaluate_rank(rank: int, world: int, port: int, model, datasets: list, output: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo")
+    results = [evaluate(model, build_loader(data, batch_size=32, train=False, rank=rank, world=world))
+               for data in datasets]
+    if rank == 0:
+        Path(output).write_text(json.dumps(results))
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_validate_every_image_once(tmp_path):
+    """287 images (as digits' hold-out), an odd count: the two ranks' shares hold all of them, so the metrics
+    are the one-process ones, for in-memory images and for a loader's (#34 item 2)."""
+    images, labels = torch.randn(287, 1, 8, 8), torch.arange(287) % 10
+    datasets = [TensorImages(images, labels), torch.utils.data.TensorDataset(images, labels)]
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    alone = [evaluate(model, build_loader(data, batch_size=32, train=False)) for data in datasets]
+    mp.start_processes(_evaluate_rank, args=(2, _free_port(), model, datasets, str(tmp_path / "ranks.json")), nprocs=2,
+                       start_method="spawn")
+    for ranks, one in zip(json.loads((tmp_path / "ranks.json").read_text()), alone):
+        assert (ranks["top1"], ranks["top5"]) == (one["top1"], one["top5"])
+        assert ranks["loss"] == pytest.approx(one["loss"], rel=1e-6)
 
 
 # -- the commands --------------------------------------------------------------------------------

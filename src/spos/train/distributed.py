@@ -106,15 +106,6 @@ def average_gradients(parameters) -> None:
         grad.copy_(synced)
 
 
-def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
-    world = rank_and_world()[1]
-    if world > 1:
-        values = values.clone()
-        dist.all_reduce(values)
-        values /= world
-    return values
-
-
 def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     """``values`` added up over the ranks (a new tensor, on ``values``' device): sums and counts, never
     means, so ranks with unequal shares (an evaluation's last batches) weigh each image alike. NCCL
@@ -125,6 +116,16 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     summed = values.to(carrier, copy=True)
     dist.all_reduce(summed)
     return summed.to(values.device)
+
+
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Rank 0's buffers (BN running statistics) on every rank: each rank's last forward under DDP updated
+    them with its own batch, so without this the ranks would evaluate slightly different networks, and
+    not the one rank 0 saves."""
+    if rank_and_world()[1] == 1:
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer.data, 0)
 
 
 def barrier() -> None:

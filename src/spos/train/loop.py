@@ -21,7 +21,8 @@ and accuracy sums and seconds, so a resumed epoch reports all its batches and al
 A resume whose config differs from the saved one in anything but where and how it runs
 (`spos.train.config.RESUMABLE_KEYS`) is refused.
 
-Under torchrun the train_* numbers recorded are the whole run's: the sums are added up over the ranks.
+Under torchrun the numbers recorded are the whole run's: the train_* sums are added up over the ranks, and
+validation reads every image once across them (`spos.data.EpochShuffle`), so they equal one process's.
 Dropout and mixup draw per micro-batch from a stream seeded by its place (`micro_batch_rng`), so N ranks
 train as one process accumulating N batches does.
 """
@@ -95,7 +96,7 @@ def evaluate(model: nn.Module, loader, *, device="cpu", channels_last: bool = Fa
         totals += torch.tensor([(top[:, 0] == y).sum().item(), (top == y[:, None]).any(1).sum().item(),
                                 nn.functional.cross_entropy(logits, y, reduction="sum").item(), y.numel()],
                                dtype=torch.float64)
-    totals = distributed.all_reduce_mean(totals)  # equal shares per rank: the mean of sums keeps ratios
+    totals = distributed.all_reduce_sum(totals)  # under torchrun each rank read its share of every image
     n = max(totals[3].item(), 1.0)
     return {"top1": totals[0].item() / n, "top5": totals[1].item() / n, "loss": totals[2].item() / n}
 
@@ -669,6 +670,9 @@ class Trainer:
 
     def validate(self) -> dict:
         if not self.supernet:
+            distributed.broadcast_buffers(self.model)  # every rank evaluates the network rank 0 saves
+            if self.ema is not None:
+                distributed.broadcast_buffers(self.ema.module)
             metrics = evaluate(self.model, self.val_loader, device=self.device, channels_last=self.channels_last)
             result = {f"val_{k}": v for k, v in metrics.items()}
             if self.ema is not None:
