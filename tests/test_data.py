@@ -93,6 +93,29 @@ def test_two_ranks_get_the_augmented_batches_of_one_process_accumulating_two():
     assert all(torch.equal(x, one[index]) for index, x in resumed)
 
 
+@pytest.mark.parametrize("world", [2, 3])
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_evaluation_shares_hold_every_image_once_and_training_shares_are_equal(world, in_memory):
+    """287 images (digits' hold-out) over 2 or 3 ranks: evaluation reads each exactly once, in shares as long as
+    their loaders say, however the count divides (#34 item 2); training shares stay equal (every step waits for
+    every rank), each image in one of them at most."""
+    labels = torch.arange(287)
+    data = TensorImages(torch.zeros(287, 1, 2, 2), labels) if in_memory else \
+        torch.utils.data.TensorDataset(torch.zeros(287, 1, 2, 2), labels)
+    for train in (False, True):
+        shares = []
+        for rank in range(world):
+            loader = build_loader(data, batch_size=32, train=train, rank=rank, world=world)
+            batches = [y for _, y in loader]
+            assert len(batches) == len(loader)
+            shares.append(torch.cat(batches).tolist())
+        read = sorted(index for share in shares for index in share)
+        if train:
+            assert len({len(share) for share in shares}) == 1 and len(set(read)) == len(read)
+        else:
+            assert read == list(range(287))
+
+
 def test_recalibration_batches_fixed_by_seed():
     data = build_datasets("digits").train
     a = recalibration_batches(data, batch_size=16, num_batches=3, seed=0)

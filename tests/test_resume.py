@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -134,15 +136,34 @@ MID_EPOCH = ("digits-retrain", [*TINY, "train.epochs=1", "arch=oneshot", "data.b
                                 "train.checkpoint_every_steps=2"])
 
 
-def _rows(folder: Path) -> list[dict]:
+def _rows(folder: Path, keep: tuple = ()) -> list[dict]:
     rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
+    return [{k: v for k, v in row.items() if k not in TIMING or k in keep} for row in rows]
+
+
+@contextmanager
+def _steps_as_seconds():
+    """The training loop's clock reads the optimizer steps taken so far (in any run): an epoch's train_seconds
+    is then the steps it took, the same in an uninterrupted run and in one cut in two by a kill and a resume."""
+    import spos.train.loop as loop
+
+    steps, real_step = [0], loop.Trainer._optimizer_step
+
+    def counted_step(self, archs):
+        real_step(self, archs)
+        steps[0] += 1
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(loop.Trainer, "_optimizer_step", counted_step)
+        patch.setattr(loop, "time", SimpleNamespace(perf_counter=lambda: float(steps[0])))
+        yield
 
 
 @pytest.fixture(scope="module")
 def straight_mid_epoch(tmp_path_factory):
     out = tmp_path_factory.mktemp("straight")
-    run_training(load_config(*MID_EPOCH), out, progress=False)
+    with _steps_as_seconds():
+        run_training(load_config(*MID_EPOCH), out, progress=False)
     return out
 
 
@@ -151,13 +172,18 @@ def straight_mid_epoch(tmp_path_factory):
 def test_a_kill_mid_epoch_then_resume_reports_the_whole_epoch(tmp_path, monkeypatch, straight_mid_epoch,
                                                                occurrence):
     out = tmp_path / "run"
-    with monkeypatch.context() as patch:
-        _kill_at(patch, "last.pt", occurrence)
-        with pytest.raises(Killed):
-            run_training(load_config(*MID_EPOCH), out, progress=False)
-    assert checkpoint.load(out / "previous.pt")["batches_done"] > 0  # the resume starts mid-epoch
-    run_training(load_config(*MID_EPOCH), out, resume=True, progress=False)
+    with _steps_as_seconds():
+        with monkeypatch.context() as patch:
+            _kill_at(patch, "last.pt", occurrence)
+            with pytest.raises(Killed):
+                run_training(load_config(*MID_EPOCH), out, progress=False)
+        assert checkpoint.load(out / "previous.pt")["batches_done"] > 0  # the resume starts mid-epoch
+        run_training(load_config(*MID_EPOCH), out, resume=True, progress=False)
     assert _rows(out) == _rows(straight_mid_epoch)
+    # its time and images/s too: the steps before the resume and after it (#34 item 7)
+    steps = _rows(straight_mid_epoch)[-1]["step"]
+    assert [row["train_seconds"] for row in _rows(straight_mid_epoch, TIMING)] == [steps]
+    assert _rows(out, TIMING) == _rows(straight_mid_epoch, TIMING)
     last, straight = checkpoint.load(out / "last.pt"), checkpoint.load(straight_mid_epoch / "last.pt")
     assert all(torch.equal(value, last["model"][key]) for key, value in straight["model"].items())
 

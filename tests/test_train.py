@@ -6,6 +6,7 @@ import json
 import os
 import random
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,11 +14,12 @@ import torch.multiprocessing as mp
 
 from spos import checkpoint
 from spos.cli import main
+from spos.data import TensorImages, build_datasets, build_loader
 from spos.errors import UserError
 from spos.flops import cost_table
 from spos.space import get_space
 from spos.train import load_config, run_training
-from spos.train.loop import Trainer, amp_dtype, build_path_sampler, load_resume_state, step_counts
+from spos.train.loop import Trainer, amp_dtype, build_path_sampler, evaluate, load_resume_state, step_counts
 from spos.train.recipe import build_optimizer, build_scheduler
 from spos.train.sampler import PathSampler
 
@@ -359,25 +361,74 @@ def _rank_main(rank: int, world: int, port: int, config: dict, output: str, thre
     torch.distributed.destroy_process_group()
 
 
+DDP_COMMON = ["data.name=synthetic", "space.input_size=8", "train.iterations=4", "optim.lr=0.05",
+              "train.label_smoothing=0", "space.width_mult=0.25", "validation.paths=1", "validation.bn_batches=1"]
+# The space's dropout (0.1) stays on: each micro-batch draws from a stream seeded by its place, on a rank
+# as in one process accumulating (#34 item 4); the fixed network draws mixup factors too, and trains hot
+# enough that each rank's own BN running statistics would change its validation (#34 item 2).
+DDP_RUNS = {"supernet": ("digits-supernet", []),
+            "fixed network with mixup": ("digits-retrain", ["arch=oneshot", "train.mixup=0.8", "optim.lr=0.4",
+                                                            "schedule.warmup_epochs=0"])}
+
+
 @pytest.mark.slow
-def test_two_gloo_processes_match_one_with_the_same_global_batch(tmp_path):
-    common = ["data.name=synthetic", "space.input_size=8", "train.iterations=4", "optim.lr=0.05",
-              "train.label_smoothing=0", "space.width_mult=0.25", "validation.paths=1", "validation.bn_batches=1",
-              "space.dropout=0"]  # dropout draws from each process's own RNG stream
+@pytest.mark.parametrize("run", DDP_RUNS)
+def test_two_gloo_processes_match_one_with_the_same_global_batch(tmp_path, run):
+    name, extra = DDP_RUNS[run]
+    common = [*DDP_COMMON, *extra]
     # BN statistics depend on the batch, so the single process accumulates two batches of 32: the
     # micro-batches each rank sees. The gradient averaging across ranks must then reproduce it.
-    one = load_config("digits-supernet", [*common, "data.batch_size=32", "train.accumulate=2"])
-    two = load_config("digits-supernet", [*common, "data.batch_size=32"])
+    one = load_config(name, [*common, "data.batch_size=32", "train.accumulate=2"])
+    two = load_config(name, [*common, "data.batch_size=32"])
     start = Trainer(one, tmp_path / "init", progress=False).model.state_dict()
-    single = run_training(one, tmp_path / "one", progress=False).model.state_dict()
+    single_run = run_training(one, tmp_path / "one", progress=False)
+    single = single_run.model.state_dict()
     mp.start_processes(_rank_main, args=(2, _free_port(), two, str(tmp_path / "two"), torch.get_num_threads()), nprocs=2,
                        start_method="spawn")
-    double = checkpoint.load(tmp_path / "two" / "last.pt")["model"]
+    saved = checkpoint.load(tmp_path / "two" / "last.pt")
+    double = saved["model"]
     moved = sum((single[k] - start[k]).float().norm() ** 2 for k in single if k.endswith("weight")) ** 0.5
     apart = sum((single[k] - double[k]).float().norm() ** 2 for k in single if k.endswith("weight")) ** 0.5
     assert moved > 0
     # Only the order of floating-point sums differs.
     assert apart < 1e-3 * moved, (float(apart), float(moved))
+    # The recorded train_* numbers are both ranks' batches, not rank 0's half (#34 item 3).
+    assert len(saved["history"]) == len(single_run.history) >= 1
+    for theirs, mine in zip(saved["history"], single_run.history):
+        assert theirs["train_loss"] == pytest.approx(mine["train_loss"], rel=1e-5)
+        assert theirs["train_top1"] == mine["train_top1"]
+    if saved["kind"] == "fixed":  # the recorded validation is that of the network saved, rank 0's (#34 item 2)
+        model = checkpoint.load_model(tmp_path / "two" / "last.pt")
+        val = build_datasets("synthetic", input_size=8, seed=0).val
+        alone = evaluate(model, build_loader(val, batch_size=256, train=False))
+        assert saved["history"][-1]["val_top1"] == alone["top1"]
+        assert saved["history"][-1]["val_loss"] == pytest.approx(alone["loss"], rel=1e-6)
+
+
+def _evaluate_rank(rank: int, world: int, port: int, model, datasets: list, output: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo")
+    results = [evaluate(model, build_loader(data, batch_size=32, train=False, rank=rank, world=world))
+               for data in datasets]
+    if rank == 0:
+        Path(output).write_text(json.dumps(results))
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_validate_every_image_once(tmp_path):
+    """287 images (as digits' hold-out), an odd count: the two ranks' shares hold all of them, so the metrics
+    are the one-process ones, for in-memory images and for a loader's (#34 item 2)."""
+    images, labels = torch.randn(287, 1, 8, 8), torch.arange(287) % 10
+    datasets = [TensorImages(images, labels), torch.utils.data.TensorDataset(images, labels)]
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    alone = [evaluate(model, build_loader(data, batch_size=32, train=False)) for data in datasets]
+    mp.start_processes(_evaluate_rank, args=(2, _free_port(), model, datasets, str(tmp_path / "ranks.json")), nprocs=2,
+                       start_method="spawn")
+    for ranks, one in zip(json.loads((tmp_path / "ranks.json").read_text()), alone):
+        assert (ranks["top1"], ranks["top5"]) == (one["top1"], one["top5"])
+        assert ranks["loss"] == pytest.approx(one["loss"], rel=1e-6)
 
 
 # -- the commands --------------------------------------------------------------------------------

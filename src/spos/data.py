@@ -588,7 +588,13 @@ class EpochShuffle(Sampler):
     Under torch.distributed each rank takes every world-th index, or, when ``chunk`` (the per-rank
     batch size) is given, the rank-th contiguous chunk of every global batch: then N ranks see
     exactly the micro-batches of one process accumulating N batches, so the two runs are equal
-    (their augmentation too: each batch's is seeded by its place in the epoch, see `TensorBatches`).
+    (their augmentation too: each batch's is seeded by its place in the epoch, see `TensorBatches`;
+    and their dropout, seeded by the same place, see `spos.train.loop.micro_batch_rng`).
+
+    Training shares are equal (the ``size % world`` images left over are not read that epoch), as
+    every step waits for every rank. With ``whole`` (evaluation) every image is read exactly once:
+    the last shares are one image (or chunk) shorter on some ranks, and the ranks' sums are added
+    up, so a metric under torchrun is the one-process metric.
 
     ``start`` (set with the epoch) skips the first samples of this rank's order: a run resumed
     mid-epoch does not read again what it trained; the length stays the whole epoch's. ``keyed``
@@ -596,9 +602,9 @@ class EpochShuffle(Sampler):
     """
 
     def __init__(self, size: int, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1,
-                 chunk: int | None = None, keyed: bool = False) -> None:
+                 chunk: int | None = None, keyed: bool = False, whole: bool = False) -> None:
         self.size, self.seed, self.shuffle, self.rank, self.world = size, seed, shuffle, rank, world
-        self.chunk, self.keyed = chunk, keyed
+        self.chunk, self.keyed, self.whole = chunk, keyed, whole
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
@@ -610,22 +616,35 @@ class EpochShuffle(Sampler):
         else:
             order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100003 + self.epoch))
         if self.world > 1:
-            usable = len(order) - len(order) % self.world
+            used = self._used()
             if not self.chunk:
-                return order[self.rank:usable:self.world]
+                return order[self.rank:used:self.world]
             block = self.chunk * self.world
-            full = usable - usable % block
+            full = used - used % block
             head = order[:full].view(-1, self.world, self.chunk)[:, self.rank].reshape(-1)
-            tail = order[full:usable].view(self.world, -1)[self.rank]
+            tail = order[full:used].tensor_split(self.world)[self.rank]  # equal parts unless ``whole``
             order = torch.cat((head, tail))
         return order
+
+    def _used(self) -> int:
+        """How many of the images the ranks read together: all with ``whole``, else a multiple of the world."""
+        return self.size if self.whole else self.size - self.size % self.world
 
     def __iter__(self) -> Iterator:
         indices = self.order()[self.start:].tolist()
         return iter([(self.epoch, index) for index in indices] if self.keyed else indices)
 
     def __len__(self) -> int:
-        return self.size // self.world if self.world > 1 else self.size
+        """This rank's share, as `order` deals it, counted without drawing the order (a loop asks every batch)."""
+        if self.world == 1:
+            return self.size
+        used = self._used()
+        if not self.chunk:
+            return len(range(self.rank, used, self.world))
+        block = self.chunk * self.world
+        full = used - used % block
+        tail = used - full  # dealt as tensor_split does: the first ``tail % world`` ranks get one more
+        return full // self.world + tail // self.world + (self.rank < tail % self.world)
 
 
 class TensorBatches:
@@ -656,16 +675,18 @@ def build_loader(dataset: Dataset, *, batch_size: int, train: bool, workers: int
     """An iterable of (images, labels) batches whose order depends on (seed, epoch) only; set the epoch
     with ``loader.sampler.set_epoch(e)``, as with torch's DistributedSampler.
 
-    ``rank`` of ``world`` processes (torch.distributed) reads its own share of every epoch."""
+    ``rank`` of ``world`` processes (torch.distributed) reads its own share of every epoch: equal shares
+    for training, and for evaluation (``train`` False) shares that together hold every image once."""
     if batch_size < 1:
         raise UserError(f"batch size must be at least 1, got {batch_size}")
     drop_last = train if drop_last is None else drop_last
     if drop_last and len(dataset) < batch_size * world:
         drop_last = False  # a tiny dataset still yields one (short) batch
+    shares = dict(shuffle=train, rank=rank, world=world, whole=not train)  # evaluation reads every image once
     if isinstance(dataset, TensorImages):
-        sampler = EpochShuffle(len(dataset), seed, shuffle=train, rank=rank, world=world, chunk=batch_size)
-        return TensorBatches(dataset, sampler, batch_size, drop_last)
-    sampler = EpochShuffle(len(dataset), seed, shuffle=train, rank=rank, world=world, keyed=train)
+        return TensorBatches(dataset, EpochShuffle(len(dataset), seed, chunk=batch_size, **shares), batch_size,
+                             drop_last)
+    sampler = EpochShuffle(len(dataset), seed, keyed=train, **shares)
     # a generator of its own: starting an epoch draws the workers' base seed from it, not from the global one
     loader = DataLoader(SeededSamples(dataset, seed) if train else dataset, batch_size=batch_size, sampler=sampler,
                         num_workers=workers, pin_memory=str(device).startswith("cuda"), drop_last=drop_last,

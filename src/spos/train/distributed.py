@@ -106,13 +106,26 @@ def average_gradients(parameters) -> None:
         grad.copy_(synced)
 
 
-def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
-    world = rank_and_world()[1]
-    if world > 1:
-        values = values.clone()
-        dist.all_reduce(values)
-        values /= world
-    return values
+def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
+    """``values`` added up over the ranks (a new tensor, on ``values``' device): sums and counts, never
+    means, so ranks with unequal shares (an evaluation's last batches) weigh each image alike. NCCL
+    reduces CUDA tensors only, so CPU sums travel through this rank's GPU there."""
+    if rank_and_world()[1] == 1:
+        return values
+    carrier = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else values.device
+    summed = values.to(carrier, copy=True)
+    dist.all_reduce(summed)
+    return summed.to(values.device)
+
+
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Rank 0's buffers (BN running statistics) on every rank: each rank's last forward under DDP updated
+    them with its own batch, so without this the ranks would evaluate slightly different networks, and
+    not the one rank 0 saves."""
+    if rank_and_world()[1] == 1:
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer.data, 0)
 
 
 def barrier() -> None:

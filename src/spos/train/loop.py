@@ -17,8 +17,14 @@ Writes are ordered so that a kill at any instant, then ``--resume``, gives the f
 uninterrupted run gives: ``best.pt`` before ``last.pt`` (a lost ``best.pt`` is rewritten when
 the epoch runs again), and the metrics files are rewritten whole from the history held in the
 checkpoint (a row lost to a kill comes back); a mid-epoch checkpoint holds the epoch's running loss
-and accuracy sums, so a resumed epoch reports all its batches. A resume whose config differs from the saved one
-in anything but where and how it runs (`spos.train.config.RESUMABLE_KEYS`) is refused.
+and accuracy sums and seconds, so a resumed epoch reports all its batches and all its time (`EpochTally`).
+A resume whose config differs from the saved one in anything but where and how it runs
+(`spos.train.config.RESUMABLE_KEYS`) is refused.
+
+Under torchrun the numbers recorded are the whole run's: the train_* sums are added up over the ranks, and
+validation reads every image once across them (`spos.data.EpochShuffle`), so they equal one process's.
+Dropout and mixup draw per micro-batch from a stream seeded by its place (`micro_batch_rng`), so N ranks
+train as one process accumulating N batches does.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ import logging
 import math
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +47,7 @@ from torch import nn
 from tqdm import tqdm
 
 from spos import checkpoint, files
-from spos.data import build_datasets, build_loader, epoch_batches, recalibration_batches
+from spos.data import augmentation_seed, build_datasets, build_loader, epoch_batches, recalibration_batches
 from spos.errors import UserError
 from spos.fewshot import FewShotSuperNet, split_epoch_of
 from spos.fixed import FixedNet
@@ -88,7 +96,7 @@ def evaluate(model: nn.Module, loader, *, device="cpu", channels_last: bool = Fa
         totals += torch.tensor([(top[:, 0] == y).sum().item(), (top == y[:, None]).any(1).sum().item(),
                                 nn.functional.cross_entropy(logits, y, reduction="sum").item(), y.numel()],
                                dtype=torch.float64)
-    totals = distributed.all_reduce_mean(totals)  # equal shares per rank: the mean of sums keeps ratios
+    totals = distributed.all_reduce_sum(totals)  # under torchrun each rank read its share of every image
     n = max(totals[3].item(), 1.0)
     return {"top1": totals[0].item() / n, "top5": totals[1].item() / n, "loss": totals[2].item() / n}
 
@@ -191,7 +199,8 @@ TRAINING_STATE = {
     "rng": {"torch": torch.Tensor, "python": list, "cuda": MayBeMissing([torch.Tensor]),
             "numpy": {"name": str, "keys": torch.Tensor, "pos": int, "has_gauss": int, "cached_gaussian": float}},
     "epoch": int, "step": int, "batches_done": int, "best_top1": float, "history": MayBeMissing([dict]),
-    "config": dict, "epoch_sums": MayBeMissing(({"loss": torch.Tensor, "correct": torch.Tensor, "seen": int}, None)),
+    "config": dict, "epoch_sums": MayBeMissing(({"loss": torch.Tensor, "correct": torch.Tensor, "seen": int,
+                                                 "seconds": MayBeMissing(float)}, None)),
 }
 
 
@@ -302,6 +311,87 @@ def build_path_sampler(space, config: dict) -> PathSampler:
                        channel_warmup_step_epochs=sampling["channel_warmup_step_epochs"],
                        strategy=sampling["strategy"], sandwich_paths=sampling["sandwich_paths"],
                        progressive_epochs=sampling["progressive_epochs"])
+
+
+def micro_batch_seed(seed: int, epoch: int, place: int) -> int:
+    """The seed of the random draws (dropout, mixup) of micro-batch ``place`` of an epoch, where ``place``
+    counts the epoch's micro-batches over all ranks (`spos.data.TensorBatches`): rank r's batch b under
+    torchrun and batch b * world + r of one process accumulating are the same images with the same draws.
+    Offset from `augmentation_seed`, whose stream it must not repeat."""
+    return (augmentation_seed(seed, epoch, place) + 0x9E3779B97F4A7C15) % (1 << 63)
+
+
+@contextmanager
+def micro_batch_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """torch's (CPU and ``device``'s) and numpy's global generators seeded with ``seed`` inside, restored after.
+
+    Every rank starts from the same seed, so without this all ranks would draw the same dropout masks and
+    mixup factors where one process accumulating draws new ones for each micro-batch. Seeded by place, the
+    draws are also a pure function of (seed, epoch, place): a resumed run repeats them exactly."""
+    numpy_state = np.random.get_state()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        np.random.seed(seed % (1 << 32))
+        try:
+            yield
+        finally:
+            np.random.set_state(numpy_state)
+
+
+class EpochTally:
+    """The sums behind an epoch's train_loss, train_top1, train_seconds and images_per_s.
+
+    `add` counts this process's batches (no communication); `fold` adds them up over the ranks into the
+    totals, with the seconds since the last fold: a collective, which every rank calls at the same step (at
+    a mid-epoch checkpoint and at the epoch's end). A mid-epoch checkpoint saves the totals (`state`) and a
+    resumed epoch starts from them, so its numbers cover all its batches, on every rank, and the time they
+    took before and after the resume. Folding at the same steps in a resumed and in an uninterrupted run
+    keeps their float sums identical."""
+
+    def __init__(self, device: torch.device, saved: dict | None = None) -> None:
+        saved = saved or {}
+        self.device = device
+        self.totals = torch.tensor([float(saved.get("loss", 0.0)), float(saved.get("correct", 0)),
+                                    float(saved.get("seen", 0))], dtype=torch.float64)
+        self.seconds = float(saved.get("seconds", 0.0))  # a checkpoint written before it was kept: none
+        self._reset()
+
+    def _reset(self) -> None:
+        self._loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        self._seen, self._since = 0, time.perf_counter()
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        self._loss += loss.detach().double() * len(labels)
+        self._correct += (logits.detach().argmax(1) == labels).sum()
+        self._seen += len(labels)
+
+    def fold(self) -> None:
+        local = torch.stack((self._loss, self._correct.double(),
+                             torch.tensor(float(self._seen), dtype=torch.float64, device=self.device)))
+        self.totals += distributed.all_reduce_sum(local).cpu()
+        self.seconds += time.perf_counter() - self._since
+        self._reset()
+
+    def state(self) -> dict:
+        """The totals as a checkpoint holds them (`TRAINING_STATE`'s ``epoch_sums``)."""
+        return {"loss": self.totals[0].clone(), "correct": self.totals[1].clone(), "seen": int(self.totals[2]),
+                "seconds": self.seconds}
+
+    def metrics(self) -> dict:
+        """The epoch's row fields, from the totals (`fold` first)."""
+        loss, correct, seen = self.totals.tolist()
+        return {"train_loss": loss / max(seen, 1), "train_top1": correct / max(seen, 1),
+                "images_per_s": seen / max(self.seconds, 1e-9), "train_seconds": self.seconds}
+
+    def postfix(self, world: int) -> dict:
+        """The progress bar's running numbers: the totals so far with this rank's batches since (an estimate
+        under torchrun, where the other ranks' are not asked for), images/s over all ranks since the last fold."""
+        loss, correct, seen = self.totals.tolist()
+        seen_here = seen + self._seen
+        return {"loss": f"{(loss + self._loss.item()) / max(seen_here, 1):.3f}",
+                "acc": f"{(correct + self._correct.item()) / max(seen_here, 1):.3f}",
+                "img_s": f"{self._seen * world / max(time.perf_counter() - self._since, 1e-9):.0f}"}
 
 
 class Trainer:
@@ -477,68 +567,76 @@ class Trainer:
             return network(x)
 
     def train_epoch(self) -> dict:
-        self.model.train()
-        if self.sampler is not None:
-            self.sampler.set_epoch(self.epoch)
-        if self.split_epoch is not None and self.epoch >= self.split_epoch:
-            self.model.split(self.optimizer)  # once: a run resumed after the split has the copies already
+        """Train one epoch (the rest of it, resumed mid-epoch); its row's train_* fields, over all ranks."""
+        self._start_epoch()
         main = distributed.is_main()
-        bar = tqdm(total=len(self.train_loader), initial=self.batches_done, disable=not (self.progress and main),
+        batches = len(self.train_loader)
+        bar = tqdm(total=batches, initial=self.batches_done, disable=not (self.progress and main),
                    desc=f"epoch {self.epoch + 1}/{self.epochs}", leave=False, dynamic_ncols=True)
-        loss_sum, correct, seen = self._running_sums()
-        seen_before, started = seen, time.perf_counter()  # images/s: only this process's own batches
-        refresh = postfix_every(int(self.config["train"]["log_every"]), len(self.train_loader))
+        tally = self._epoch_tally()
+        refresh = postfix_every(int(self.config["train"]["log_every"]), batches)
         archs: list = [None]
         step_batches = self.accumulate
         for index, (x, y) in epoch_batches(self.train_loader, self.epoch, self.batches_done):  # resumed: from there
             if self.step >= self.total_steps:
                 break
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            first_of_step = index % self.accumulate == 0
-            if first_of_step:
+            if index % self.accumulate == 0:  # the first batch of a step
                 archs = self.sampler.sample_step() if self.sampler is not None else [None]
-                step_batches = min(self.accumulate, len(self.train_loader) - index)  # fewer at the epoch's end
-            targets = y
-            if self.mixup is not None and len(x) % 2 == 0:
-                x, targets = self.mixup(x, y)
-            teacher = None  # sandwich: the widest path's soft predictions, the later paths' targets
-            for arch in archs:  # fair / sandwich: several paths on the same batch, gradients summed
-                logits = self._forward(x, arch)
-                loss = self._path_loss(logits.float(), targets, teacher)
-                if teacher is None and self.sampler is not None and self.sampler.distills:
-                    teacher = logits.detach().float().softmax(1)
-                self.scaler.scale(loss / step_batches).backward()  # the step's gradient: the mean over its batches
-                loss_sum += loss.detach() * len(y)
-                correct += (logits.detach().argmax(1) == y).sum()
-                seen += len(y)
+                step_batches = min(self.accumulate, batches - index)  # fewer at the epoch's end
+            seed = micro_batch_seed(int(self.config["train"]["seed"]), self.epoch, index * self.world + self.rank)
+            with micro_batch_rng(seed, self.device):
+                self._train_batch(x, y, archs, step_batches, tally)
             self.batches_done = index + 1
-            if (index + 1) % self.accumulate == 0 or index + 1 == len(self.train_loader):
+            if (index + 1) % self.accumulate == 0 or index + 1 == batches:
                 self._optimizer_step(archs)
-                every = self.config["train"]["checkpoint_every_steps"]
-                if every and self.step % int(every) == 0 and self.batches_done < len(self.train_loader):
-                    self.epoch_sums = {"loss": loss_sum, "correct": correct, "seen": seen}
-                    self.save()  # mid-epoch: resuming skips the batches already trained, and goes on from these sums
+                self._checkpoint_mid_epoch(tally)
             bar.update(1)
-            if main and self.progress and ((index + 1) % refresh == 0 or index + 1 == len(self.train_loader)):
-                elapsed = time.perf_counter() - started
-                bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}",
-                                lr=f"{self.optimizer.param_groups[0]['lr']:.4f}",
-                                img_s=f"{(seen - seen_before) * self.world / max(elapsed, 1e-9):.0f}")
+            if main and self.progress and ((index + 1) % refresh == 0 or index + 1 == batches):
+                bar.set_postfix(**tally.postfix(self.world), lr=f"{self.optimizer.param_groups[0]['lr']:.4f}")
         bar.close()
-        elapsed = time.perf_counter() - started
-        return {"train_loss": loss_sum.item() / max(seen, 1), "train_top1": correct.item() / max(seen, 1),
-                "images_per_s": (seen - seen_before) * self.world / max(elapsed, 1e-9), "train_seconds": elapsed}
+        tally.fold()
+        return tally.metrics()
 
-    def _running_sums(self) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """(loss sum, correct, images seen) to start the epoch from: zero, or, resuming mid-epoch, the sums the
-        checkpoint saved, so the epoch's train_loss and train_top1 cover every batch, not only those after it."""
-        sums = self.epoch_sums if self.batches_done else None
+    def _start_epoch(self) -> None:
+        self.model.train()
+        if self.sampler is not None:
+            self.sampler.set_epoch(self.epoch)
+        if self.split_epoch is not None and self.epoch >= self.split_epoch:
+            self.model.split(self.optimizer)  # once: a run resumed after the split has the copies already
+
+    def _epoch_tally(self) -> EpochTally:
+        """The epoch's sums from zero, or, resuming mid-epoch, from those the checkpoint saved, so the epoch's
+        train_* fields cover every batch and all its time, not only those after the resume."""
+        saved = self.epoch_sums if self.batches_done else None
         self.epoch_sums = None
-        if sums is None:
-            return torch.zeros((), device=self.device), torch.zeros((), device=self.device), 0
-        return sums["loss"].to(self.device), sums["correct"].to(self.device), int(sums["seen"])
+        return EpochTally(self.device, saved)
+
+    def _train_batch(self, x, y, archs: list, step_batches: int, tally: EpochTally) -> None:
+        """Forward and backward one batch on each of the step's paths; its gradient, 1/step_batches of the
+        step's, adds to those before it."""
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        targets = y
+        if self.mixup is not None and len(x) % 2 == 0:
+            x, targets = self.mixup(x, y)
+        teacher = None  # sandwich: the widest path's soft predictions, the later paths' targets
+        for arch in archs:  # fair / sandwich: several paths on the same batch, gradients summed
+            logits = self._forward(x, arch)
+            loss = self._path_loss(logits.float(), targets, teacher)
+            if teacher is None and self.sampler is not None and self.sampler.distills:
+                teacher = logits.detach().float().softmax(1)
+            self.scaler.scale(loss / step_batches).backward()  # the step's gradient: the mean over its batches
+            tally.add(loss, logits, y)
+
+    def _checkpoint_mid_epoch(self, tally: EpochTally) -> None:
+        """Every ``train.checkpoint_every_steps`` steps (but not at the epoch's end, which `run` saves): a
+        checkpoint a resume goes on from, skipping the batches already trained, with the epoch's sums so far."""
+        every = self.config["train"]["checkpoint_every_steps"]
+        if every and self.step % int(every) == 0 and self.batches_done < len(self.train_loader):
+            tally.fold()  # on every rank: the sums saved are those of all ranks
+            self.epoch_sums = tally.state()
+            self.save()
 
     def _path_loss(self, logits, targets, teacher):
         """The labels' loss, or with in-place distillation the cross-entropy against the teacher
@@ -572,6 +670,9 @@ class Trainer:
 
     def validate(self) -> dict:
         if not self.supernet:
+            distributed.broadcast_buffers(self.model)  # every rank evaluates the network rank 0 saves
+            if self.ema is not None:
+                distributed.broadcast_buffers(self.ema.module)
             metrics = evaluate(self.model, self.val_loader, device=self.device, channels_last=self.channels_last)
             result = {f"val_{k}": v for k, v in metrics.items()}
             if self.ema is not None:
