@@ -31,12 +31,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from equal_flops_ranking import windows_of  # noqa: E402
 
-from spos.bench import load_benchmark  # noqa: E402
-from spos.files import write_text_atomic  # noqa: E402
-from spos.rank_statistics import bootstrap, kendall_tau  # noqa: E402
-from spos.rank_window_statistics import seed_ceiling  # noqa: E402
-from spos.search.rank_job import RankJob, choose_architectures, standalone_accuracies  # noqa: E402
-from spos.space import get_space  # noqa: E402
+from spos.bench.tables import load_benchmark  # noqa: E402
+from spos.io.files import write_text_atomic  # noqa: E402
+from spos.stats.ranking import bootstrap, kendall_tau  # noqa: E402
+from spos.stats.windows import seed_ceiling  # noqa: E402
+from spos.rank.job import RankJob, choose_architectures, standalone_accuracies  # noqa: E402
+from spos.space.searchspace import get_space  # noqa: E402
 from spos.train.distributed import launcher_rank_and_world  # noqa: E402
 
 

@@ -8,7 +8,7 @@ starts slowly (two of 36 runs ended at 65-69% where the other seeds of the same 
 reached 91-95%), and the median keeps one such run from moving an architecture by 8 points.
 
     python benchmarks/ranking.py --output OUT --standalone-epochs 10 --seeds 3 --standalone-only
-    python benchmarks/demo_reference.py OUT src/spos/references/digits-oneshot.json
+    python benchmarks/demo_reference.py OUT src/spos/demo/references/digits-oneshot.json
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import json
 import statistics
 from pathlib import Path
 
-from spos.data import dataset_info
-from spos.flops import cost_table
-from spos.space import Architecture
+from spos.data.datasets import dataset_info
+from spos.space.flops import cost_table
+from spos.space.architecture import Architecture
 from spos.train.config import load_config
 from spos.train.loop import build_model
 

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from spos import checkpoint
-from spos.bench import load_benchmark
-from spos.files import write_text_atomic
-from spos.rank_window_statistics import mean_over_windows
-from spos.search.rank_job import RankJob, run_rank
+from spos.store import checkpoint
+from spos.bench.tables import load_benchmark
+from spos.io.files import write_text_atomic
+from spos.stats.windows import mean_over_windows
+from spos.rank.job import RankJob, run_rank
 from spos.search.scoring import HoldoutMeasure, score_of
 
 

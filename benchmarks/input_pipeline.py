@@ -7,7 +7,7 @@ DataLoader worker = one core), the training transform from file to normalised te
 - ``pil``: what spos did before (PIL decode, RandomResizedCrop, flip, ColorJitter, ToTensor,
   normalise);
 - ``tensor``: ``torchvision.io.decode_jpeg`` and ``torchvision.transforms.v2`` on uint8 tensors,
-  the same steps, as ``spos.data`` now builds them;
+  the same steps, as ``spos.data.datasets`` now builds them;
 - each also without ColorJitter (decode + crop + flip + normalise, the issue's minimum), and the
   evaluation transform (resize 256, centre crop 224).
 
@@ -50,7 +50,7 @@ def write_jpegs(folder: Path, count: int, seed: int = 0) -> list[Path]:
 
 
 def pipelines(jitter: bool) -> dict:
-    from spos.data import IMAGENET_MEAN, IMAGENET_STD, _read_image, read_image_tensor
+    from spos.data.datasets import IMAGENET_MEAN, IMAGENET_STD, _read_image, read_image_tensor
     from torchvision import transforms
     from torchvision.transforms import v2
 

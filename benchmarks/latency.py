@@ -19,12 +19,12 @@ from pathlib import Path
 import torch
 import torchvision
 
-from spos.export import export_model, onnx_session, run_onnx
-from spos.fixed import FixedNet
-from spos.fuse import fuse_conv_bn
-from spos.latency import build_latency_table, time_callable
-from spos.quantize import quantize_onnx
-from spos.zoo import resolve_architecture
+from spos.deploy.export import export_model, onnx_session, run_onnx
+from spos.nn.fixed import FixedNet
+from spos.deploy.fuse import fuse_conv_bn
+from spos.deploy.latency import build_latency_table, time_callable
+from spos.deploy.quantize import quantize_onnx
+from spos.space.zoo import resolve_architecture
 
 
 def forms(model, scratch: Path, name: str, int8: bool):

@@ -38,10 +38,10 @@ def gpu_utilisation(samples: list, stop: threading.Event) -> None:
 
 
 def build(args, splits, device):
-    from spos.data import build_loader, input_convention
+    from spos.data.datasets import build_loader, input_convention
 
     if args.loader == "dali":
-        from spos.dali import DaliBatches, check_dali
+        from spos.data.dali import DaliBatches, check_dali
 
         check_dali("imagefolder", str(device))
         return DaliBatches(splits.train, batch_size=args.batch_size, seed=0, rank=0, world=1, device=device,
@@ -78,9 +78,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
-    from spos.data import build_datasets
-    from spos.space import get_space, sample_architecture
-    from spos.supernet import SuperNet
+    from spos.data.datasets import build_datasets
+    from spos.space.searchspace import get_space
+    from spos.space.architecture import sample_architecture
+    from spos.nn.supernet import SuperNet
 
     root = Path(args.root)
     if args.make:

@@ -23,9 +23,9 @@ import statistics
 import time
 from pathlib import Path
 
-from spos.bench import Benchmark, load_benchmark
+from spos.bench.tables import Benchmark, load_benchmark
 from spos.search import engine
-from spos.files import write_text_atomic
+from spos.io.files import write_text_atomic
 
 
 def train_supernet(output: Path, *, config: str = "cifar10-supernet", overrides: tuple[str, ...] = (),
@@ -47,7 +47,7 @@ def search_under_table_flops(supernet_path: Path, benchmark: Benchmark, flops_ma
                              config=None, bn_batches: int = 20, batch_size: int = 128, device: str | None = None):
     """The engine (``config``: `SearchConfig`, default the search's) over the supernet's paths, limited by the
     table's FLOPs of each network; returns (best architecture, engine result)."""
-    from spos import checkpoint
+    from spos.store import checkpoint
     from spos.search.run import GeneMap, SearchJob, load_scoring_data, with_supernet_data
     from spos.search.scoring import SupernetScorer
     from spos.train.distributed import local_device

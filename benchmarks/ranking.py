@@ -34,8 +34,8 @@ from pathlib import Path
 
 import torch
 
-from spos.data import dataset_info
-from spos.search.rank_job import RankJob, draw_architectures, run_rank, standalone_accuracies
+from spos.data.datasets import dataset_info
+from spos.rank.job import RankJob, draw_architectures, run_rank, standalone_accuracies
 from spos.train.config import load_config
 from spos.train.loop import RUN_MARKERS, build_model, run_training
 
@@ -144,7 +144,7 @@ def standalone_truth(output: Path, archs: int, seeds: int, epochs: int, space_ov
     if seeds >= 2:  # the noise ceiling: how well one seed ranks the architectures like another
         from itertools import combinations
 
-        from spos.rank_statistics import kendall_tau, rank_statistics
+        from spos.stats.ranking import kendall_tau, rank_statistics
 
         first, second = [v[0] for v in accuracies.values()], [v[1] for v in accuracies.values()]
         agreement = rank_statistics(first, second)["kendall_tau"]
@@ -196,7 +196,7 @@ def measure_recipe(output: Path, name: str, overrides: list[str], truth: Path, e
                    suffix: str = "") -> dict:
     """The recipe's row: its paths ranked by hold-out top-1 (the statistics of `spos rank`) and by
     hold-out cross-entropy (`spos rank --score loss`), from one scoring pass."""
-    from spos.rank_statistics import rank_statistics
+    from spos.stats.ranking import rank_statistics
 
     folder = train_supernet(output, name, overrides, epochs, space_overrides, data, root)
     # time in training steps only (validation excluded), summed over the epochs
@@ -213,9 +213,9 @@ def measure_recipe(output: Path, name: str, overrides: list[str], truth: Path, e
 
 def flops_row(output: Path, truth: Path, space_overrides: list[str], data: str = "digits") -> str:
     """The same table row for FLOPs as the predictor: what a supernet has to beat to be worth training."""
-    from spos.flops import cost_table
-    from spos.rank_statistics import rank_statistics
-    from spos.space import Architecture
+    from spos.space.flops import cost_table
+    from spos.stats.ranking import rank_statistics
+    from spos.space.architecture import Architecture
 
     space = bench_space(data, space_overrides)
     accuracies = json.loads(truth.read_text())

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from spos import checkpoint
+from spos.store import checkpoint
 from spos.search.run import SearchJob, run_search
-from spos.space import get_space
-from spos.supernet import SuperNet
+from spos.space.searchspace import get_space
+from spos.nn.supernet import SuperNet
 
 
 def main() -> None:

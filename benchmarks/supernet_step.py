@@ -22,10 +22,11 @@ import time
 
 import torch
 
-from spos.fixed import FixedNet
-from spos.flops import cost_table
-from spos.space import get_space, sample_architecture
-from spos.supernet import SuperNet
+from spos.nn.fixed import FixedNet
+from spos.space.flops import cost_table
+from spos.space.searchspace import get_space
+from spos.space.architecture import sample_architecture
+from spos.nn.supernet import SuperNet
 
 
 def step_timer(model, forward, batch, labels):

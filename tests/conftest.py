@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from spos.space import get_space
+from spos.space.searchspace import get_space
 
 
 @pytest.fixture(autouse=True)
@@ -31,8 +31,8 @@ def digits_space():
 def digits_supernet_file(tmp_path_factory, digits_space, digits_run):
     """An untrained supernet checkpoint of `digits_space`, recording the config of a digits run (so it may be
     searched and ranked on the images that run held out), for commands that only read one."""
-    from spos import checkpoint
-    from spos.supernet import SuperNet
+    from spos.store import checkpoint
+    from spos.nn.supernet import SuperNet
 
     path = tmp_path_factory.mktemp("digits-supernet") / "supernet.pt"
     return checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(digits_space), config=digits_run), path)

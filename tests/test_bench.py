@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from spos import bench
+from spos.bench import tables as bench
 from spos.cli import main
 from spos.errors import UserError
-from spos.flops import cost_table
-from spos.space import Architecture
+from spos.space.flops import cost_table
+from spos.space.architecture import Architecture
 
 TABLE = Path(__file__).parents[2] / "shared" / "data" / "nas-bench-macro" / "nas-bench-macro_cifar10.json"
 if not TABLE.is_file():

@@ -8,10 +8,11 @@ import random
 import pytest
 import torch
 
-from spos.canonical import canonical, canonicalizer, distinct
-from spos.fixed import FixedNet
-from spos.flops import cost_table
-from spos.space import Architecture, get_space, sample_architecture, space_from_spec
+from spos.space.canonical import canonical, canonicalizer, distinct
+from spos.nn.fixed import FixedNet
+from spos.space.flops import cost_table
+from spos.space.architecture import Architecture, sample_architecture
+from spos.space.searchspace import get_space, space_from_spec
 
 
 def _all_archs(space):

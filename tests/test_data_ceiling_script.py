@@ -7,9 +7,10 @@ import json
 import pytest
 
 from conftest import load_benchmark_script
-from spos.bench import load_benchmark
-from spos.search.rank_job import RankJob, choose_architectures
-from spos.space import Architecture, get_space
+from spos.bench.tables import load_benchmark
+from spos.rank.job import RankJob, choose_architectures
+from spos.space.architecture import Architecture
+from spos.space.searchspace import get_space
 
 
 @pytest.fixture(scope="module")

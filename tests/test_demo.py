@@ -15,10 +15,11 @@ import onnx
 import pytest
 import yaml
 
-from spos import checkpoint, export
+from spos.store import checkpoint
+from spos.deploy import export
 from spos.cli import main
-from spos.demo import ENGINE_COMMANDS, default_output, demo_settings, scaled_schedule, stage_overrides
-from spos.space import load_architecture
+from spos.demo.pipeline import ENGINE_COMMANDS, default_output, demo_settings, scaled_schedule, stage_overrides
+from spos.space.architecture import load_architecture
 
 
 @pytest.fixture(scope="module")
@@ -144,9 +145,9 @@ def test_demo_bad_settings(kwargs, message):
 def test_the_shipped_reference_ranks_in_the_demos_supernet_space():
     """The digits reference is read as `spos rank --ground-truth` reads it, in the space the demo's
     supernet config builds; another space or dataset has none, and its report says so."""
-    from spos.data import dataset_info
-    from spos.demo import _config, reference_for
-    from spos.search.rank_job import read_ground_truth
+    from spos.data.datasets import dataset_info
+    from spos.demo.pipeline import _config, reference_for
+    from spos.rank.job import read_ground_truth
     from spos.train import load_config
     from spos.train.loop import build_model
 
@@ -164,7 +165,7 @@ def test_the_shipped_reference_ranks_in_the_demos_supernet_space():
 
 @pytest.mark.slow
 def test_killed_demo_resumes_without_redoing_finished_stages(tmp_path, monkeypatch, caplog):
-    import spos.demo
+    import spos.demo.pipeline
 
     out = tmp_path / "demo"
 
@@ -172,7 +173,7 @@ def test_killed_demo_resumes_without_redoing_finished_stages(tmp_path, monkeypat
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(spos.demo, "export_best", killed)
+        patch.setattr(spos.demo.pipeline, "export_best", killed)
         assert main(["demo", "--output", str(out), "--budget", "0.1", "--no-progress"]) == 130
     assert not (out / "report.md").exists()
     supernet_mtime = (out / "supernet" / "last.pt").stat().st_mtime_ns
@@ -243,7 +244,7 @@ def test_demo_runs_on_another_space(tmp_path, capsys):
 
 
 def test_demo_cites_the_ranking_measured_for_its_data_and_space():
-    from spos.demo import measured_ranking
+    from spos.demo.pipeline import measured_ranking
 
     assert "0.88" in measured_ranking("cifar10", "mbv2-macro-cifar")
     assert "CIFAR-10 subset" in measured_ranking("cifar10", "mbv2-macro-cifar")

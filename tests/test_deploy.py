@@ -8,21 +8,23 @@ import numpy as np
 import pytest
 import torch
 
-from spos import checkpoint, export
+from spos.store import checkpoint
+from spos.deploy import export
 from spos.cli import main
-from spos.data import build_datasets, build_loader, recalibration_batches
+from spos.data.datasets import build_datasets, build_loader, recalibration_batches
 from spos.errors import UserError
-from spos.export import export_model, onnx_session, run_onnx
-from spos.fixed import FixedNet
-from spos.fuse import count_batchnorms, fuse_conv_bn
-from spos.latency import build_latency_table, load_latency_table
-from spos.official import load_official, to_official
-from spos.quantize import onnx_top1, quantize_onnx
-from spos.space import Architecture, get_space, sample_architecture
-from spos.supernet import SuperNet
+from spos.deploy.export import export_model, onnx_session, run_onnx
+from spos.nn.fixed import FixedNet
+from spos.deploy.fuse import count_batchnorms, fuse_conv_bn
+from spos.deploy.latency import build_latency_table, load_latency_table
+from spos.store.official import load_official, to_official
+from spos.deploy.quantize import onnx_top1, quantize_onnx
+from spos.space.architecture import Architecture, sample_architecture
+from spos.space.searchspace import get_space
+from spos.nn.supernet import SuperNet
 from spos.train.config import load_config
 from spos.train.loop import run_training
-from spos.zoo import resolve_architecture
+from spos.space.zoo import resolve_architecture
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import pytest
 from torchvision import datasets
 
 from spos.cli import build_parser, main
-from spos.data import build_datasets
+from spos.data.datasets import build_datasets
 from spos.errors import UserError
 
 

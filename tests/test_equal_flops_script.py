@@ -7,10 +7,10 @@ import json
 import pytest
 
 from conftest import load_benchmark_script
-from spos import checkpoint
-from spos.fewshot import FewShotSuperNet
-from spos.space import get_space
-from spos.supernet import SuperNet
+from spos.store import checkpoint
+from spos.nn.fewshot import FewShotSuperNet
+from spos.space.searchspace import get_space
+from spos.nn.supernet import SuperNet
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,12 @@ import random
 import pytest
 import torch
 
-from spos import checkpoint
+from spos.store import checkpoint
 from spos.errors import UserError
-from spos.fewshot import FewShotSuperNet, check_split_layers, split_epoch_of
-from spos.space import Architecture, get_space, sample_architecture
-from spos.train.bn import recalibrate_bn
+from spos.nn.fewshot import FewShotSuperNet, check_split_layers, split_epoch_of
+from spos.space.architecture import Architecture, sample_architecture
+from spos.space.searchspace import get_space
+from spos.nn.calibration import recalibrate_bn
 from spos.train.config import load_config
 from spos.train.loop import run_training
 
@@ -153,7 +154,7 @@ def test_search_and_rank_score_a_few_shot_supernet_by_the_sub_supernet_of_each_p
 
 def test_a_few_shot_supernet_exported_as_a_model_folder_comes_back_split(space, tmp_path):
     from spos.cli import main
-    from spos.pretrained import load_folder
+    from spos.store.pretrained import load_folder
 
     net = FewShotSuperNet(space, [2])
     net.split()

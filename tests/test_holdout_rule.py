@@ -14,13 +14,13 @@ import json
 import pytest
 import torch
 
-from spos import checkpoint
+from spos.store import checkpoint
 from spos.cli import main
-from spos.data import build_datasets
+from spos.data.datasets import build_datasets
 from spos.errors import UserError
-from spos.search.rank_job import draw_architectures
+from spos.rank.job import draw_architectures
 from spos.search.run import SearchJob, scoring_sets, with_supernet_data
-from spos.supernet import SuperNet
+from spos.nn.supernet import SuperNet
 
 SEARCH = ["--population", "4", "--generations", "1", "--parents", "2", "--mutations", "2", "--crossovers", "2",
           "--bn-batches", "1", "--eval-batches", "1", "--batch-size", "64", "--no-progress"]
@@ -153,8 +153,8 @@ ARCH = "0,1,2,3,0,1,2,3,0,1,2,3,0,1,2,3,0,1,2,3/0,1,2,3,0,1,2,3,0,1,2,3,0,1,2,3,
 @pytest.fixture(scope="module")
 def trained_on_all(tmp_path_factory, digits_space, digits_run):
     """A fixed network whose run trained on every digits training image (data.holdout 0)."""
-    from spos.fixed import FixedNet
-    from spos.space import Architecture
+    from spos.nn.fixed import FixedNet
+    from spos.space.architecture import Architecture
 
     net = FixedNet(digits_space, Architecture.parse(ARCH))
     config = {**digits_run, "data": {"name": "digits", "holdout": 0}}
@@ -189,7 +189,7 @@ def test_eval_calibrates_a_supernet_path_on_its_runs_training_split_whatever_hol
     from argparse import Namespace
 
     from spos.cli.deploy import supernet_path_network
-    from spos.space import Architecture
+    from spos.space.architecture import Architecture
 
     data = checkpoint.load(supernets["held"])
     exported = supernet_path_network(checkpoint.build_model(data), Architecture.parse(ARCH), data, Namespace(

@@ -13,15 +13,16 @@ import pytest
 import torch
 
 import spos.train
-from spos import checkpoint, export
+from spos.store import checkpoint
+from spos.deploy import export
 from spos.cli import main
-from spos.data import CONVENTIONS, InputConvention, build_datasets, input_convention
+from spos.data.datasets import CONVENTIONS, InputConvention, build_datasets, input_convention
 from spos.errors import UserError
-from spos.fixed import FixedNet
-from spos.official import to_official
-from spos.space import get_space
-from spos.supernet import SuperNet
-from spos.zoo import resolve_architecture
+from spos.nn.fixed import FixedNet
+from spos.store.official import to_official
+from spos.space.searchspace import get_space
+from spos.nn.supernet import SuperNet
+from spos.space.zoo import resolve_architecture
 
 SPACE_ARGS = ["--space", "oneshot", "--input-size", "32", "--num-classes", "10", "--width-mult", "0.25"]
 

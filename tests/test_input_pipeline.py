@@ -11,7 +11,7 @@ from torchvision import transforms
 from torchvision.transforms import v2
 
 from spos.cli import main
-from spos.data import ConventionTransform, build_datasets, input_convention, read_image_tensor
+from spos.data.datasets import ConventionTransform, build_datasets, input_convention, read_image_tensor
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_dali_loader_refuses_data_held_in_memory(tmp_path, capsys):
 def test_dali_per_sample_draws_are_torchvisions_and_depend_only_on_seed_epoch_index():
     from PIL import Image
 
-    from spos.dali import _sample_seed, sample_params
+    from spos.data.dali import _sample_seed, sample_params
 
     first = sample_params((500, 375), 224, seed=3, epoch=2, index=17)
     assert sample_params((500, 375), 224, seed=3, epoch=2, index=17) == first  # no state carried between calls

@@ -6,10 +6,11 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from spos.fixed import FixedNet
-from spos.flops import count, cost_table, readable
-from spos.space import Architecture, get_space, sample_architecture, space_from_spec
-from spos.supernet import SuperNet
+from spos.nn.fixed import FixedNet
+from spos.space.flops import count, cost_table, readable
+from spos.space.architecture import Architecture, sample_architecture
+from spos.space.searchspace import get_space, space_from_spec
+from spos.nn.supernet import SuperNet
 
 SPACES = {
     "oneshot-224": dict(name="oneshot"),

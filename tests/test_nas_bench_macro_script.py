@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import load_benchmark_script
-from spos.bench import load_benchmark
+from spos.bench.tables import load_benchmark
 from spos.search.engine import SearchConfig
 
 

@@ -4,7 +4,8 @@ import pytest
 
 from spos.errors import UserError
 from spos.plots import plot_architecture, plot_training_curves
-from spos.space import Architecture, get_space, sample_architecture
+from spos.space.architecture import Architecture, sample_architecture
+from spos.space.searchspace import get_space
 
 
 def _is_png(path):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from spos import export
+from spos.deploy import export
 from spos.cli import main
-from spos.data import build_datasets
+from spos.data.datasets import build_datasets
 from spos.train.config import load_config
 from spos.train.loop import run_training
 
@@ -104,9 +104,9 @@ def test_digits_export_on_raw_pixels_gets_spos_accuracy_to_the_image(digits_run,
 def test_the_export_line_describes_a_digits_networks_real_input(tmp_path, capsys, digits_space, fmt):
     import random
 
-    from spos import checkpoint
-    from spos.fixed import FixedNet
-    from spos.space import sample_architecture
+    from spos.store import checkpoint
+    from spos.nn.fixed import FixedNet
+    from spos.space.architecture import sample_architecture
 
     net = FixedNet(digits_space, sample_architecture(digits_space, random.Random(0)))
     source = checkpoint.save_atomic(checkpoint.fixed_payload(net, config={"data": {"name": "digits"}}),
@@ -119,7 +119,7 @@ def test_the_export_line_describes_a_digits_networks_real_input(tmp_path, capsys
 
 @pytest.mark.skipif(not (MNIST_ROOT / "MNIST" / "raw").is_dir(), reason="the real MNIST files are not here")
 def test_mnist_export_records_the_padding_and_statistics(tmp_path):
-    from spos.data import MNIST_FILES, _idx_file, _mnist_raw, _read_idx
+    from spos.data.datasets import MNIST_FILES, _idx_file, _mnist_raw, _read_idx
 
     out = tmp_path / "mnist.onnx"
     assert main(["export", "oneshot", *SMALL, "--input-size", "32", "--in-channels", "1", "--data", "mnist",
@@ -175,8 +175,8 @@ def test_official_convention_is_recorded_as_bgr_unnormalised(tmp_path):
 
 
 def test_a_record_without_data_says_the_statistics_are_unknown():
-    from spos.data import CONVENTIONS
-    from spos.preprocessing import describe_record, preprocessing_record
+    from spos.data.datasets import CONVENTIONS
+    from spos.data.preprocessing import describe_record, preprocessing_record
 
     unknown = preprocessing_record(None, CONVENTIONS["spos"], 32, 3)
     assert unknown["mean"] is None and unknown["dataset"] is None

@@ -17,13 +17,13 @@ import torch
 from safetensors import safe_open
 
 import spos
-from spos import checkpoint
+from spos.store import checkpoint
 from spos.cli import main
-from spos.data import build_datasets, build_loader
+from spos.data.datasets import build_datasets, build_loader
 from spos.errors import UserError
-from spos.pretrained import ALIASES_KEY, CONFIG_NAME, WEIGHTS_NAME, load_folder
-from spos.space import get_space
-from spos.supernet import SuperNet
+from spos.store.pretrained import ALIASES_KEY, CONFIG_NAME, WEIGHTS_NAME, load_folder
+from spos.space.searchspace import get_space
+from spos.nn.supernet import SuperNet
 from spos.train import evaluate
 from spos.train.config import load_config
 from spos.train.loop import run_training
@@ -78,8 +78,8 @@ def test_a_model_folder_is_a_checkpoint_to_every_command(folder, tmp_path, capsy
 
 def _two_weights_checkpoint(path: Path, space, config: dict) -> tuple[Path, dict]:
     """A digits network whose EMA weights (another initialisation) differ from its raw ones, and both nets."""
-    from spos.fixed import FixedNet
-    from spos.space import Architecture
+    from spos.nn.fixed import FixedNet
+    from spos.space.architecture import Architecture
 
     arch = Architecture.parse("0,1,2,3," * 4 + "0,1,2,3/" + "0,1,2,3," * 4 + "0,1,2,3")
     torch.manual_seed(1)

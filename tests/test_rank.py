@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from spos import rank_statistics
+from spos.stats import ranking as rank_statistics
 from spos.errors import UserError
 
 # Fixed inputs: no ties, ties in one list, ties in both, a reversed order.
@@ -94,12 +94,12 @@ def test_rank_statistics_reports_every_statistic_with_an_interval():
 
 import json  # noqa: E402
 
-from spos import checkpoint  # noqa: E402
+from spos.store import checkpoint  # noqa: E402
 from spos.cli import main  # noqa: E402
-from spos.flops import cost_table  # noqa: E402
-from spos.search import rank_job  # noqa: E402
-from spos.space import get_space  # noqa: E402
-from spos.supernet import SuperNet  # noqa: E402
+from spos.space.flops import cost_table  # noqa: E402
+from spos.rank import job as rank_job  # noqa: E402
+from spos.space.searchspace import get_space  # noqa: E402
+from spos.nn.supernet import SuperNet  # noqa: E402
 
 FAST = ["--bn-batches", "1", "--eval-batches", "1", "--batch-size", "64", "--bootstrap", "50", "--no-progress"]
 
@@ -388,7 +388,7 @@ def test_holdout_measure_is_top1_and_mean_cross_entropy_over_every_image():
 # ----------------------------------------------------------------------------------------------
 # Windows, benchmarks and the ground truth as users give it
 
-from spos import rank_window_statistics  # noqa: E402
+from spos.stats import windows as rank_window_statistics  # noqa: E402
 
 
 def test_window_statistics_on_a_made_up_table():
@@ -542,7 +542,7 @@ def test_rank_prints_the_expected_time_and_keeps_each_scores_outputs(supernet_fi
 
 
 def test_pairs_in_order_counts_agreeing_pairs_and_leaves_ties_out():
-    from spos.rank_statistics import kendall_tau, pairs_in_order
+    from spos.stats.ranking import kendall_tau, pairs_in_order
 
     assert pairs_in_order([1, 2, 3, 4], [10, 20, 40, 30]) == (5, 6)
     assert pairs_in_order([1, 1, 2], [1, 2, 3]) == (2, 2)  # the tied pair is neither right nor wrong

@@ -14,11 +14,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from spos import checkpoint
+from spos.store import checkpoint
 from spos.cli import main
-from spos.search import rank_job
-from spos.space import get_space
-from spos.supernet import SuperNet
+from spos.rank import job as rank_job
+from spos.space.searchspace import get_space
+from spos.nn.supernet import SuperNet
 from spos.train import load_config, run_training
 from test_safety import Killed, _kill_at, _RunsCode  # kills at write points, a checkpoint that runs code
 
@@ -118,7 +118,7 @@ def test_a_supernet_resume_of_a_crafted_last_pt_stops(tmp_path, capsys):
 def test_a_demo_resume_stops_at_a_damaged_supernet_checkpoint(tmp_path, capsys):
     from dataclasses import asdict
 
-    from spos.demo import demo_settings
+    from spos.demo.pipeline import demo_settings
 
     out = tmp_path / "demo"
     run_training(load_config("digits-supernet", [*TINY, "train.iterations=1"]), out / "supernet", progress=False)
@@ -230,7 +230,7 @@ def test_a_rank_resume_from_another_working_directory_continues(tmp_path, monkey
 
 def test_a_training_resume_names_its_architecture_file_by_any_path_but_not_another_architecture(
         tmp_path, monkeypatch, capsys, digits_space):
-    from spos.space import Architecture, save_architecture
+    from spos.space.architecture import Architecture, save_architecture
 
     first, second = tmp_path / "a", tmp_path / "b"
     second.mkdir()
@@ -363,12 +363,12 @@ def test_a_search_killed_mid_generation_scores_nothing_twice_and_counts_everythi
 
 
 def _timed(monkeypatch, slower: float = 1.0) -> list:
-    """Stand in for `spos.latency.measure_model`: 4-10 ms by architecture (a crc32 of its genes), ``slower``
+    """Stand in for `spos.deploy.latency.measure_model`: 4-10 ms by architecture (a crc32 of its genes), ``slower``
     times that (a machine busier than before); returns the (architecture, ms) pairs it timed."""
     import zlib
     from types import SimpleNamespace
 
-    import spos.latency
+    import spos.deploy.latency
 
     timed = []
 
@@ -376,7 +376,7 @@ def _timed(monkeypatch, slower: float = 1.0) -> list:
         timed.append((str(net.arch), slower * (4 + zlib.crc32(repr(net.arch.genes).encode()) % 600 / 100)))
         return SimpleNamespace(median_ms=timed[-1][1])
 
-    monkeypatch.setattr(spos.latency, "measure_model", measure_model)
+    monkeypatch.setattr(spos.deploy.latency, "measure_model", measure_model)
     return timed
 
 

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from spos import checkpoint
+from spos.store import checkpoint
 from spos.cli import main
 from spos.errors import UserError
-from spos.space import get_space
-from spos.supernet import SuperNet
+from spos.space.searchspace import get_space
+from spos.nn.supernet import SuperNet
 from spos.train import load_config, run_training
 
 TINY = ["space.width_mult=0.25", "train.log_every=1000", "validation.paths=2", "validation.bn_batches=2"]
@@ -182,7 +182,7 @@ def test_an_existing_single_file_output_needs_force(tmp_path, capsys, supernet_f
 
 
 def test_write_atomic_removes_its_temp_file_on_failure_and_ignores_planted_names(tmp_path):
-    from spos.files import write_atomic
+    from spos.io.files import write_atomic
 
     victim = tmp_path / "victim.txt"
     victim.write_text("untouched\n")
@@ -199,7 +199,7 @@ def test_write_atomic_removes_its_temp_file_on_failure_and_ignores_planted_names
 
 @pytest.mark.parametrize("command", ["train", "search", "demo"])
 def test_a_second_run_in_a_locked_folder_is_refused_naming_the_holder(tmp_path, capsys, supernet_file, command):
-    from spos.files import run_lock
+    from spos.io.files import run_lock
 
     out = tmp_path / "out"
     argv = {"train": _train_argv(out),
@@ -213,7 +213,7 @@ def test_a_second_run_in_a_locked_folder_is_refused_naming_the_holder(tmp_path, 
 
 
 def test_the_lock_is_released_when_the_run_ends(tmp_path):
-    from spos.files import run_lock
+    from spos.io.files import run_lock
 
     with run_lock(tmp_path / "a"):
         (tmp_path / "a" / "file").write_text("x")
@@ -288,7 +288,7 @@ class Killed(BaseException):
 
 def _kill_at(monkeypatch, name: str, occurrence: int):
     """Make the ``occurrence``-th atomic write of a file called ``name`` die before it lands."""
-    from spos import files
+    from spos.io import files
 
     original, seen = files.write_atomic, {"n": 0}
 
@@ -318,7 +318,7 @@ def straight_run(tmp_path_factory):
     ("config.yaml", 1), ("best.pt", 1), ("last.pt", 1), ("metrics.jsonl", 1), ("last.pt", 2), ("metrics.csv", 3)])
 def test_a_kill_at_any_write_then_resume_gives_the_uninterrupted_files(tmp_path, monkeypatch, straight_run,
                                                                       name, occurrence):
-    from spos.files import folder_contents
+    from spos.io.files import folder_contents
 
     config, out = tiny_config(*RETRAIN), tmp_path / "run"
     with monkeypatch.context() as patch:
@@ -428,14 +428,14 @@ def _image_folder(root, classes=("cat", "dog")):
 
 
 def test_an_image_folder_with_one_class_is_refused(tmp_path):
-    from spos.data import build_datasets
+    from spos.data.datasets import build_datasets
 
     with pytest.raises(UserError, match="a classifier needs at least two"):
         build_datasets("imagefolder", _image_folder(tmp_path, classes=("cat",)), input_size=16)
 
 
 def test_a_corrupt_image_is_named_not_a_pil_traceback(tmp_path):
-    from spos.data import build_datasets, build_loader
+    from spos.data.datasets import build_datasets, build_loader
 
     root = _image_folder(tmp_path)
     broken = root / "val" / "dog" / "1.png"
@@ -447,7 +447,7 @@ def test_a_corrupt_image_is_named_not_a_pil_traceback(tmp_path):
 
 def test_a_corrupt_image_read_by_a_loader_worker_is_still_one_line(tmp_path):
     from spos.cli import one_line
-    from spos.data import build_datasets, build_loader
+    from spos.data.datasets import build_datasets, build_loader
 
     root = _image_folder(tmp_path)
     broken = root / "val" / "dog" / "1.png"

@@ -1,4 +1,4 @@
-"""The one schema language every reader checks its file with (`spos.schema`): what fits, and the one
+"""The one schema language every reader checks its file with (`spos.io.schema`): what fits, and the one
 line that names the field, what it holds and what it must hold when something does not."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from spos.errors import UserError
-from spos.schema import (FINITE, MayBeMissing, NamesTo, check, damaged_lines_text, dataclass_schema, fits, problem,
+from spos.io.schema import (FINITE, MayBeMissing, NamesTo, check, damaged_lines_text, dataclass_schema, fits, problem,
                          read_json, read_jsonl, shown, words)
 
 

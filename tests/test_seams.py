@@ -9,13 +9,13 @@ import random
 import pytest
 import torch
 
-from spos import checkpoint
+from spos.store import checkpoint
 from spos.cli import main
-from spos.data import build_datasets, first_batch
+from spos.data.datasets import build_datasets, first_batch
 from spos.errors import UserError
-from spos.export import onnx_session, run_onnx
-from spos.space import sample_architecture
-from spos.supernet import SuperNet
+from spos.deploy.export import onnx_session, run_onnx
+from spos.space.architecture import sample_architecture
+from spos.nn.supernet import SuperNet
 from spos.train import load_config, run_training
 
 TINY = ["train.log_every=1000", "validation.paths=2", "validation.bn_batches=2"]

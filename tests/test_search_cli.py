@@ -9,11 +9,12 @@ import statistics
 import pytest
 import torch
 
-from spos import checkpoint
+from spos.store import checkpoint
 from spos.cli import main
-from spos.latency import build_latency_table
-from spos.space import get_space, load_architecture, sample_architecture
-from spos.supernet import SuperNet
+from spos.deploy.latency import build_latency_table
+from spos.space.searchspace import get_space
+from spos.space.architecture import load_architecture, sample_architecture
+from spos.nn.supernet import SuperNet
 
 SMALL = ["--population", "6", "--generations", "2", "--parents", "2", "--mutations", "3", "--crossovers", "3",
          "--bn-batches", "2", "--batch-size", "64", "--no-progress"]
@@ -230,7 +231,7 @@ class _Timing:
 
 
 def _timings_of_rank(rank: int):
-    """A stand-in for `spos.latency.measure_model` whose latency of an architecture depends on the rank
+    """A stand-in for `spos.deploy.latency.measure_model` whose latency of an architecture depends on the rank
     measuring it (0-10 ms): timing noise, made large and reproducible."""
     import zlib
 
@@ -241,9 +242,9 @@ def _timings_of_rank(rank: int):
 
 
 def _search_rank_timed_apart(rank: int, world: int, port: int, job, threads: int) -> None:
-    import spos.latency
+    import spos.deploy.latency
 
-    spos.latency.measure_model = _timings_of_rank(rank)
+    spos.deploy.latency.measure_model = _timings_of_rank(rank)
     _search_rank(rank, world, port, job, threads)
 
 
@@ -256,14 +257,14 @@ def test_two_processes_score_a_generation_between_them_with_the_same_result(supe
 
     import torch.multiprocessing as mp
 
-    import spos.latency
+    import spos.deploy.latency
     from spos.search.run import SearchJob, run_search
 
     def job(out):
         return SearchJob(supernet=str(supernet_file), output=str(out), population=6, generations=2, parents=2,
                          mutations=3, crossovers=3, bn_batches=2, batch_size=64, latency_max=5.0, progress=False)
 
-    monkeypatch.setattr(spos.latency, "measure_model", _timings_of_rank(0))
+    monkeypatch.setattr(spos.deploy.latency, "measure_model", _timings_of_rank(0))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one thread per process: two ranks on a 2-core machine must not oversubscribe it
     try:

@@ -10,12 +10,18 @@ import pytest
 import torch
 from conftest import doc_block
 
-from spos.blocks import make_block, registered_blocks
+from spos.space.blocks import make_block, registered_blocks
 from spos.cli import main
 from spos.errors import UserError
-from spos.flops import cost_table, count
-from spos.space import (PRESETS, Architecture, get_space, load_architecture, load_space, sample_architecture,
-                        save_architecture, space_from_spec, space_to_spec, uniform_architecture)
+from spos.space.flops import cost_table, count
+from spos.space.searchspace import PRESETS, get_space, load_space, space_from_spec, space_to_spec
+from spos.space.architecture import (
+    Architecture,
+    load_architecture,
+    sample_architecture,
+    save_architecture,
+    uniform_architecture,
+)
 from spos.train.sampler import PathSampler
 
 
@@ -168,8 +174,8 @@ def test_plugin_that_cannot_be_imported_is_one_line(tmp_path, capsys):
 
 def test_extract_on_mbconv_supernet_matches_after_training_step():
     """A training step on an entangled MBConv supernet, then extraction still equals the path."""
-    from spos.supernet import SuperNet
-    from spos.train.bn import recalibrate_bn
+    from spos.nn.supernet import SuperNet
+    from spos.nn.calibration import recalibrate_bn
 
     space = get_space("mbv2-macro-cifar", input_size=8, num_classes=10, width_mult=0.25)
     supernet = SuperNet(space, entangled_kernels=True)
@@ -197,8 +203,8 @@ def test_channel_warmup_on_a_space_with_one_width():
 
 @pytest.fixture(scope="module")
 def mbv2_supernet_file(tmp_path_factory, digits_run):
-    from spos import checkpoint
-    from spos.supernet import SuperNet
+    from spos.store import checkpoint
+    from spos.nn.supernet import SuperNet
 
     space = get_space("mbv2-macro-cifar", input_size=8, num_classes=10, in_channels=1, width_mult=0.25)
     path = tmp_path_factory.mktemp("mbv2") / "supernet.pt"

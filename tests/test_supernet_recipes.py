@@ -66,7 +66,7 @@ def test_fair_sampling_refuses_settings_it_cannot_honour(tiny_space):
 
 
 def test_fair_training_step_runs_each_choice_once_then_one_optimizer_step(tmp_path, monkeypatch):
-    from spos.supernet import SuperNet
+    from spos.nn.supernet import SuperNet
     from spos.train import loop
 
     forwards, steps = [], []
@@ -98,7 +98,7 @@ def test_fair_training_step_runs_each_choice_once_then_one_optimizer_step(tmp_pa
 
 
 def test_sandwich_step_is_the_widest_path_then_the_narrowest_then_random_ones(tiny_space):
-    from spos.flops import cost_table
+    from spos.space.flops import cost_table
     from spos.train.sampler import PathSampler
 
     table = cost_table(tiny_space)
@@ -114,8 +114,8 @@ def test_sandwich_step_is_the_widest_path_then_the_narrowest_then_random_ones(ti
 
 @pytest.mark.parametrize("name", ["oneshot", "proxyless-mobile", "mbv2-macro-cifar"])
 def test_sandwich_extremes_are_the_cost_tables_on_every_preset(name):
-    from spos.flops import cost_table
-    from spos.space import get_space
+    from spos.space.flops import cost_table
+    from spos.space.searchspace import get_space
     from spos.train.sampler import PathSampler
 
     space = get_space(name, input_size=32, num_classes=10, width_mult=0.25)  # proxyless: uneven op counts
@@ -132,8 +132,8 @@ def test_sandwich_extremes_are_the_cost_tables_on_every_preset(name):
 def test_sandwich_extremes_stay_inside_the_sampling_mode(tiny_space, mode):
     import random
 
-    from spos.flops import cost_table
-    from spos.space import sample_architecture
+    from spos.space.flops import cost_table
+    from spos.space.architecture import sample_architecture
     from spos.train.sampler import PathSampler
 
     table = cost_table(tiny_space)
@@ -191,8 +191,8 @@ def test_soft_target_loss_is_cross_entropy_against_the_teacher_distribution():
 def test_sandwich_training_step_distils_the_widest_path_into_the_others(tmp_path, monkeypatch):
     import torch
 
-    from spos.flops import cost_table
-    from spos.supernet import SuperNet
+    from spos.space.flops import cost_table
+    from spos.nn.supernet import SuperNet
     from spos.train import loop
 
     forwards, label_losses, distil_losses, steps = [], [], [], []
@@ -276,7 +276,7 @@ def test_progressive_release_applies_to_fair_and_sandwich_steps(tiny_space):
 def test_progressive_training_pins_the_layers_not_yet_released(tmp_path, monkeypatch):
     import torch
 
-    from spos.supernet import SuperNet
+    from spos.nn.supernet import SuperNet
 
     trained = []
     original_forward = SuperNet.forward
@@ -299,7 +299,7 @@ def test_progressive_training_pins_the_layers_not_yet_released(tmp_path, monkeyp
 
 
 def test_entangled_choices_share_one_7x7_kernel_and_their_pointwise_convs(tiny_space):
-    from spos.supernet import SuperNet
+    from spos.nn.supernet import SuperNet
 
     plain, entangled = SuperNet(tiny_space), SuperNet(tiny_space, entangled_kernels=True)
     assert sum(p.numel() for p in entangled.parameters()) < sum(p.numel() for p in plain.parameters())
@@ -317,9 +317,9 @@ def test_entangled_supernet_extracts_fixed_nets_equal_to_their_paths(tiny_space)
 
     import torch
 
-    from spos.space import sample_architecture
-    from spos.supernet import SuperNet
-    from spos.train.bn import recalibrate_bn
+    from spos.space.architecture import sample_architecture
+    from spos.nn.supernet import SuperNet
+    from spos.nn.calibration import recalibrate_bn
 
     supernet = SuperNet(tiny_space, entangled_kernels=True)
     with torch.no_grad():  # weights unlike the init, so a wrong crop would show
@@ -339,7 +339,7 @@ def test_entangled_supernet_extracts_fixed_nets_equal_to_their_paths(tiny_space)
 
 
 def test_entangled_flag_survives_a_checkpoint_and_training(tmp_path):
-    from spos import checkpoint
+    from spos.store import checkpoint
 
     config = load_config("digits-supernet", [*TINY, "space.entangled_kernels=true"])
     result = run_training(config, tmp_path / "run", progress=False)
@@ -362,7 +362,7 @@ def _layer_outputs(supernet, layer_index, x):
 def test_aligned_choices_start_as_the_same_function_and_tie_xception_to_shufflenet(tiny_space):
     import torch
 
-    from spos.supernet import SuperNet
+    from spos.nn.supernet import SuperNet
 
     supernet = SuperNet(tiny_space, entangled_kernels=True, aligned_choices=True).train()
     entangled = SuperNet(tiny_space, entangled_kernels=True)
@@ -385,7 +385,7 @@ def test_aligned_choices_start_as_the_same_function_and_tie_xception_to_shufflen
     plain = _layer_outputs(entangled, 0, x)
     assert not torch.allclose(plain[2], plain[0])  # merely entangled kernels start apart
     assert similarity > 0.5 > torch.nn.functional.cosine_similarity(plain[3].flatten(), plain[0].flatten(), 0)
-    from spos.official import to_official
+    from spos.store.official import to_official
 
     official, reference = to_official(supernet), to_official(SuperNet(tiny_space))  # the official layout still
     assert {k: v.shape for k, v in official.items()} == {k: v.shape for k, v in reference.items()}
@@ -396,9 +396,9 @@ def test_aligned_supernet_extracts_fixed_nets_equal_to_their_paths_after_trainin
 
     import torch
 
-    from spos.space import sample_architecture
-    from spos.supernet import SuperNet
-    from spos.train.bn import recalibrate_bn
+    from spos.space.architecture import sample_architecture
+    from spos.nn.supernet import SuperNet
+    from spos.nn.calibration import recalibrate_bn
 
     supernet = SuperNet(tiny_space, entangled_kernels=True, aligned_choices=True)
     optimizer = torch.optim.SGD(supernet.parameters(), lr=0.1)
@@ -422,7 +422,7 @@ def test_aligned_supernet_extracts_fixed_nets_equal_to_their_paths_after_trainin
 
 
 def test_aligned_choices_need_entangled_kernels_and_survive_a_checkpoint(tmp_path):
-    from spos import checkpoint
+    from spos.store import checkpoint
     from spos.errors import UserError
 
     with pytest.raises(UserError, match="aligned_choices needs space.entangled_kernels"):
@@ -437,8 +437,8 @@ def test_aligned_choices_need_entangled_kernels_and_survive_a_checkpoint(tmp_pat
 
 
 def test_entangled_supernet_converts_to_the_official_layout_with_centre_kernels(tiny_space):
-    from spos.official import to_official
-    from spos.supernet import SuperNet
+    from spos.store.official import to_official
+    from spos.nn.supernet import SuperNet
 
     supernet = SuperNet(tiny_space, entangled_kernels=True)
     official = to_official(supernet)

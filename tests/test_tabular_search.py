@@ -8,13 +8,13 @@ import random
 
 import pytest
 
-from spos.bench import benchmark_spec, load_benchmark
-from spos.canonical import canonicalizer
+from spos.bench.tables import benchmark_spec, load_benchmark
+from spos.space.canonical import canonicalizer
 from spos.cli import main
-from spos.flops import cost_table
+from spos.space.flops import cost_table
 from spos.search.engine import SearchConfig
-from spos.search.tabular import Limits, TableObjective, engine_curves, median_or_none, plot_engine_curves, run_engine
-from spos.space import Architecture
+from spos.bench.engine import Limits, TableObjective, engine_curves, median_or_none, plot_engine_curves, run_engine
+from spos.space.architecture import Architecture
 
 
 @pytest.fixture(scope="module")

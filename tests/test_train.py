@@ -12,12 +12,12 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from spos import checkpoint
+from spos.store import checkpoint
 from spos.cli import main
-from spos.data import TensorImages, build_datasets, build_loader
+from spos.data.datasets import TensorImages, build_datasets, build_loader
 from spos.errors import UserError
-from spos.flops import cost_table
-from spos.space import get_space
+from spos.space.flops import cost_table
+from spos.space.searchspace import get_space
 from spos.train import load_config, run_training
 from spos.train.loop import Trainer, amp_dtype, build_path_sampler, evaluate, load_resume_state, step_counts
 from spos.train.recipe import build_optimizer, build_scheduler

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from spos import checkpoint
+from spos.store import checkpoint
 from spos.cli import main
-from spos.fixed import FixedNet
-from spos.space import uniform_architecture
-from spos.supernet import SuperNet
+from spos.nn.fixed import FixedNet
+from spos.space.architecture import uniform_architecture
+from spos.nn.supernet import SuperNet
 
 SEARCH_SMALL = ["--population", "4", "--generations", "1", "--parents", "2", "--bn-batches", "1",
                 "--eval-batches", "1", "--no-progress"]
@@ -261,16 +261,16 @@ def test_an_output_that_cannot_be_written_is_one_line_before_any_work(tmp_path, 
 # -- limits on time: an impossible measured-latency limit is timed a bounded number of times ------
 
 def test_an_impossible_measured_latency_limit_gives_up_after_a_few_timings(tmp_path, capsys, made, monkeypatch):
-    import spos.latency
-    from spos.limits import MEASURED_DRAWS
+    import spos.deploy.latency
+    from spos.space.limits import MEASURED_DRAWS
 
     timed = []
 
     def fake_measure(model, shape, **kwargs):
         timed.append(1)
-        return spos.latency.LatencyStats(3.0, 3.0, 3.0, 3.0, 0.0, 1, 1, 1, "cpu")
+        return spos.deploy.latency.LatencyStats(3.0, 3.0, 3.0, 3.0, 0.0, 1, 1, 1, "cpu")
 
-    monkeypatch.setattr(spos.latency, "measure_model", fake_measure)
+    monkeypatch.setattr(spos.deploy.latency, "measure_model", fake_measure)
     assert main(["search", "--supernet", made["supernet"], "--latency-max", "1e-6", "--output", str(tmp_path / "out"),
                  *SEARCH_SMALL]) == 2
     err = _one_line(capsys)
@@ -342,7 +342,7 @@ def test_a_file_that_is_not_a_supernet_checkpoint_is_named_for_what_it_is(tmp_pa
 
 
 def test_a_supernet_where_a_fixed_network_is_needed_says_which_commands_take_it(made):
-    from spos.checkpoint import load_kind
+    from spos.store.checkpoint import load_kind
     from spos.errors import UserError
 
     with pytest.raises(UserError, match="supernet checkpoint.*spos search"):
@@ -377,7 +377,7 @@ def test_a_torchvision_that_does_not_fit_torch_says_what_to_reinstall(capsys, mo
     ("2.14.1+cu130", "0.29.1+cu130", True),
 ])
 def test_the_torch_pair_rule(torch_version, vision_version, fits):
-    from spos.environment import torchvision_mismatch
+    from spos.cli.environment import torchvision_mismatch
 
     assert (torchvision_mismatch(torch_version, vision_version) is None) == fits
 

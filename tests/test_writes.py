@@ -11,11 +11,12 @@ import shutil
 
 import pytest
 
-from spos import checkpoint, files
+from spos.store import checkpoint
+from spos.io import files
 from spos.cli import main
-from spos.fixed import FixedNet
-from spos.search import rank_job
-from spos.space import Architecture
+from spos.nn.fixed import FixedNet
+from spos.rank import job as rank_job
+from spos.space.architecture import Architecture
 from spos.train import load_config, run_training
 
 ARCH = Architecture((0,) * 20, (7,) * 20)

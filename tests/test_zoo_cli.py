@@ -4,8 +4,8 @@ import pytest
 
 from spos.cli import main
 from spos.errors import UserError
-from spos.flops import count
-from spos.zoo import ZOO, resolve_architecture
+from spos.space.flops import count
+from spos.space.zoo import ZOO, resolve_architecture
 
 
 def test_counted_figures_match_reported_ones():
@@ -33,7 +33,7 @@ def test_named_entries():
 
 
 def test_resolve_text_file_and_errors(tmp_path):
-    from spos.space import save_architecture
+    from spos.space.architecture import save_architecture
 
     arch, space = resolve_architecture("oneshot")
     assert resolve_architecture(str(arch))[0] == arch

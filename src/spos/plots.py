@@ -13,8 +13,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
-from spos.files import write_atomic  # noqa: E402
-from spos.space import Architecture, SearchSpace  # noqa: E402
+from spos.io.files import write_atomic  # noqa: E402
+from spos.space.architecture import Architecture  # noqa: E402
+from spos.space.searchspace import SearchSpace
 
 BLOCK_COLOURS = ("#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
                  "#9c755f", "#bab0ac")
@@ -76,7 +77,7 @@ def plot_training_curves(histories: dict[str, list[dict]], path: str | Path,
 
 def save_figure(fig, path: str | Path) -> Path:
     """Write ``fig`` as a PNG (making its folder) and close it; every spos plot ends here. Written by
-    `spos.files.write_atomic`, so a planted link at ``path`` is replaced, never followed."""
+    `spos.io.files.write_atomic`, so a planted link at ``path`` is replaced, never followed."""
     path = Path(path)
     try:
         write_atomic(path, lambda handle: fig.savefig(handle, format="png", dpi=110))

@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if getattr(args, "plugin", None):
-            from spos.blocks import load_plugin
+            from spos.space.blocks import load_plugin
 
             for name in args.plugin:
                 load_plugin(name)
@@ -154,7 +154,7 @@ def last_resort(command: str, error: Exception, *, verbose: bool) -> int:
     """What spos did not foresee: one line naming the error and a log with its full traceback, written
     through the atomic helper into the system's temp folder (exit 1); with ``-v`` the traceback itself.
     A torchvision that cannot run with the installed torch is told as such (exit 2), with what to reinstall."""
-    from spos.environment import torchvision_failure
+    from spos.cli.environment import torchvision_failure
 
     broken = torchvision_failure(error)
     if broken:
@@ -163,7 +163,7 @@ def last_resort(command: str, error: Exception, *, verbose: bool) -> int:
     if verbose:
         traceback.print_exception(error, file=sys.stderr)
         return 1
-    from spos.files import write_text_atomic
+    from spos.io.files import write_text_atomic
 
     text = f"spos {__version__}, command line: {' '.join(sys.argv)}\n\n" + "".join(traceback.format_exception(error))
     try:

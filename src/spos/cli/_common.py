@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from spos import limits
+from spos.space import limits
 from spos.errors import UserError
 
 
@@ -53,7 +53,7 @@ def add_benchmark_arguments(group, purpose: str) -> None:
 
 
 def add_weights_argument(parser) -> None:
-    """``--ema``/``--no-ema``: which of a checkpoint's weights to use (`spos.checkpoint.chosen_weights`)."""
+    """``--ema``/``--no-ema``: which of a checkpoint's weights to use (`spos.store.checkpoint.chosen_weights`)."""
     parser.add_argument("--ema", action=argparse.BooleanOptionalAction, default=False,
                         help="use the checkpoint's EMA weights; --no-ema (the default) uses the raw weights, the "
                              "ones best.pt was chosen by. eval, export and search all take the same choice")
@@ -136,7 +136,7 @@ def _from_user_error(check):
 
 
 def holdout(text: str):
-    from spos.data import parse_holdout
+    from spos.data.datasets import parse_holdout
 
     return _from_user_error(parse_holdout)(text)
 

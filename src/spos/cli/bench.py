@@ -8,7 +8,7 @@ ORDER = 36
 
 
 def register(subparsers) -> None:
-    from spos.bench import BENCHMARKS
+    from spos.bench.tables import BENCHMARKS
 
     parser = add_command(
         subparsers, "bench",
@@ -33,8 +33,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from spos.bench import download_benchmark, load_benchmark, summary, write_ground_truth
-    from spos.files import check_output_file
+    from spos.bench.tables import download_benchmark, load_benchmark, summary, write_ground_truth
+    from spos.io.files import check_output_file
 
     if args.ground_truth:
         check_output_file(args.ground_truth, force=False)

@@ -40,9 +40,9 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from spos.demo import default_output, demo_settings, ranking_line, run_demo
+    from spos.demo.pipeline import default_output, demo_settings, ranking_line, run_demo
     from spos.errors import UserError
-    from spos.flops import readable
+    from spos.space.flops import readable
 
     settings = demo_settings(args.data, data_root=args.data_root, download=args.download, budget=args.budget,
                              seed=args.seed, progress=not args.no_progress, space=args.space)

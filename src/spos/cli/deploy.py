@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from torch import nn
+
 import json
 from pathlib import Path
 
@@ -9,7 +11,7 @@ from spos.cli._common import (add_command, add_input_argument, add_plugin_argume
                               non_negative_int, positive_float, positive_int, writable_path)
 from spos.cli.models import add_space_arguments, space_adaptation
 from spos.errors import UserError
-from spos.files import check_output_file
+from spos.io.files import check_output_file
 
 ORDER = 40
 
@@ -123,7 +125,7 @@ def _register_convert(subparsers) -> None:
 # -- shared helpers ------------------------------------------------------------------------------
 
 def _space_for(args, default: str = "oneshot"):
-    from spos.space import get_space
+    from spos.space.searchspace import get_space
 
     return get_space(args.space or default, **space_adaptation(args))
 
@@ -134,9 +136,9 @@ def load_network(source: str, arch_ref: str | None, args, *, calibrate: bool = T
     A supernet path becomes a network with its BN recalibrated as ``spos eval`` recalibrates it
     (`supernet_path_network`); ``calibrate=False``, for timing only, gives the path's network with
     fresh weights instead, since no statistics are worth computing for a stopwatch."""
-    from spos import checkpoint
-    from spos.fixed import FixedNet
-    from spos.zoo import resolve_architecture
+    from spos.store import checkpoint
+    from spos.nn.fixed import FixedNet
+    from spos.space.zoo import resolve_architecture
 
     path = Path(source)
     if path.suffix in (".pt", ".pth", ".tar") or (path.is_file() and path.suffix != ".json") or path.is_dir() \
@@ -160,8 +162,8 @@ def load_network(source: str, arch_ref: str | None, args, *, calibrate: bool = T
 def supernet_path_network(supernet, arch, data: dict, args):
     """The supernet path ``arch`` as a FixedNet, its BN recalibrated on ``--bn-batches`` batches of the
     supernet's own training images: the batches ``spos eval`` recalibrates on, so both give one network."""
-    from spos import checkpoint
-    from spos.train.bn import BN_BATCHES, calibration_batches
+    from spos.store import checkpoint
+    from spos.nn.calibration import BN_BATCHES, calibration_batches
 
     bn_batches = getattr(args, "bn_batches", BN_BATCHES)  # `spos hub push` takes eval's default
     if bn_batches < 1:
@@ -175,7 +177,7 @@ def supernet_path_network(supernet, arch, data: dict, args):
 
 def data_splits(args, data: dict | None, space, convention=None):
     """The dataset to check and calibrate on, or None (then checks run on random input)."""
-    from spos.data import build_datasets
+    from spos.data.datasets import build_datasets
 
     config = (data or {}).get("config") or {}
     name = args.data or config.get("data", {}).get("name")
@@ -193,8 +195,8 @@ def data_splits(args, data: dict | None, space, convention=None):
 def run_export(args) -> int:
     import torch
 
-    from spos.export import export_model
-    from spos.latency import measure_model
+    from spos.deploy.export import export_model
+    from spos.deploy.latency import measure_model
 
     if args.format == "hf":
         print(write_model_folder(args, args.source, args.output, force=args.force))
@@ -212,7 +214,7 @@ def run_export(args) -> int:
     check_output_file(output, args.force)
     if args.int8:
         check_output_file(int8_output(output), args.force, "the --int8 model")
-    from spos.checkpoint import convention_of
+    from spos.store.checkpoint import convention_of
 
     convention = convention_of(data, args.input)
     splits = data_splits(args, data, space, convention)
@@ -221,11 +223,11 @@ def run_export(args) -> int:
         print("no dataset named (checkpoint config or --data): checking on random input")
         batch = torch.randn(args.batch_size, *shape)
     else:
-        from spos.data import first_batch
+        from spos.data.datasets import first_batch
 
         batch = first_batch(splits.val, args.batch_size)
     if args.fuse:
-        from spos.fuse import fuse_conv_bn
+        from spos.deploy.fuse import fuse_conv_bn
 
         fused = fuse_conv_bn(model)
         eager = measure_model(model, shape, batch_size=args.batch_size, repeats=20).median_ms
@@ -235,7 +237,7 @@ def run_export(args) -> int:
         print(f"conv-BN fusion: max |difference| {diff:.2e}; eager {eager:.2f} ms -> fused {fast:.2f} ms "
               f"(x{eager / fast:.2f}) at batch {args.batch_size}")
         model = fused
-    from spos.preprocessing import describe_record, preprocessing_record
+    from spos.data.preprocessing import describe_record, preprocessing_record
 
     record = preprocessing_record(splits.info if splits else None, convention, space.input_size, space.in_channels)
     result = export_model(model, output, batch, fmt=args.format, opset=args.opset, tolerance=args.tolerance,
@@ -251,7 +253,7 @@ def run_export(args) -> int:
 
 def _network_or_supernet(source: str, arch_ref: str | None, args):
     """`load_network`, except that a supernet checkpoint without ``arch_ref`` gives the supernet itself."""
-    from spos import checkpoint
+    from spos.store import checkpoint
 
     path = Path(source)
     if arch_ref is None and (path.suffix in (".pt", ".pth", ".tar") or path.is_dir()
@@ -265,10 +267,10 @@ def _network_or_supernet(source: str, arch_ref: str | None, args):
 
 def write_model_folder(args, source: str, output: str | None, *, force: bool) -> str:
     """``spos export --format hf`` and ``spos hub push``: a model folder of ``source``; what was written, in words."""
-    from spos.checkpoint import chosen_weights, convention_of
-    from spos.files import folder_contents
-    from spos.preprocessing import describe_record, preprocessing_record
-    from spos.pretrained import CONFIG_NAME, is_model_folder, measure, save_pretrained, training_record
+    from spos.store.checkpoint import chosen_weights, convention_of
+    from spos.io.files import folder_contents
+    from spos.data.preprocessing import describe_record, preprocessing_record
+    from spos.store.pretrained import CONFIG_NAME, is_model_folder, save_pretrained, training_record
 
     model, data = _network_or_supernet(source, args.arch, args)
     folder = Path(output) if output else Path(f"{source.rstrip('/').replace('/', '_').replace(',', '-')}-hf")
@@ -301,7 +303,7 @@ def int8_output(path: Path) -> Path:
 
 def exported_weights_text(data: dict, ema: bool) -> str:
     """Which of the checkpoint's weights went into the file, and the other choice when there is one."""
-    from spos.checkpoint import chosen_weights
+    from spos.store.checkpoint import chosen_weights
 
     weights = chosen_weights(data, ema)
     if weights == "ema" and not data.get("ema"):
@@ -313,13 +315,13 @@ def exported_weights_text(data: dict, ema: bool) -> str:
 
 
 def report_int8(path: Path, splits, batch, args) -> None:
-    from spos.export import onnx_session, run_onnx
-    from spos.latency import time_callable
-    from spos.quantize import onnx_top1, quantize_onnx
+    from spos.deploy.export import onnx_session, run_onnx
+    from spos.deploy.latency import time_callable
+    from spos.deploy.quantize import onnx_top1, quantize_onnx
 
     if splits is None:
         raise UserError("--int8 needs data to calibrate on: pass --data (and --data-root)")
-    from spos.data import build_loader, recalibration_batches
+    from spos.data.datasets import build_loader, recalibration_batches
 
     calibration = [x for x, _ in recalibration_batches(splits.train, batch_size=args.batch_size,
                                                        num_batches=args.calibration_batches, seed=0)]
@@ -377,13 +379,13 @@ def _check_latency_args(args) -> None:
 
 
 def run_latency_model(args) -> int:
-    from spos.latency import measure_model, time_callable
+    from spos.deploy.latency import measure_model, time_callable
 
     _check_latency_args(args)
     if args.source.endswith(".onnx"):
         import torch
 
-        from spos.export import onnx_session, run_onnx
+        from spos.deploy.export import onnx_session, run_onnx
 
         if not Path(args.source).is_file():
             raise UserError(f"{args.source} does not exist")
@@ -407,7 +409,7 @@ def run_latency_model(args) -> int:
 
 
 def run_latency_table(args) -> int:
-    from spos.latency import build_latency_table
+    from spos.deploy.latency import build_latency_table
 
     _check_latency_args(args)
     if args.check < 0:
@@ -439,8 +441,8 @@ def _table_space(args):
     if args.space or args.input_size or args.num_classes or args.in_channels or args.width_mult != 1.0:
         raise UserError("--supernet takes its space from the checkpoint; leave out --space, --input-size, "
                         "--num-classes, --in-channels and --width-mult")
-    from spos import checkpoint
-    from spos.space import SearchSpace
+    from spos.store import checkpoint
+    from spos.space.searchspace import SearchSpace
 
     return SearchSpace.from_dict(checkpoint.load_kind(args.supernet, "supernet")["space"])
 
@@ -448,10 +450,10 @@ def _table_space(args):
 # -- official checkpoints ------------------------------------------------------------------------
 
 def run_convert(args) -> int:
-    from spos import checkpoint
-    from spos.checkpoint import save_atomic
-    from spos.official import load_official, official_checkpoint
-    from spos.zoo import resolve_architecture
+    from spos.store import checkpoint
+    from spos.store.checkpoint import save_atomic
+    from spos.store.official import load_official, official_checkpoint
+    from spos.space.zoo import resolve_architecture
 
     output = check_output_file(args.output, args.force)
     if args.to_official:
@@ -476,3 +478,13 @@ def run_convert(args) -> int:
     print(f"converted {args.source} into a spos {'supernet' if arch is None else 'FixedNet'} checkpoint: {output} "
           "(input convention: official, BGR 0..255 unnormalised, as the official scripts feed it)")
     return 0
+
+
+def measure(model: nn.Module, splits, batch_size: int = 256) -> dict:
+    """Top-1/top-5 of ``model`` (exactly the weights a folder gets) on ``splits.val``, for config.json and the card."""
+    from spos.data.datasets import build_loader
+    from spos.train import evaluate
+
+    result = evaluate(model, build_loader(splits.val, batch_size=batch_size, train=False))
+    return {"dataset": splits.info.name, "split": "val", "images": len(splits.val), "top1": result["top1"],
+            "top5": result["top5"], "loss": result["loss"]}

@@ -48,8 +48,8 @@ def _checkpoint_of(source: Path) -> Path:
 
 def run_push(args) -> int:
     from spos.cli.deploy import write_model_folder
-    from spos.hub import check_repo_id, push
-    from spos.pretrained import is_model_folder
+    from spos.store.hub import check_repo_id, push
+    from spos.store.pretrained import is_model_folder
 
     check_repo_id(args.repo)
     source = Path(args.source)

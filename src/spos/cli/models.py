@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from spos.cli._common import add_command, positive_int, width_mult
-from spos.space import PRESETS
+from spos.space.searchspace import PRESETS
 
 ORDER = 10
 
@@ -62,8 +62,8 @@ def space_adaptation(args) -> dict:
 
 
 def resolve_from_args(args):
-    from spos.space import get_space
-    from spos.zoo import resolve_architecture
+    from spos.space.searchspace import get_space
+    from spos.space.zoo import resolve_architecture
 
     adapt = space_adaptation(args)
     space = get_space(args.space, **adapt) if args.space else None
@@ -71,7 +71,7 @@ def resolve_from_args(args):
 
 
 def run_zoo(args) -> int:
-    from spos.zoo_table import zoo_rows, zoo_table
+    from spos.space.zoo_table import zoo_rows, zoo_table
 
     rows = zoo_rows()
     if args.json:
@@ -82,9 +82,9 @@ def run_zoo(args) -> int:
 
 
 def run_profile(args) -> int:
-    from spos.fixed import FixedNet
-    from spos.flops import count
-    from spos.latency import measure_model
+    from spos.nn.fixed import FixedNet
+    from spos.space.flops import count
+    from spos.deploy.latency import measure_model
 
     arch, space = resolve_from_args(args)
     cost = count(space, arch)

@@ -109,7 +109,7 @@ def _add_benchmark_arguments(which, truth) -> None:
 
 
 def run(args) -> int:
-    from spos.search.rank_job import RankJob, run_rank
+    from spos.rank.job import RankJob, run_rank
 
     job = RankJob(
         supernet=args.supernet, output=args.output, archs=args.archs, arch_file=args.arch_file,

@@ -8,7 +8,7 @@ from spos.cli._common import (add_benchmark_arguments, add_command, add_input_ar
                               holdout, non_negative_int, positive_float, positive_int, probability, seed,
                               writable_path)
 from spos.search.engine import SearchConfig
-from spos.space import SEARCH_MODES
+from spos.space.architecture import SEARCH_MODES
 
 ORDER = 30
 
@@ -127,7 +127,7 @@ def _add_engine_arguments(group, defaults) -> None:
 
 def run(args) -> int:
     from spos.errors import UserError
-    from spos.flops import readable
+    from spos.space.flops import readable
     from spos.search.run import SearchJob, run_search
 
     objectives = [name.strip() for name in args.objectives.split(",")] if args.objectives else []
@@ -169,7 +169,7 @@ def run(args) -> int:
 
 def _run_against_table(args, objectives) -> int:
     from spos.errors import UserError
-    from spos.search.tabular import Limits, TableSearchJob, run_table_search
+    from spos.bench.engine import Limits, TableSearchJob, run_table_search
 
     if args.latency_max is not None or args.latency_table or objectives or args.resume:
         raise UserError("--benchmark takes FLOPs and params limits only (no latency, --objectives or --resume)")

@@ -129,11 +129,11 @@ def run_train(args) -> int:
 
 
 def run_eval(args) -> int:
-    from spos import checkpoint
-    from spos.data import build_loader
+    from spos.store import checkpoint
+    from spos.data.datasets import build_loader
     from spos.errors import UserError
     from spos.train import evaluate
-    from spos.train.bn import calibration_batches
+    from spos.nn.calibration import calibration_batches
     from spos.train.distributed import local_device
 
     data = checkpoint.load(args.checkpoint)
@@ -147,7 +147,7 @@ def run_eval(args) -> int:
     device = local_device(args.device)
     model.to(device)
     if data["kind"] == "supernet":
-        from spos.zoo import resolve_architecture
+        from spos.space.zoo import resolve_architecture
 
         arch = resolve_architecture(args.arch, space=model.space)[0]
         model = model.extract(arch, calibration_batches(splits.train, args.bn_batches))
@@ -179,7 +179,7 @@ def _scored_images(args, data: dict, space, convention):
     recalibrates; ``--split holdout`` follows the hold-out rule of `spos search` and `spos rank`
     (`spos.search.run.scoring_sets`): the run's hold-out or a part of it, never images it trained on
     unless ``--allow-trained-images`` says so."""
-    from spos import checkpoint
+    from spos.store import checkpoint
     from spos.search.run import SearchJob, scored_images_record, scoring_sets, with_supernet_data
 
     job = None

@@ -27,9 +27,9 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from spos import limits
+from spos.space import limits
 from spos.errors import UserError
-from spos.schema import MayBeMissing, damaged_lines_text, read_jsonl
+from spos.io.schema import MayBeMissing, damaged_lines_text, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ Genes = tuple[int, ...]
 class Constraint:
     """``measure(genes) <= limit``; measures should be cheap (analytic FLOPs, a latency table). A
     ``measured`` one times a network per candidate: `check_feasible` times at most
-    `spos.limits.MEASURED_DRAWS` candidates for it."""
+    `spos.space.limits.MEASURED_DRAWS` candidates for it."""
 
     name: str
     measure: Callable[[Genes], float]
@@ -104,10 +104,10 @@ class SearchResult:
 
 class HistoryWriter:
     """JSON lines, flushed and fsynced per record: a kill loses at most the record being written.
-    Appended through `spos.files.AppendLog`, which never follows a planted link."""
+    Appended through `spos.io.files.AppendLog`, which never follows a planted link."""
 
     def __init__(self, path: str | Path) -> None:
-        from spos.files import AppendLog
+        from spos.io.files import AppendLog
 
         self.path = Path(path)
         self._log = AppendLog(self.path)
@@ -133,7 +133,7 @@ def read_log(path: str | Path, schema, dropped: str) -> list[dict]:
     record of the wrong shape) are dropped and counted in a warning ending in ``dropped`` (what becomes
     of them), the good records after them kept, and the file is rewritten without them so that
     appending goes on from a clean line."""
-    from spos.files import write_atomic
+    from spos.io.files import write_atomic
 
     path = Path(path)
     records, damaged, good_lines = read_jsonl(path, schema)
@@ -188,7 +188,7 @@ def _valid(genes: Genes, constraints: Sequence[Constraint]) -> bool:
 
 
 #: Maps a candidate to the representative of its twins (candidates that are one network, see
-#: `spos.canonical`), so that twins are drawn, scored and counted once; None: every candidate is its own.
+#: `spos.space.canonical`), so that twins are drawn, scored and counted once; None: every candidate is its own.
 Canonical = Callable[[Genes], Genes] | None
 
 
@@ -210,7 +210,7 @@ def check_feasible(counts: Sequence[int], constraints: Sequence[Constraint], see
     """Fail at once, naming the tightest limit, when random draws find no candidate within the limits.
 
     Cheap limits are checked first; a ``measured`` one is timed only on draws within the cheap ones,
-    and on at most `spos.limits.MEASURED_DRAWS` of them."""
+    and on at most `spos.space.limits.MEASURED_DRAWS` of them."""
     if not constraints:
         return
     rng = random.Random(seed ^ 0x5EED)

@@ -9,12 +9,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spos import checkpoint, files
+from spos.store import checkpoint
+from spos.io import files
 from spos.errors import UserError
-from spos.flops import cost_table
-from spos.schema import FINITE, MayBeMissing, fits, read_json
+from spos.space.flops import cost_table
+from spos.io.schema import FINITE, MayBeMissing, fits, read_json
 from spos.search.engine import SearchConfig
-from spos.space import Architecture, SearchSpace, canonical_mode, save_architecture
+from spos.space.architecture import Architecture, canonical_mode, save_architecture
+from spos.space.searchspace import SearchSpace
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ class SearchJob(SearchConfig):
     progress: bool = True
     progress_label: str = "search"  # the bar reads "<label>: generation 3/5, best 17.8%"
     input: str | None = None  # input convention preset; None: the one the supernet checkpoint records
-    ema: bool = False  # score the checkpoint's EMA weights (`spos.checkpoint.chosen_weights`)
+    ema: bool = False  # score the checkpoint's EMA weights (`spos.store.checkpoint.chosen_weights`)
 
     @property
     def cost_axis(self) -> str:
@@ -94,9 +96,9 @@ class GeneMap:
                 (arch.channels if self.mode != "block" else (0,) * n))
 
     def canonical(self):
-        """The engine's ``canonical``: genes of twins (`spos.canonical`) to their representative's, so equal
+        """The engine's ``canonical``: genes of twins (`spos.space.canonical`) to their representative's, so equal
         networks are one candidate; None in a space without twins."""
-        from spos.canonical import canonicalizer
+        from spos.space.canonical import canonicalizer
 
         canonicalize = canonicalizer(self.space)
         return None if canonicalize.trivial else (lambda genes: self.genes_of(canonicalize(self.arch(genes))))
@@ -120,7 +122,7 @@ class MeasuredLatencies:
     now, and times only architectures that run never timed."""
 
     def __init__(self, space: SearchSpace, device, recorded: dict[str, float]) -> None:
-        from spos.latency import measure_model
+        from spos.deploy.latency import measure_model
 
         self.space, self.device, self.measure_model = space, str(device), measure_model
         self.timings = dict(recorded)  # by the architecture's text form, as history.jsonl writes it
@@ -130,7 +132,7 @@ class MeasuredLatencies:
     def __call__(self, arch: Architecture) -> float:
         key = str(arch)
         if key not in self.timings:
-            from spos.fixed import FixedNet
+            from spos.nn.fixed import FixedNet
 
             net = FixedNet(self.space, arch)
             stats = self.measure_model(net, self.space.layout.input_shape, warmup=3, repeats=10, device=self.device)
@@ -182,7 +184,7 @@ def build_measures(job: SearchJob, space: SearchSpace, genes_to_arch, device,
     wants_latency = job.latency_max is not None or "latency" in job.objectives or job.latency_table
     if wants_latency:
         if job.latency_table:
-            from spos.latency import load_latency_table
+            from spos.deploy.latency import load_latency_table
 
             latency_table = load_latency_table(job.latency_table)
             differences = latency_table.differences(space)
@@ -292,7 +294,7 @@ def scoring_sets(job: SearchJob, space: SearchSpace, convention=None) -> Scoring
     """The training split to recalibrate on and the images to score (`with_supernet_data` settled the
     job): the supernet's hold-out or a seeded part of it, the validation split or a part of it, or, with
     ``allow_trained_images`` only, a hold-out carved from images the supernet trained on."""
-    from spos.data import carve, holdout_count
+    from spos.data.datasets import carve, holdout_count
 
     from_train = job.split == "holdout" and job.holdout_from == "train"
     if from_train and not job.supernet_holdout:
@@ -325,7 +327,7 @@ def scoring_sets(job: SearchJob, space: SearchSpace, convention=None) -> Scoring
 
 
 def _build_splits(job: SearchJob, space: SearchSpace, convention, holdout):
-    from spos.data import build_datasets
+    from spos.data.datasets import build_datasets
 
     splits = build_datasets(job.data, job.data_root, download=job.download, holdout=holdout,
                             seed=job.seed if job.split_seed is None else job.split_seed,
@@ -354,9 +356,9 @@ def scored_images_record(data: str, split: str, source: str | None, holdout, ima
 
 def load_scoring_data(job: SearchJob, space: SearchSpace, device, convention=None):
     """(calibration batches, scored batches, the record of `scoring_sets`), on the device."""
-    from spos.data import build_loader
+    from spos.data.datasets import build_loader
     from spos.search.scoring import materialize
-    from spos.train.bn import calibration_batches
+    from spos.nn.calibration import calibration_batches
 
     sets = scoring_sets(job, space, convention)
     calibration = materialize(calibration_batches(sets.train, job.bn_batches), device)  # as eval and export
@@ -417,7 +419,7 @@ def job_fingerprint(job: SearchJob) -> dict:
         fingerprint["holdout_from"] = job.holdout_from
     if job.allow_trained_images:
         fingerprint["allow_trained_images"] = True
-    from spos.pretrained import weights_file
+    from spos.store.pretrained import weights_file
 
     supernet = weights_file(job.supernet)  # a model folder is known by its weights
     fingerprint["supernet_sha256"] = _sha256(supernet) if supernet.is_file() else None

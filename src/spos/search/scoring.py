@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from spos.search.engine import percent
-from spos.space import Architecture
-from spos.supernet import SuperNet
-from spos.train.bn import recalibrate_bn
+from spos.space.architecture import Architecture
+from spos.nn.supernet import SuperNet
+from spos.nn.calibration import recalibrate_bn
 from spos.train.distributed import rank_and_world
 
 log = logging.getLogger(__name__)

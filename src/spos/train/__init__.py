@@ -1,6 +1,6 @@
 """Training: the recipe, one loop for supernet and fixed networks, resume, DDP, BN recalibration."""
 
-from spos.train.bn import recalibrate_bn
+from spos.nn.calibration import recalibrate_bn
 from spos.train.config import available_configs, load_config
 from spos.train.loop import RunResult, Trainer, evaluate, run_training
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import yaml
 
-from spos import limits
+from spos.space import limits
 from spos.errors import UserError
-from spos.space import PRESETS
+from spos.space.searchspace import PRESETS
 
 DEFAULTS: dict = {
     "kind": "supernet",             # supernet | fixed
@@ -37,7 +37,7 @@ DEFAULTS: dict = {
                  "strategy": "uniform",     # uniform | fair (FairNAS) | sandwich (BigNAS, in-place distillation)
                  "sandwich_paths": 2,       # sandwich: paths beside the widest (the narrowest + random ones)
                  "progressive_epochs": 0,   # >0: layers released from the input on over these epochs
-                 "few_shot_layers": None,   # e.g. [0]: split into sub-supernets on these layers' blocks (spos.fewshot)
+                 "few_shot_layers": None,   # e.g. [0]: split into sub-supernets on these layers' blocks (spos.nn.fewshot)
                  "few_shot_split_epoch": None},  # the epoch the split happens at (null: half the run)
     "validation": {"paths": 3, "bn_batches": 20, "every": 1},  # every: epochs between validations (and the last)
 }
@@ -141,7 +141,7 @@ def validate_config(config: dict) -> dict:
 
 
 def available_configs() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("spos.configs").iterdir() if p.name.endswith(".yaml"))
+    return sorted(p.name[:-5] for p in resources.files("spos.train.configs").iterdir() if p.name.endswith(".yaml"))
 
 
 def _read(name_or_path: str) -> dict:
@@ -155,7 +155,7 @@ def _read(name_or_path: str) -> dict:
             reason = "binary, not YAML text" if isinstance(error, UnicodeDecodeError) else error.strerror
             raise UserError(f"config file {path} cannot be read ({reason}); give a YAML recipe") from None
     else:
-        resource = resources.files("spos.configs") / f"{name_or_path}.yaml"
+        resource = resources.files("spos.train.configs") / f"{name_or_path}.yaml"
         if not resource.is_file():
             raise UserError(f"unknown config {name_or_path!r}; use a YAML file or one of {', '.join(available_configs())}")
         text = resource.read_text()

@@ -22,7 +22,7 @@ A resume whose config differs from the saved one in anything but where and how i
 (`spos.train.config.RESUMABLE_KEYS`) is refused.
 
 Under torchrun the numbers recorded are the whole run's: the train_* sums are added up over the ranks, and
-validation reads every image once across them (`spos.data.EpochShuffle`), so they equal one process's.
+validation reads every image once across them (`spos.data.datasets.EpochShuffle`), so they equal one process's.
 Dropout and mixup draw per micro-batch from a stream seeded by its place (`micro_batch_rng`), so N ranks
 train as one process accumulating N batches does.
 """
@@ -46,22 +46,24 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from spos import checkpoint, files
-from spos.data import augmentation_seed, build_datasets, build_loader, epoch_batches, recalibration_batches
+from spos.store import checkpoint
+from spos.io import files
+from spos.data.datasets import augmentation_seed, build_datasets, build_loader, epoch_batches, recalibration_batches
 from spos.errors import UserError
-from spos.fewshot import FewShotSuperNet, split_epoch_of
-from spos.fixed import FixedNet
-from spos.flops import readable
-from spos.schema import MayBeMissing, problem
-from spos.space import Architecture, get_space, load_space
-from spos.supernet import SuperNet
+from spos.nn.fewshot import FewShotSuperNet, split_epoch_of
+from spos.nn.fixed import FixedNet
+from spos.space.flops import readable
+from spos.io.schema import MayBeMissing, problem
+from spos.space.architecture import Architecture
+from spos.space.searchspace import get_space, load_space
+from spos.nn.supernet import SuperNet
 from spos.train import distributed
-from spos.train.bn import recalibrate_bn
+from spos.nn.calibration import recalibrate_bn
 from spos.train.config import dump, resume_differences
 from spos.train.recipe import (build_ema, build_loss, build_mixup, build_optimizer, build_scheduler, hot_lr_warning,
                                soft_target_loss)
 from spos.train.sampler import PathSampler
-from spos.zoo import resolve_architecture
+from spos.space.zoo import resolve_architecture
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +193,7 @@ def _restore_rng(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-# What a checkpoint needs to be resumed (a `spos.schema` schema), checked where it is read: a damaged or
+# What a checkpoint needs to be resumed (a `spos.io.schema` schema), checked where it is read: a damaged or
 # hand-made last.pt is one line naming it, not a KeyError in the middle of restoring it.
 TRAINING_STATE = {
     "model": dict, "optimizer": {"state": dict, "param_groups": [dict]}, "scaler": dict, "ema": (dict, None),
@@ -315,7 +317,7 @@ def build_path_sampler(space, config: dict) -> PathSampler:
 
 def micro_batch_seed(seed: int, epoch: int, place: int) -> int:
     """The seed of the random draws (dropout, mixup) of micro-batch ``place`` of an epoch, where ``place``
-    counts the epoch's micro-batches over all ranks (`spos.data.TensorBatches`): rank r's batch b under
+    counts the epoch's micro-batches over all ranks (`spos.data.datasets.TensorBatches`): rank r's batch b under
     torchrun and batch b * world + r of one process accumulating are the same images with the same draws.
     Offset from `augmentation_seed`, whose stream it must not repeat."""
     return (augmentation_seed(seed, epoch, place) + 0x9E3779B97F4A7C15) % (1 << 63)
@@ -432,7 +434,7 @@ class Trainer:
     def _load_data(self):
         data_cfg = self.config["data"]
         if data_cfg["loader"] == "dali":
-            from spos.dali import check_dali
+            from spos.data.dali import check_dali
 
             check_dali(data_cfg["name"], self.config["train"]["device"])
         return build_datasets(data_cfg["name"], data_cfg["root"], download=data_cfg["download"],
@@ -455,7 +457,7 @@ class Trainer:
         self.train_loader = build_loader(splits.train, batch_size=data_cfg["batch_size"], train=True,
                                          seed=self.config["train"]["seed"], **shared)
         if data_cfg["loader"] == "dali":  # the same files, order and per-sample draws, augmented on the GPU
-            from spos.dali import DaliBatches
+            from spos.data.dali import DaliBatches
 
             self.train_loader = DaliBatches(splits.train, batch_size=data_cfg["batch_size"],
                                             seed=self.config["train"]["seed"], rank=self.rank, world=self.world,

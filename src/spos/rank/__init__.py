@@ -1,0 +1,1 @@
+"""`spos rank`: a supernet's ranking of architectures against their stand-alone accuracy."""
