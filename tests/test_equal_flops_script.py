@@ -43,3 +43,26 @@ def test_two_supernets_are_ranked_on_the_same_networks_of_each_window(script, tm
     assert script.main(argv) == result  # read back from the finished jobs, nothing scored again
     assert "mean of 2 windows: tau" in printed and "lead over fewer params" in printed
     assert (tmp_path / "out" / "summary.json").is_file()
+
+
+def test_the_script_reports_every_baseline_and_adds_proxies_to_finished_jobs(script, tmp_path, capsys):
+    from test_tabular_search import full_table
+
+    table = full_table(tmp_path / "table.json")
+    space = get_space("mbv2-macro-cifar", input_size=8, num_classes=10, in_channels=1, width_mult=0.125)
+    one = tmp_path / "one.pt"
+    checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(space)), one)
+    argv = ["--table", str(table), "--supernet", f"one={one}", "--output", str(tmp_path / "out"), "--quantiles",
+            "0.3", "0.7", "--archs", "5", "--bn-batches", "1", "--bootstrap", "20", "--allow-trained-images"]
+    script.main(argv)
+    scores = (tmp_path / "out" / "one" / "q30" / "supernet_scores.jsonl").read_text()
+    result = script.main([*argv, "--proxies", "synflow,naswot"])  # the finished jobs gain the proxies only
+    assert (tmp_path / "out" / "one" / "q30" / "supernet_scores.jsonl").read_text() == scores
+    summary = result["supernets"]["one"]["loss"]
+    expected = ["flops", "fewer_params", "more_params", "depth", "synflow", "naswot"]
+    assert list(summary["baselines_mean"]) == expected and all(list(w["baselines"]) == expected
+                                                               for w in summary["windows"])
+    assert summary["baselines_mean"]["fewer_params"]["lead"] == summary["mean"]["lead"]
+    printed = capsys.readouterr().out
+    assert "| Kendall tau [95% CI] |" in printed and "| naswot |" in printed and "| depth |" in printed
+    assert "| the supernet's lead [95% CI] |" in printed and "mean of 2 |" in printed

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from scipy import stats
 
@@ -579,3 +580,119 @@ def test_mean_over_windows_averages_each_windows_tau_and_lead():
     singles = [rank_window_statistics.lead_over(*window, samples=200) for window in windows]
     widths = [single["high"] - single["low"] for single in singles]  # the windows' errors partly cancel in the mean
     assert mean["lead"]["high"] - mean["lead"]["low"] < np.mean(widths)
+
+
+# ----------------------------------------------------------------------------------------------
+# Baselines and zero-cost proxies (#33 part 2)
+
+BASELINES = ["flops", "fewer_params", "more_params", "depth", "grad_norm", "synflow", "naswot"]
+TABLE_KEYS = ("00000000", "10000000", "01000000", "11000000", "20000000", "02000000", "21000000", "12000000",
+              "22000000", "22100000", "22200000", "22210000")
+
+
+def test_each_baseline_gets_bootstraps_interval_and_the_paired_lead():
+    rng = np.random.default_rng(2)
+    truth = rng.normal(size=30)
+    scores = truth + rng.normal(scale=0.5, size=30)
+    baselines = {"depth": rng.integers(0, 4, size=30), "noise": rng.normal(size=30)}
+    report = rank_window_statistics.baseline_report(scores, truth, baselines, samples=100, seed=3)
+    for name, values in baselines.items():
+        own = rank_statistics.bootstrap(rank_statistics.kendall_tau, values, truth, samples=100, seed=3)
+        assert report[name]["kendall_tau"] == pytest.approx({"value": own.value, "low": own.low, "high": own.high})
+        assert report[name]["lead"] == pytest.approx(rank_window_statistics.lead_over(scores, values, truth,
+                                                                                     samples=100, seed=3))
+    rows = [{"flops": 1, "params": 5, "depth": 2, "proxies": {"naswot": 3.0}},
+            {"flops": 2, "params": 4, "depth": 1, "proxies": {"naswot": None}}]  # null in rank.json: ranks last
+    values = rank_window_statistics.baseline_values(rows)
+    assert list(values) == ["flops", "fewer_params", "more_params", "depth", "naswot"]
+    assert values["fewer_params"].tolist() == [-5, -4] and values["naswot"].tolist() == [3.0, -np.inf]
+    assert "depth" not in rank_window_statistics.baseline_values([{"flops": 1, "params": 1}])
+
+
+def _rank_with_proxies(supernet, table, out, proxies="all", *extra):
+    return main(["rank", "--supernet", str(supernet), "--benchmark", "nas-bench-macro", "--benchmark-file", str(table),
+                 "--output", str(out), "--proxies", proxies, *extra, *FAST])
+
+
+def test_rank_json_carries_every_baseline_with_interval_and_lead(mbv2_supernet, tmp_path, capsys):
+    from test_bench import made_up_table
+
+    table = made_up_table(tmp_path / "table.json", TABLE_KEYS)
+    out = tmp_path / "rank"
+    assert _rank_with_proxies(mbv2_supernet, table, out, "all", "--flops-windows", "2") == 0
+    printed = capsys.readouterr().out
+    result = json.loads((out / "rank.json").read_text())
+    assert [w["window"] for w in result["windows"]] == ["whole", 1, 2]
+    for window in result["windows"]:
+        assert list(window["baselines"]) == BASELINES
+        for entry in window["baselines"].values():
+            for estimate in (entry["kendall_tau"], entry["lead"]):
+                assert set(estimate) == {"value", "low", "high"}
+                assert estimate["value"] is None or estimate["low"] <= estimate["high"]
+        assert window["flops_tau"] == window["baselines"]["flops"]["kendall_tau"]  # the old names, the same numbers
+        assert window["lead_over_fewer_params"] == window["baselines"]["fewer_params"]["lead"]
+    rows = result["rows"]
+    assert [r["depth"] for r in rows] == [sum(b != 0 for b in rank_job.Architecture.parse(r["arch"]).blocks)
+                                          for r in rows]
+    truth = [r["standalone_top1"] for r in rows]
+    whole = result["windows"][0]["baselines"]
+    assert whole["depth"]["kendall_tau"]["value"] == pytest.approx(
+        rank_statistics.kendall_tau([r["depth"] for r in rows], truth))
+    for name in ("grad_norm", "synflow", "naswot"):
+        values = [r["proxies"][name] for r in rows]
+        assert all(isinstance(v, float) for v in values) and len(set(values)) > 1
+        assert whole[name]["kendall_tau"]["value"] == pytest.approx(rank_statistics.kendall_tau(values, truth))
+        supernet_tau = result["windows"][0]["kendall_tau"]["value"]
+        assert whole[name]["lead"]["value"] == pytest.approx(supernet_tau - whole[name]["kendall_tau"]["value"])
+    assert "naswot's own Kendall tau" in printed and "depth's own Kendall tau" in printed
+    assert "the supernet's lead over it" in printed
+    logged = (out / rank_job.PROXIES_LOG).read_text().splitlines()
+    assert len(logged) == 3 * len(rows)
+
+
+def test_a_resumed_rank_job_computes_only_the_proxies_it_has_not_recorded(mbv2_supernet, tmp_path, monkeypatch):
+    from test_bench import made_up_table
+
+    from spos.rank import proxies
+
+    calls = []
+    for name, proxy in list(proxies.PROXIES.items()):
+        monkeypatch.setitem(proxies.PROXIES, name, lambda *a, _n=name, _p=proxy: calls.append(_n) or _p(*a))
+    table = made_up_table(tmp_path / "table.json", TABLE_KEYS)
+    out = tmp_path / "rank"
+    assert _rank_with_proxies(mbv2_supernet, table, out, "grad_norm") == 0
+    first = json.loads((out / "rank.json").read_text())
+    count = len(first["rows"])
+    assert calls == ["grad_norm"] * count and set(first["rows"][0]["proxies"]) == {"grad_norm"}
+    calls.clear()
+    assert _rank_with_proxies(mbv2_supernet, table, out, "all", "--resume") == 0  # grad_norm is read back
+    assert sorted(calls) == ["naswot"] * count + ["synflow"] * count
+    again = json.loads((out / "rank.json").read_text())
+    assert [r["proxies"]["grad_norm"] for r in again["rows"]] == [r["proxies"]["grad_norm"] for r in first["rows"]]
+    calls.clear()
+    log = out / rank_job.PROXIES_LOG
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:10])  # the last record cut by a kill
+    assert _rank_with_proxies(mbv2_supernet, table, out, "all", "--resume") == 0
+    assert calls == [json.loads(lines[-1])["proxy"]]  # only the lost one again
+    assert json.loads((out / "rank.json").read_text())["rows"] == again["rows"]
+
+
+def test_proxies_do_not_change_the_supernets_weights(tmp_path):
+    space = get_space("mbv2-macro-cifar", input_size=8, num_classes=10, in_channels=1, width_mult=0.125)
+    supernet = SuperNet(space)
+    before = {k: v.clone() for k, v in supernet.state_dict().items()}
+    archs = [rank_job.Architecture(tuple(map(int, key)), (0,) * 8) for key in TABLE_KEYS[:3]]
+    batches = [(torch.randn(6, 1, 8, 8), torch.arange(6))]
+    job = rank_job.RankJob(supernet="x", output=str(tmp_path), proxies=["grad_norm", "synflow", "naswot"],
+                           batch_size=4)
+    values = rank_job.proxy_measures(job, supernet, archs, lambda: (batches, batches))
+    assert set(values) == {str(a) for a in archs} and all(len(v) == 3 for v in values.values())
+    after = supernet.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before) and all(p.grad is None for p in supernet.parameters())
+
+
+def test_rank_refuses_an_unknown_proxy(mbv2_supernet, tmp_path, capsys):
+    assert _rank_with_proxies(mbv2_supernet, tmp_path / "t.json", tmp_path / "r", "snip") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown proxy 'snip'" in err

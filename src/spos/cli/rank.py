@@ -29,6 +29,11 @@ def register(subparsers) -> None:
     _add_truth_arguments(truth)
     _add_benchmark_arguments(which, truth)
     _add_scoring_arguments(parser.add_argument_group("scoring data"))
+    parser.add_argument("--proxies", default=None, metavar="NAME,NAME",
+                        help="zero-cost proxies of each path, reported as baselines beside the supernet: "
+                             "grad_norm, synflow, naswot or all (default: none, which costs nothing); computed on "
+                             "the path extracted from the supernet, on --batch-size seeded hold-out images; "
+                             "--resume computes only those not yet recorded")
     parser.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples for the 95%% intervals "
                                                                     "(default 1000)")
     parser.add_argument("--seed", type=seed, default=0, help="seed for drawing architectures, the hold-out split "
@@ -109,6 +114,7 @@ def _add_benchmark_arguments(which, truth) -> None:
 
 
 def run(args) -> int:
+    from spos.rank.proxies import proxy_names
     from spos.rank.job import RankJob, run_rank
 
     job = RankJob(
@@ -120,7 +126,7 @@ def run(args) -> int:
         allow_trained_images=args.allow_trained_images, batch_size=args.batch_size,
         bn_batches=args.bn_batches, eval_batches=args.eval_batches, score=args.score, seed=args.seed,
         bootstrap=args.bootstrap, benchmark=args.benchmark, benchmark_file=args.benchmark_file,
-        flops_windows=args.flops_windows,
+        flops_windows=args.flops_windows, proxies=proxy_names(args.proxies),
         device=args.device, resume=args.resume, progress=not args.no_progress,
     )
     summary = run_rank(job)
@@ -146,9 +152,7 @@ def print_report(summary: dict) -> None:
     print(f"  Spearman rho  {_interval(stats['spearman_rho'])}")
     for k, estimate in stats["top_k"].items():
         print(f"  top-k overlap (k={k}) {_interval(estimate)}")
-    for name, estimate in summary["baselines"].items():
-        print(f"  {'FLOPs' if name == 'flops' else 'params'}' own Kendall tau {_interval(estimate)}  (the baseline: "
-              "positive when more ranks better)")
+    print_baselines(summary["windows"][0]["baselines"])
     print(f"  ({summary['flops_unit']})")
     for window in summary["windows"][1:]:
         print_window(window)
@@ -162,9 +166,19 @@ def print_window(window: dict) -> None:
     ceiling = f", the truth's seeds agree at {window['ceiling_tau']:.3f}" if window["ceiling_tau"] is not None else ""
     pick, chance = window["pick"], window["random_pick"]
     print(f"window {window['window']}: FLOPs {low / 1e6:.2f}M-{high / 1e6:.2f}M, {window['n']} architectures: "
-          f"tau {_interval(window['kendall_tau'])}{ceiling}; FLOPs' tau {window['flops_tau']['value']:.3f}, "
-          f"params' {window['params_tau']['value']:.3f}")
-    if window.get("lead_over_fewer_params"):
-        print(f"  lead over preferring fewer params {_interval(window['lead_over_fewer_params'])}")
+          f"tau {_interval(window['kendall_tau'])}{ceiling}")
+    print_baselines(window["baselines"])
     print(f"  first pick {pick['arch']}: rank {pick['rank']} of {window['n']}, percentile {pick['percentile']:.1f} "
           f"(a random pick: rank {chance['rank']:.1f}, percentile {chance['percentile']:.1f} on average)")
+
+
+BASELINE_NAMES = {"flops": "FLOPs'", "fewer_params": "fewer params'", "more_params": "more params'",
+                  "depth": "depth's"}
+
+
+def print_baselines(baselines: dict) -> None:
+    """One line per baseline: its own tau, and how far the supernet's tau is above it (paired interval)."""
+    for name, entry in baselines.items():
+        label = BASELINE_NAMES.get(name, f"{name}'s")
+        print(f"  {label} own Kendall tau {_interval(entry['kendall_tau'])}; the supernet's lead over it "
+              f"{_interval(entry['lead'])}")

@@ -12,7 +12,13 @@ folder holds:
   checkpoint, a finished one is read back from ``standalone.jsonl`` and never trained again);
   under torchrun rank R trains runs R, R + world, ... and logs them in ``standalone.rankR.jsonl``;
 - ``supernet_scores.jsonl`` (each path's hold-out top-1 and loss), ``rank.json`` (one row per architecture and the statistics of
-  `spos.stats.ranking`) and ``rank_scatter.png``.
+  `spos.stats.ranking`) and ``rank_scatter.png``;
+- ``proxies.jsonl`` with ``--proxies``: each zero-cost proxy (`spos.rank.proxies`) of each path, extracted from the
+  supernet as a network of its own, on one seeded batch of the scored hold-out images; a resume computes only
+  the (path, proxy) pairs it does not hold.
+
+Beside the supernet, rank.json's windows report the baselines a user would try instead (FLOPs, fewer params,
+more params, depth, the asked proxies), each with its tau and interval and the supernet's paired lead over it.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ log = logging.getLogger(__name__)
 SETTINGS = "settings.json"
 STANDALONE_LOG = "standalone.jsonl"
 SCORES_LOG = "supernet_scores.jsonl"
+PROXIES_LOG = "proxies.jsonl"
 STRATIFY = ("flops", "none")
 POOL_PER_ARCH = 50
 MAX_DRAW_ROUNDS = 200  # pools drawn for a narrow FLOPs window before giving up
@@ -78,6 +85,7 @@ class RankJob:
     benchmark: str | None = None  # a tabular benchmark as the truth (`spos.bench.tables`); FLOPs windows in its units
     benchmark_file: str | None = None
     flops_windows: int = 1  # >1: statistics inside that many equal-count FLOPs windows too
+    proxies: list[str] = field(default_factory=list)  # zero-cost proxies reported as baselines (`spos.rank.proxies`)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -269,8 +277,9 @@ def choose_architectures(job: RankJob, space: SearchSpace, truth: dict[Architect
 SETTINGS_RECORD = {"job": dict, "architectures": [str]}
 SCORE_ROW = {"arch": str, "supernet_top1": float, "supernet_loss": MayBeMissing(float)}  # rows of SCORES_LOG
 STANDALONE_ROW = {"index": int, "seed": int, "top1": float}  # rows of the stand-alone logs
+PROXY_ROW = {"arch": str, "proxy": str, "value": float}  # rows of PROXIES_LOG (NASWOT's value may be -inf)
 # The files rank 0 writes at the top of the output folder, for `files.remove_stale_temps`.
-RANK_FILES = (SETTINGS, STANDALONE_LOG, SCORES_LOG, "rank.json", "rank_scatter.png")
+RANK_FILES = (SETTINGS, STANDALONE_LOG, SCORES_LOG, PROXIES_LOG, "rank.json", "rank_scatter.png")
 
 
 def _read_jsonl(path: Path, schema, quiet: bool = False) -> list[dict]:
@@ -297,7 +306,7 @@ def _settings(job: RankJob, archs: list[Architecture]) -> dict:
 
     asked = {k: v for k, v in asdict(job).items()
              if k not in ("output", "resume", "progress", "device", "split_seed", "score", "flops_windows",
-                          "benchmark_file", "supernet_holdout")  # score and windows: statistics only
+                          "benchmark_file", "supernet_holdout", "proxies")  # score, windows, proxies: a resume adds
              and (k, v) not in (("holdout_from", "train"), ("allow_trained_images", False))}  # as jobs saved before
     asked.update({k: input_fingerprint(asked[k]) for k in ("arch_file", "ground_truth", "standalone", "data_root")})
     asked["supernet"] = input_fingerprint(weights_file(job.supernet))  # a model folder is known by its weights
@@ -354,10 +363,24 @@ def scoring_job(job: RankJob):
                      eval_batches=job.eval_batches, seed=job.seed, split_seed=job.split_seed)
 
 
-def supernet_measures(job: RankJob, supernet, archs: list[Architecture], device, convention=None) -> dict[str, dict]:
+def scoring_data_once(job: RankJob, space: SearchSpace, device, convention=None):
+    """A function returning (calibration batches, scored batches), read on its first call only: the scores and
+    the proxies share them, and a resume with nothing left to measure reads no data at all."""
+    from spos.search.run import load_scoring_data
+
+    kept: list = []
+
+    def data() -> tuple[list, list]:
+        if not kept:
+            kept.extend(load_scoring_data(scoring_job(job), space, device, convention)[:2])
+        return kept[0], kept[1]
+    return data
+
+
+def supernet_measures(job: RankJob, supernet, archs: list[Architecture], device, convention=None,
+                      data=None) -> dict[str, dict]:
     """Each path's hold-out top-1 and cross-entropy (``{"top1", "loss"}``), logged as measured so a
     resumed job measures only what is missing (rows from before the loss was logged included)."""
-    from spos.search.run import load_scoring_data
     from spos.search.scoring import SupernetScorer
 
     log_path = Path(job.output) / SCORES_LOG
@@ -366,7 +389,7 @@ def supernet_measures(job: RankJob, supernet, archs: list[Architecture], device,
     todo = [arch for arch in archs if str(arch) not in measures]
     if not todo:
         return measures
-    calibration, evaluation, _ = load_scoring_data(scoring_job(job), supernet.space, device, convention)
+    calibration, evaluation = (data or scoring_data_once(job, supernet.space, device, convention))()
     scorer = SupernetScorer(supernet, calibration, evaluation)
     log.info(f"scoring {len(todo):,} supernet paths{f' ({len(measures):,} measured before)' if measures else ''}")
     started = time.perf_counter()
@@ -382,6 +405,42 @@ def supernet_measures(job: RankJob, supernet, archs: list[Architecture], device,
 
 
 ESTIMATE_AFTER = 3  # paths timed before the expected time of the rest is printed
+
+
+def proxy_batch(evaluation: list, size: int, seed: int) -> tuple:
+    """(images, labels): ``size`` of the scored hold-out images (all, when fewer), drawn by ``seed`` once, so
+    every path's proxies see the same batch and no image the supernet trained on."""
+    import torch
+
+    images = torch.cat([x for x, _ in evaluation])
+    labels = torch.cat([y for _, y in evaluation])
+    chosen = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:size]
+    return images[chosen.to(images.device)], labels[chosen.to(labels.device)]
+
+
+def proxy_measures(job: RankJob, supernet, archs: list[Architecture], data) -> dict[str, dict[str, float]]:
+    """arch text -> {proxy: value} for the job's proxies, each computed on the path extracted from the supernet
+    (its weights copied, BN recalibrated on the scoring's calibration batches; the supernet is never changed)
+    and logged as computed, so a resumed job computes only the pairs its log does not hold."""
+    from spos.rank.proxies import PROXIES
+
+    log_path = Path(job.output) / PROXIES_LOG
+    values: dict[str, dict[str, float]] = {}
+    for row in _read_jsonl(log_path, PROXY_ROW):
+        values.setdefault(row["arch"], {})[row["proxy"]] = row["value"]
+    todo = [arch for arch in archs if any(name not in values.get(str(arch), {}) for name in job.proxies)]
+    if todo:
+        calibration, evaluation = data()
+        images, labels = proxy_batch(evaluation, job.batch_size, job.seed)
+        log.info(f"zero-cost proxies ({', '.join(job.proxies)}) of {len(todo):,} paths on {len(images)} hold-out "
+                 "images")
+    for arch in todo:
+        network = supernet.extract(arch, calibration)
+        for name in job.proxies:
+            if name not in values.setdefault(str(arch), {}):
+                values[str(arch)][name] = PROXIES[name](network, images, labels)
+                _append_jsonl(log_path, {"arch": str(arch), "proxy": name, "value": values[str(arch)][name]})
+    return {str(arch): {name: values[str(arch)][name] for name in job.proxies} for arch in archs}
 
 
 def _duration(seconds: float) -> str:
@@ -485,6 +544,9 @@ def check_job(job: RankJob) -> None:
         raise UserError("--benchmark is the ground truth; give it without --ground-truth or --standalone")
     if job.flops_windows < 1:
         raise UserError(f"--flops-windows {job.flops_windows}: must be at least 1")
+    from spos.rank.proxies import check_proxy_names
+
+    check_proxy_names(job.proxies)
 
 
 def run_rank(job: RankJob) -> dict:
@@ -550,7 +612,9 @@ def flops_unit(job: RankJob, space: SearchSpace, config: dict, benchmark=None) -
 def _measure(job: RankJob, supernet, space: SearchSpace, archs: list[Architecture],
              truth: dict[Architecture, float] | None, device, started: float, convention=None,
              benchmark=None, unit: str = "", scored_images: dict | None = None) -> dict:
-    measures = supernet_measures(job, supernet, archs, device, convention)  # the input the supernet was trained on
+    data = scoring_data_once(job, space, device, convention)  # the input the supernet was trained on
+    measures = supernet_measures(job, supernet, archs, device, convention, data)
+    proxies = proxy_measures(job, supernet, archs, data) if job.proxies else {}
     if benchmark is not None:
         accuracies = {str(arch): list(benchmark.entry(arch).accuracies) for arch in archs}
     elif truth is not None:
@@ -561,7 +625,8 @@ def _measure(job: RankJob, supernet, space: SearchSpace, archs: list[Architectur
     rows = [{"index": i, "arch": str(arch), "flops": table.macs(arch), "params": table.params(arch),
              "supernet_top1": measures[str(arch)]["top1"], "supernet_loss": measures[str(arch)]["loss"],
              "standalone_top1": sum(accuracies[str(arch)]) / len(accuracies[str(arch)]),
-             "standalone_runs": accuracies[str(arch)]} for i, arch in enumerate(archs)]
+             "standalone_runs": accuracies[str(arch)], "depth": depth(arch, space),
+             **({"proxies": proxies[str(arch)]} if proxies else {})} for i, arch in enumerate(archs)]
     if benchmark is not None:
         for row, arch in zip(rows, archs):
             row.update(benchmark_flops=benchmark.entry(arch).flops, benchmark_params=benchmark.entry(arch).params)
@@ -570,9 +635,15 @@ def _measure(job: RankJob, supernet, space: SearchSpace, archs: list[Architectur
     return write_outputs(job, rows, by_score, time.perf_counter() - started, unit, scored_images)
 
 
+def depth(arch: Architecture, space: SearchSpace) -> int:
+    """The layers of ``arch`` that compute something: those whose op is not ``identity`` (the depth baseline)."""
+    return sum(name != "identity" for name in arch.op_names(space))
+
+
 def score_statistics(job: RankJob, rows: list[dict], score: str, keys: tuple[str, str]) -> dict:
-    """Rank statistics of one score (``top1`` or ``loss``) over the rows, whole and per FLOPs window, with
-    FLOPs' and params' own tau as the baselines."""
+    """Rank statistics of one score (``top1`` or ``loss``) over the rows, whole and per FLOPs window, with the
+    baselines' tau and the supernet's lead over each per window (``baselines`` keeps FLOPs' and params' tau over
+    the whole range, as before)."""
     from spos.stats.ranking import rank_statistics
     from spos.stats.windows import window_report
     from spos.search.scoring import HoldoutMeasure, score_of
@@ -616,9 +687,10 @@ def write_outputs(job: RankJob, rows: list[dict], by_score: dict, seconds: float
 
 
 def _nan_as_null(value):
-    """Undefined statistics (every score tied) as JSON null rather than the non-standard NaN."""
+    """Undefined statistics (every score tied) and proxies that are not finite (a singular NASWOT kernel) as JSON
+    null rather than the non-standard NaN and Infinity."""
     if isinstance(value, dict):
         return {k: _nan_as_null(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_nan_as_null(v) for v in value]
-    return None if isinstance(value, float) and value != value else value
+    return None if isinstance(value, float) and not math.isfinite(value) else value
