@@ -18,7 +18,7 @@ import json
 import statistics
 from pathlib import Path
 
-from spos.data.datasets import dataset_info
+from spos.data.conventions import dataset_info
 from spos.space.flops import cost_table
 from spos.space.architecture import Architecture
 from spos.train.config import load_config

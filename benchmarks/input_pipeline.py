@@ -50,7 +50,8 @@ def write_jpegs(folder: Path, count: int, seed: int = 0) -> list[Path]:
 
 
 def pipelines(jitter: bool) -> dict:
-    from spos.data.datasets import IMAGENET_MEAN, IMAGENET_STD, _read_image, read_image_tensor
+    from spos.data.conventions import IMAGENET_MEAN, IMAGENET_STD
+    from spos.data.datasets import _read_image, read_image_tensor
     from torchvision import transforms
     from torchvision.transforms import v2
 

@@ -38,7 +38,8 @@ def gpu_utilisation(samples: list, stop: threading.Event) -> None:
 
 
 def build(args, splits, device):
-    from spos.data.datasets import build_loader, input_convention
+    from spos.data.loaders import build_loader
+    from spos.data.conventions import input_convention
 
     if args.loader == "dali":
         from spos.data.dali import DaliBatches, check_dali

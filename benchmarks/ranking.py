@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from spos.data.datasets import dataset_info
+from spos.data.conventions import dataset_info
 from spos.rank.job import RankJob, draw_architectures, run_rank, standalone_accuracies
 from spos.train.config import load_config
 from spos.train.loop import RUN_MARKERS, build_model, run_training

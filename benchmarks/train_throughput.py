@@ -23,7 +23,8 @@ import time
 
 import torch
 
-from spos.data.datasets import build_datasets, build_loader
+from spos.data.datasets import build_datasets
+from spos.data.loaders import build_loader
 from spos.train.config import load_config
 from spos.train.loop import Trainer, build_model
 from spos.train.sampler import PathSampler

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from spos.data.datasets import DATASETS, TensorImages, build_datasets, build_loader, recalibration_batches
+from spos.data.conventions import DATASETS
+from spos.data.datasets import TensorImages, build_datasets
+from spos.data.loaders import build_loader, recalibration_batches
 from spos.errors import UserError
 
 SHARED = next((p for p in (Path(__file__).resolve().parents[2] / "shared" / "data", Path("/work/shared/data"))
@@ -85,7 +87,7 @@ def test_two_ranks_get_the_augmented_batches_of_one_process_accumulating_two():
     assert len(ranks[0]) == len(ranks[1]) == len(one) // 2
     for j in range(len(ranks[0])):
         assert torch.equal(ranks[0][j], one[2 * j]) and torch.equal(ranks[1][j], one[2 * j + 1]), j
-    from spos.data.datasets import epoch_batches
+    from spos.data.loaders import epoch_batches
 
     loader = build_loader(data, batch_size=16, train=True, seed=3)
     resumed = [(index, x) for index, (x, _) in epoch_batches(loader, 0, start=5)]

@@ -145,7 +145,7 @@ def test_demo_bad_settings(kwargs, message):
 def test_the_shipped_reference_ranks_in_the_demos_supernet_space():
     """The digits reference is read as `spos rank --ground-truth` reads it, in the space the demo's
     supernet config builds; another space or dataset has none, and its report says so."""
-    from spos.data.datasets import dataset_info
+    from spos.data.conventions import dataset_info
     from spos.demo.pipeline import _config, reference_for
     from spos.rank.job import read_ground_truth
     from spos.train import load_config

@@ -11,7 +11,8 @@ import torch
 from spos.store import checkpoint
 from spos.deploy import export
 from spos.cli import main
-from spos.data.datasets import build_datasets, build_loader, recalibration_batches
+from spos.data.datasets import build_datasets
+from spos.data.loaders import build_loader, recalibration_batches
 from spos.errors import UserError
 from spos.deploy.export import export_model, onnx_session, run_onnx
 from spos.nn.fixed import FixedNet

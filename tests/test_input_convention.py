@@ -16,7 +16,8 @@ import spos.train
 from spos.store import checkpoint
 from spos.deploy import export
 from spos.cli import main
-from spos.data.datasets import CONVENTIONS, InputConvention, build_datasets, input_convention
+from spos.data.conventions import CONVENTIONS, InputConvention, input_convention
+from spos.data.datasets import build_datasets
 from spos.errors import UserError
 from spos.nn.fixed import FixedNet
 from spos.store.official import to_official

@@ -175,7 +175,7 @@ def test_official_convention_is_recorded_as_bgr_unnormalised(tmp_path):
 
 
 def test_a_record_without_data_says_the_statistics_are_unknown():
-    from spos.data.datasets import CONVENTIONS
+    from spos.data.conventions import CONVENTIONS
     from spos.data.preprocessing import describe_record, preprocessing_record
 
     unknown = preprocessing_record(None, CONVENTIONS["spos"], 32, 3)

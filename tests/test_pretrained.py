@@ -19,7 +19,8 @@ from safetensors import safe_open
 import spos
 from spos.store import checkpoint
 from spos.cli import main
-from spos.data.datasets import build_datasets, build_loader
+from spos.data.datasets import build_datasets
+from spos.data.loaders import build_loader
 from spos.errors import UserError
 from spos.store.pretrained import ALIASES_KEY, CONFIG_NAME, WEIGHTS_NAME, load_folder
 from spos.space.searchspace import get_space

@@ -435,7 +435,8 @@ def test_an_image_folder_with_one_class_is_refused(tmp_path):
 
 
 def test_a_corrupt_image_is_named_not_a_pil_traceback(tmp_path):
-    from spos.data.datasets import build_datasets, build_loader
+    from spos.data.datasets import build_datasets
+    from spos.data.loaders import build_loader
 
     root = _image_folder(tmp_path)
     broken = root / "val" / "dog" / "1.png"
@@ -447,7 +448,8 @@ def test_a_corrupt_image_is_named_not_a_pil_traceback(tmp_path):
 
 def test_a_corrupt_image_read_by_a_loader_worker_is_still_one_line(tmp_path):
     from spos.cli import one_line
-    from spos.data.datasets import build_datasets, build_loader
+    from spos.data.datasets import build_datasets
+    from spos.data.loaders import build_loader
 
     root = _image_folder(tmp_path)
     broken = root / "val" / "dog" / "1.png"

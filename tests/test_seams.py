@@ -11,7 +11,8 @@ import torch
 
 from spos.store import checkpoint
 from spos.cli import main
-from spos.data.datasets import build_datasets, first_batch
+from spos.data.datasets import build_datasets
+from spos.data.loaders import first_batch
 from spos.errors import UserError
 from spos.deploy.export import onnx_session, run_onnx
 from spos.space.architecture import sample_architecture

@@ -10,7 +10,7 @@ from timm.data import create_transform, resolve_data_config
 import spos
 import spos.deploy.timm  # noqa: F401 - registers the models
 from spos.cli import main
-from spos.data.datasets import CONVENTIONS, IMAGENET_MEAN, dataset_info
+from spos.data.conventions import CONVENTIONS, IMAGENET_MEAN, dataset_info
 from spos.nn.fixed import FixedNet
 from spos.data.preprocessing import preprocessing_record
 from spos.space.searchspace import get_space

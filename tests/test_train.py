@@ -14,7 +14,8 @@ import torch.multiprocessing as mp
 
 from spos.store import checkpoint
 from spos.cli import main
-from spos.data.datasets import TensorImages, build_datasets, build_loader
+from spos.data.datasets import TensorImages, build_datasets
+from spos.data.loaders import build_loader
 from spos.errors import UserError
 from spos.space.flops import cost_table
 from spos.space.searchspace import get_space

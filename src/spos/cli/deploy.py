@@ -223,7 +223,7 @@ def run_export(args) -> int:
         print("no dataset named (checkpoint config or --data): checking on random input")
         batch = torch.randn(args.batch_size, *shape)
     else:
-        from spos.data.datasets import first_batch
+        from spos.data.loaders import first_batch
 
         batch = first_batch(splits.val, args.batch_size)
     if args.fuse:
@@ -321,7 +321,7 @@ def report_int8(path: Path, splits, batch, args) -> None:
 
     if splits is None:
         raise UserError("--int8 needs data to calibrate on: pass --data (and --data-root)")
-    from spos.data.datasets import build_loader, recalibration_batches
+    from spos.data.loaders import build_loader, recalibration_batches
 
     calibration = [x for x, _ in recalibration_batches(splits.train, batch_size=args.batch_size,
                                                        num_batches=args.calibration_batches, seed=0)]
@@ -482,7 +482,7 @@ def run_convert(args) -> int:
 
 def measure(model: nn.Module, splits, batch_size: int = 256) -> dict:
     """Top-1/top-5 of ``model`` (exactly the weights a folder gets) on ``splits.val``, for config.json and the card."""
-    from spos.data.datasets import build_loader
+    from spos.data.loaders import build_loader
     from spos.train import evaluate
 
     result = evaluate(model, build_loader(splits.val, batch_size=batch_size, train=False))

@@ -130,7 +130,7 @@ def run_train(args) -> int:
 
 def run_eval(args) -> int:
     from spos.store import checkpoint
-    from spos.data.datasets import build_loader
+    from spos.data.loaders import build_loader
     from spos.errors import UserError
     from spos.train import evaluate
     from spos.nn.calibration import calibration_batches

@@ -5,7 +5,7 @@ core, so a GPU training a ShuffleNet-sized network needs dozens of cores; NNI's 
 for that reason. This path runs the same recipe on the same data:
 
 - the same files, hold-out split and label of every sample (the training `Subset`'s indices);
-- the same (seed, epoch) order from `spos.data.datasets.EpochShuffle`, and the same per-rank shares;
+- the same (seed, epoch) order from `spos.data.loaders.EpochShuffle`, and the same per-rank shares;
 - the same crop box, flip and jitter factors as the CPU path draws for a sample: they are drawn on
   the CPU by torchvision's own ``make_params`` from torch's generator seeded by (seed, epoch,
   sample index), so a batch does not depend on the batches before it and a resumed epoch equals an
@@ -23,7 +23,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from spos.data.datasets import DatasetInfo, EpochShuffle, InputConvention, augmentation_seed
+from spos.data.conventions import DatasetInfo, InputConvention
+from spos.data.loaders import EpochShuffle, augmentation_seed
 from spos.errors import UserError
 
 INSTALL = "pip install nvidia-dali-cuda120 (CUDA 12) or nvidia-dali-cuda130 (CUDA 13)"
@@ -45,7 +46,7 @@ def check_dali(data_name: str, device: str | None) -> None:
 
 
 def _sample_seed(seed: int, epoch: int, index: int) -> int:
-    return augmentation_seed(seed, epoch, index)  # the CPU path's (`spos.data.datasets.SeededSamples`): the same draws
+    return augmentation_seed(seed, epoch, index)  # the CPU path's (`spos.data.loaders.SeededSamples`): the same draws
 
 
 def sample_params(size: tuple[int, int], input_size: int, seed: int, epoch: int, index: int) -> dict:
@@ -102,7 +103,7 @@ def _pipeline(batch_size: int, device_id: int, threads: int, input_size: int, me
 
 
 class DaliBatches:
-    """(images on the GPU, labels) batches with ``sampler.set_epoch`` and ``len``, like `spos.data.datasets.build_loader`."""
+    """(images on the GPU, labels) batches with ``sampler.set_epoch`` and ``len``, like `spos.data.loaders.build_loader`."""
 
     def __init__(self, dataset, *, batch_size: int, seed: int, rank: int, world: int, device: torch.device,
                  input_size: int, info: DatasetInfo, convention: InputConvention, threads: int = 4) -> None:

@@ -470,7 +470,7 @@ def export_best(result, path: Path, val, info):
     of the dataset ``info`` describes, with the whole preprocessing in its metadata: its raw weights, the
     ones that figure measured (`spos.store.checkpoint.chosen_weights`)."""
     from spos.store import checkpoint
-    from spos.data.datasets import first_batch
+    from spos.data.loaders import first_batch
     from spos.deploy.export import export_model
     from spos.data.preprocessing import preprocessing_record
 

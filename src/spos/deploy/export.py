@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from spos.io import files
-from spos.data.datasets import InputConvention
+from spos.data.conventions import InputConvention
 from spos.errors import UserError
 
 FORMATS = ("onnx", "torchscript")

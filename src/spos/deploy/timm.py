@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from timm.models import build_model_with_cfg, register_model
 
-from spos.data.datasets import IMAGENET_MEAN, IMAGENET_STD
+from spos.data.conventions import IMAGENET_MEAN, IMAGENET_STD
 from spos.nn.fixed import FixedNet
 from spos.space.searchspace import SearchSpace, load_space
 from spos.space.zoo import ZOO, resolve_architecture

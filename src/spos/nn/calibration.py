@@ -16,7 +16,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from spos.data.datasets import recalibration_batches
+from spos.data.loaders import recalibration_batches
 
 BN_BATCHES = 20  # the official count
 BN_BATCH_SIZE = 128

@@ -356,7 +356,7 @@ def scored_images_record(data: str, split: str, source: str | None, holdout, ima
 
 def load_scoring_data(job: SearchJob, space: SearchSpace, device, convention=None):
     """(calibration batches, scored batches, the record of `scoring_sets`), on the device."""
-    from spos.data.datasets import build_loader
+    from spos.data.loaders import build_loader
     from spos.search.scoring import materialize
     from spos.nn.calibration import calibration_batches
 

@@ -24,7 +24,7 @@ import torch
 
 from spos.io import files
 from spos.store import filekinds
-from spos.data.datasets import InputConvention, input_convention
+from spos.data.conventions import InputConvention, input_convention
 from spos.errors import UserError, naming
 from spos.nn.fewshot import FewShotSuperNet
 from spos.io.schema import Kind, MayBeMissing, NamesTo, check

@@ -22,7 +22,7 @@ A resume whose config differs from the saved one in anything but where and how i
 (`spos.train.config.RESUMABLE_KEYS`) is refused.
 
 Under torchrun the numbers recorded are the whole run's: the train_* sums are added up over the ranks, and
-validation reads every image once across them (`spos.data.datasets.EpochShuffle`), so they equal one process's.
+validation reads every image once across them (`spos.data.loaders.EpochShuffle`), so they equal one process's.
 Dropout and mixup draw per micro-batch from a stream seeded by its place (`micro_batch_rng`), so N ranks
 train as one process accumulating N batches does.
 """
@@ -48,7 +48,8 @@ from tqdm import tqdm
 
 from spos.store import checkpoint
 from spos.io import files
-from spos.data.datasets import augmentation_seed, build_datasets, build_loader, epoch_batches, recalibration_batches
+from spos.data.loaders import augmentation_seed, build_loader, epoch_batches, recalibration_batches
+from spos.data.datasets import build_datasets
 from spos.errors import UserError
 from spos.nn.fewshot import FewShotSuperNet, split_epoch_of
 from spos.nn.fixed import FixedNet
@@ -317,7 +318,7 @@ def build_path_sampler(space, config: dict) -> PathSampler:
 
 def micro_batch_seed(seed: int, epoch: int, place: int) -> int:
     """The seed of the random draws (dropout, mixup) of micro-batch ``place`` of an epoch, where ``place``
-    counts the epoch's micro-batches over all ranks (`spos.data.datasets.TensorBatches`): rank r's batch b under
+    counts the epoch's micro-batches over all ranks (`spos.data.loaders.TensorBatches`): rank r's batch b under
     torchrun and batch b * world + r of one process accumulating are the same images with the same draws.
     Offset from `augmentation_seed`, whose stream it must not repeat."""
     return (augmentation_seed(seed, epoch, place) + 0x9E3779B97F4A7C15) % (1 << 63)
