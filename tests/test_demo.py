@@ -18,7 +18,8 @@ import yaml
 from spos.store import checkpoint
 from spos.deploy import export
 from spos.cli import main
-from spos.demo.pipeline import ENGINE_COMMANDS, default_output, demo_settings, scaled_schedule, stage_overrides
+from spos.demo.report import ENGINE_COMMANDS
+from spos.demo.pipeline import default_output, demo_settings, scaled_schedule, stage_overrides
 from spos.space.architecture import load_architecture
 
 
@@ -244,7 +245,7 @@ def test_demo_runs_on_another_space(tmp_path, capsys):
 
 
 def test_demo_cites_the_ranking_measured_for_its_data_and_space():
-    from spos.demo.pipeline import measured_ranking
+    from spos.demo.report import measured_ranking
 
     assert "0.88" in measured_ranking("cifar10", "mbv2-macro-cifar")
     assert "CIFAR-10 subset" in measured_ranking("cifar10", "mbv2-macro-cifar")

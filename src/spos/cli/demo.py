@@ -40,7 +40,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from spos.demo.pipeline import default_output, demo_settings, ranking_line, run_demo
+    from spos.demo.pipeline import default_output, demo_settings, run_demo
+    from spos.demo.report import ranking_line
     from spos.errors import UserError
     from spos.space.flops import readable
 
