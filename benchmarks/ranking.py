@@ -35,7 +35,8 @@ from pathlib import Path
 import torch
 
 from spos.data.conventions import dataset_info
-from spos.rank.job import RankJob, draw_architectures, run_rank, standalone_accuracies
+from spos.rank.job import RankJob, run_rank, standalone_accuracies
+from spos.rank.choose import draw_architectures
 from spos.train.config import load_config
 from spos.train.loop import RUN_MARKERS, build_model, run_training
 

@@ -8,7 +8,8 @@ import pytest
 
 from conftest import load_benchmark_script
 from spos.bench.tables import load_benchmark
-from spos.rank.job import RankJob, choose_architectures
+from spos.rank.job import RankJob
+from spos.rank.choose import choose_architectures
 from spos.space.architecture import Architecture
 from spos.space.searchspace import get_space
 

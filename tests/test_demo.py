@@ -148,7 +148,7 @@ def test_the_shipped_reference_ranks_in_the_demos_supernet_space():
     supernet config builds; another space or dataset has none, and its report says so."""
     from spos.data.conventions import dataset_info
     from spos.demo.pipeline import _config, reference_for
-    from spos.rank.job import read_ground_truth
+    from spos.rank.choose import read_ground_truth
     from spos.train import load_config
     from spos.train.loop import build_model
 

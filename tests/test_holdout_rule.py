@@ -18,7 +18,7 @@ from spos.store import checkpoint
 from spos.cli import main
 from spos.data.datasets import build_datasets
 from spos.errors import UserError
-from spos.rank.job import draw_architectures
+from spos.rank.choose import draw_architectures
 from spos.search.run import SearchJob, scoring_sets, with_supernet_data
 from spos.nn.supernet import SuperNet
 

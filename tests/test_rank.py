@@ -99,6 +99,8 @@ from spos.store import checkpoint  # noqa: E402
 from spos.cli import main  # noqa: E402
 from spos.space.flops import cost_table  # noqa: E402
 from spos.rank import job as rank_job  # noqa: E402
+from spos.rank import choose as rank_choose  # noqa: E402
+from spos.rank import folder as rank_folder  # noqa: E402
 from spos.space.searchspace import get_space  # noqa: E402
 from spos.nn.supernet import SuperNet  # noqa: E402
 
@@ -119,31 +121,31 @@ def supernet_file(tmp_path_factory, digits_space, digits_run):
 
 def test_drawn_architectures_spread_over_the_flops_range(digits_space):
     table = cost_table(digits_space)
-    archs = rank_job.draw_architectures(digits_space, 8, "flops", seed=0)
+    archs = rank_choose.draw_architectures(digits_space, 8, "flops", seed=0)
     flops = [table.macs(a) for a in archs]
     assert len(set(archs)) == 8 and flops == sorted(flops)
-    uniform = sorted(table.macs(a) for a in rank_job.draw_architectures(digits_space, 200, "none", seed=1))
+    uniform = sorted(table.macs(a) for a in rank_choose.draw_architectures(digits_space, 200, "none", seed=1))
     middle = uniform[20:-20]  # the FLOPs range 80% of uniform paths fall in
     assert flops[0] < middle[0] and flops[-1] > middle[-1]
-    assert rank_job.draw_architectures(digits_space, 8, "flops", seed=0) == archs  # seeded
+    assert rank_choose.draw_architectures(digits_space, 8, "flops", seed=0) == archs  # seeded
 
 
 def test_drawn_architectures_stay_inside_a_flops_window(digits_space):
     table = cost_table(digits_space)
-    spread = [table.macs(a) for a in rank_job.draw_architectures(digits_space, 8, "flops", seed=0)]
+    spread = [table.macs(a) for a in rank_choose.draw_architectures(digits_space, 8, "flops", seed=0)]
     low, high = spread[3], spread[4]  # a window an eighth of the range wide
     for stratify in ("flops", "none"):
-        archs = rank_job.draw_architectures(digits_space, 6, stratify, seed=0, flops_min=low, flops_max=high)
+        archs = rank_choose.draw_architectures(digits_space, 6, stratify, seed=0, flops_min=low, flops_max=high)
         assert len(set(archs)) == 6 and all(low <= table.macs(a) <= high for a in archs)
     with pytest.raises(UserError, match="distinct architectures with FLOPs in .* widen --flops-min"):
-        rank_job.draw_architectures(digits_space, 6, "flops", seed=0, flops_min=low, flops_max=low)
+        rank_choose.draw_architectures(digits_space, 6, "flops", seed=0, flops_min=low, flops_max=low)
     with pytest.raises(UserError, match="swap them"):
-        rank_job.draw_architectures(digits_space, 6, "flops", seed=0, flops_min=high, flops_max=low)
+        rank_choose.draw_architectures(digits_space, 6, "flops", seed=0, flops_min=high, flops_max=low)
 
 
 def test_rank_keeps_the_ground_truth_inside_its_flops_window(supernet_file, digits_space, tmp_path, capsys):
     table = cost_table(digits_space)
-    archs = rank_job.draw_architectures(digits_space, 6, "flops", seed=5)
+    archs = rank_choose.draw_architectures(digits_space, 6, "flops", seed=5)
     truth = tmp_path / "truth.json"
     truth.write_text(json.dumps({str(a): 0.5 + i / 20 for i, a in enumerate(archs)}))
     low, high = table.macs(archs[1]), table.macs(archs[4])
@@ -159,7 +161,7 @@ def test_rank_keeps_the_ground_truth_inside_its_flops_window(supernet_file, digi
 
 
 def test_rank_with_a_ground_truth_file(supernet_file, digits_space, tmp_path, capsys):
-    archs = rank_job.draw_architectures(digits_space, 4, "none", seed=5)
+    archs = rank_choose.draw_architectures(digits_space, 4, "none", seed=5)
     truth = tmp_path / "truth.csv"
     truth.write_text("arch,accuracy\n" + "".join(f"\"{a}\",{0.9 + i / 100}\n" for i, a in enumerate(archs)))
     out = tmp_path / "rank"
@@ -181,7 +183,7 @@ def test_rank_with_a_ground_truth_file(supernet_file, digits_space, tmp_path, ca
 
 def test_rank_by_loss_ranks_on_the_hold_out_cross_entropy_already_measured(supernet_file, digits_space, tmp_path,
                                                                           capsys):
-    archs = rank_job.draw_architectures(digits_space, 5, "none", seed=7)
+    archs = rank_choose.draw_architectures(digits_space, 5, "none", seed=7)
     truth = tmp_path / "truth.json"
     truth.write_text(json.dumps({str(a): 0.5 + i / 20 for i, a in enumerate(archs)}))
     out = tmp_path / "rank"
@@ -189,7 +191,7 @@ def test_rank_by_loss_ranks_on_the_hold_out_cross_entropy_already_measured(super
     assert main(command) == 0
     by_top1 = json.loads((out / "rank.json").read_text())
     assert by_top1["score"] == "top1" and all(r["supernet_loss"] > 0 for r in by_top1["rows"])
-    log = out / rank_job.SCORES_LOG
+    log = out / rank_folder.SCORES_LOG
     measured = log.read_text()
     assert main([*command, "--resume", "--score", "loss"]) == 0  # the statistics again, nothing scored again
     assert "ranked by the supernet's hold-out cross-entropy" in capsys.readouterr().out
@@ -238,8 +240,8 @@ def test_rank_trains_each_architecture_alone_and_resumes_without_training_again(
     assert json.loads((out / "rank.json").read_text())["rows"] == first["rows"]
 
     # a run cut short (its result never logged) is resumed from its checkpoint, the others are read back
-    lines = (out / rank_job.STANDALONE_LOG).read_text().splitlines()
-    (out / rank_job.STANDALONE_LOG).write_text("\n".join(lines[:-1]) + "\n")
+    lines = (out / rank_folder.STANDALONE_LOG).read_text().splitlines()
+    (out / rank_folder.STANDALONE_LOG).write_text("\n".join(lines[:-1]) + "\n")
     assert main([*command, "--resume"]) == 0
     assert calls == [(str(out / "standalone" / "3-seed0"), True)]
     assert main([*command[:-len(FAST)], "--seeds", "2", "--resume", *FAST]) == 2  # other settings: refused
@@ -278,7 +280,7 @@ def test_rank_killed_in_its_process_then_resumed_trains_nothing_finished_again(s
     command = ["rank", "--supernet", str(supernet_file), "--archs", "3", "--standalone", "digits-retrain",
                "--set", "train.iterations=2", "--seeds", "1", "--output", str(out), *FAST]
     first = _spos_process(command)
-    log = out / rank_job.STANDALONE_LOG
+    log = out / rank_folder.STANDALONE_LOG
     while first.poll() is None and not (log.is_file() and log.read_text().count("\n") >= 1):
         time.sleep(0.02)
     first.send_signal(signal.SIGKILL)  # wherever it is now: a later run half trained, or all done
@@ -325,7 +327,7 @@ def test_rank_scores_paths_in_the_input_convention_the_supernet_records(digits_s
         return load(job, space, device, convention)
 
     monkeypatch.setattr(search_run, "load_scoring_data", recording)
-    archs = rank_job.draw_architectures(digits_space, 3, "none", seed=2)
+    archs = rank_choose.draw_architectures(digits_space, 3, "none", seed=2)
     truth = tmp_path / "truth.json"
     truth.write_text(json.dumps({str(a): 0.5 + i / 10 for i, a in enumerate(archs)}))
     assert main(["rank", "--supernet", str(path), "--ground-truth", str(truth), "--output", str(tmp_path / "r"),
@@ -484,27 +486,27 @@ def _truth_file(path, archs, values):
 
 
 def test_ground_truth_in_percent_is_read_and_said_so(supernet_file, digits_space, tmp_path, caplog):
-    archs = rank_job.draw_architectures(digits_space, 4, "none", seed=5)
+    archs = rank_choose.draw_architectures(digits_space, 4, "none", seed=5)
     percent = _truth_file(tmp_path / "p.json", archs, [91.0, 92.5, 93.0, 90.0])
-    truth = rank_job.read_ground_truth(percent, digits_space)
+    truth = rank_choose.read_ground_truth(percent, digits_space)
     assert sorted(truth.values()) == pytest.approx([0.90, 0.91, 0.925, 0.93])
     caplog.set_level("INFO")
     assert main(["rank", "--supernet", str(supernet_file), "--ground-truth", str(percent), "--output",
                  str(tmp_path / "r"), *FAST]) == 0
     assert "accuracies read as percent (largest 93)" in caplog.text
     with pytest.raises(UserError, match=r"fractions \(0..1\) or percent \(0..100\), found 90..930"):
-        rank_job.read_ground_truth(_truth_file(tmp_path / "b.json", archs, [91, 92, 930, 90]), digits_space)
+        rank_choose.read_ground_truth(_truth_file(tmp_path / "b.json", archs, [91, 92, 930, 90]), digits_space)
 
 
 def test_ground_truth_of_nan_or_binary_is_one_line(supernet_file, digits_space, tmp_path, capsys):
-    archs = rank_job.draw_architectures(digits_space, 4, "none", seed=5)
+    archs = rank_choose.draw_architectures(digits_space, 4, "none", seed=5)
     nan = tmp_path / "nan.json"
     nan.write_text("{" + ", ".join(f'"{a}": NaN' for a in archs) + "}")
     base = ["rank", "--supernet", str(supernet_file), "--output", str(tmp_path / "r"), *FAST]
     assert main([*base, "--ground-truth", str(nan)]) == 2
     assert "holds no accuracy that is a number" in capsys.readouterr().err
     some = _truth_file(tmp_path / "some.json", archs, [0.9, float("nan"), 0.8, 0.7])
-    assert len(rank_job.read_ground_truth(some, digits_space)) == 3
+    assert len(rank_choose.read_ground_truth(some, digits_space)) == 3
     for name in ("bin.csv", "bin.json"):
         (tmp_path / name).write_bytes(bytes(range(256)) * 8)
         assert main([*base, "--ground-truth", str(tmp_path / name)]) == 2
@@ -513,9 +515,9 @@ def test_ground_truth_of_nan_or_binary_is_one_line(supernet_file, digits_space, 
 
 
 def test_ground_truth_picks_honour_stratify_and_seed(digits_space):
-    archs = rank_job.draw_architectures(digits_space, 30, "none", seed=1)
+    archs = rank_choose.draw_architectures(digits_space, 30, "none", seed=1)
     truth = {a: 0.5 + i / 100 for i, a in enumerate(archs)}
-    pick = lambda **kw: rank_job.choose_architectures(rank_job.RankJob(supernet="x", archs=5, **kw),  # noqa: E731
+    pick = lambda **kw: rank_choose.choose_architectures(rank_job.RankJob(supernet="x", archs=5, **kw),  # noqa: E731
                                                      digits_space, truth)
     table = cost_table(digits_space)
     spread, uniform = pick(stratify="flops"), pick(stratify="none")
@@ -527,7 +529,7 @@ def test_ground_truth_picks_honour_stratify_and_seed(digits_space):
 
 def test_rank_prints_the_expected_time_and_keeps_each_scores_outputs(supernet_file, digits_space, tmp_path, capsys,
                                                                     caplog):
-    archs = rank_job.draw_architectures(digits_space, 5, "none", seed=7)
+    archs = rank_choose.draw_architectures(digits_space, 5, "none", seed=7)
     truth = _truth_file(tmp_path / "t.json", archs, [0.5 + i / 20 for i in range(5)])
     out = tmp_path / "rank"
     command = ["rank", "--supernet", str(supernet_file), "--ground-truth", str(truth), "--output", str(out), *FAST]
@@ -646,7 +648,7 @@ def test_rank_json_carries_every_baseline_with_interval_and_lead(mbv2_supernet, 
         assert whole[name]["lead"]["value"] == pytest.approx(supernet_tau - whole[name]["kendall_tau"]["value"])
     assert "naswot's own Kendall tau" in printed and "depth's own Kendall tau" in printed
     assert "the supernet's lead over it" in printed
-    logged = (out / rank_job.PROXIES_LOG).read_text().splitlines()
+    logged = (out / rank_folder.PROXIES_LOG).read_text().splitlines()
     assert len(logged) == 3 * len(rows)
 
 
@@ -670,7 +672,7 @@ def test_a_resumed_rank_job_computes_only_the_proxies_it_has_not_recorded(mbv2_s
     again = json.loads((out / "rank.json").read_text())
     assert [r["proxies"]["grad_norm"] for r in again["rows"]] == [r["proxies"]["grad_norm"] for r in first["rows"]]
     calls.clear()
-    log = out / rank_job.PROXIES_LOG
+    log = out / rank_folder.PROXIES_LOG
     lines = log.read_text().splitlines()
     log.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:10])  # the last record cut by a kill
     assert _rank_with_proxies(mbv2_supernet, table, out, "all", "--resume") == 0

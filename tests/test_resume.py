@@ -17,6 +17,8 @@ import torch
 from spos.store import checkpoint
 from spos.cli import main
 from spos.rank import job as rank_job
+from spos.rank import choose as rank_choose
+from spos.rank import folder as rank_folder
 from spos.space.searchspace import get_space
 from spos.nn.supernet import SuperNet
 from spos.train import load_config, run_training
@@ -191,7 +193,7 @@ def test_a_kill_mid_epoch_then_resume_reports_the_whole_epoch(tmp_path, monkeypa
 # -- runs that mix: inputs are fingerprinted by what they are ------------------------------------------------
 
 def _ground_truth(folder: Path, space) -> Path:
-    archs = rank_job.draw_architectures(space, 4, "none", seed=5)
+    archs = rank_choose.draw_architectures(space, 4, "none", seed=5)
     truth = folder / "truth.json"
     truth.write_text(json.dumps({str(a): 0.5 + i / 20 for i, a in enumerate(archs)}))
     return truth
@@ -469,7 +471,7 @@ def test_a_damaged_rank_settings_json_is_one_line(tmp_path, capsys, finished_ran
     finished, command = finished_rank
     out = tmp_path / "rank"
     shutil.copytree(finished, out)
-    (out / rank_job.SETTINGS).write_text(content)
+    (out / rank_folder.SETTINGS).write_text(content)
     assert main([*[str(out) if part == str(finished) else part for part in command], "--resume"]) == 2
     assert message in _one_error_line(capsys)
 
@@ -478,7 +480,7 @@ def test_damaged_supernet_score_rows_are_dropped_and_measured_again(tmp_path, ca
     finished, command = finished_rank
     out = tmp_path / "rank"
     shutil.copytree(finished, out)
-    log = out / rank_job.SCORES_LOG
+    log = out / rank_folder.SCORES_LOG
     rows = log.read_text().splitlines()
     log.write_text("\n".join(["5", json.dumps({**json.loads(rows[0]), "supernet_top1": "x"}), *rows[1:]]) + "\n")
     with caplog.at_level("WARNING"):
@@ -511,7 +513,7 @@ def test_a_demo_with_a_bad_seed_writes_nothing(tmp_path, capsys):
 
 def test_damaged_standalone_log_rows_are_dropped_and_trained_again(tmp_path, caplog):
     good = {"index": 1, "seed": 0, "arch": "x", "top1": 0.5, "best_top1": 0.5, "steps": 2}
-    (tmp_path / rank_job.STANDALONE_LOG).write_text("\n".join([
+    (tmp_path / rank_folder.STANDALONE_LOG).write_text("\n".join([
         "5", json.dumps({"seed": 0, "top1": 0.4}), json.dumps({**good, "index": "0"}), json.dumps(good),
         '{"index": 2, "se']) + "\n")
     with caplog.at_level("WARNING"):

@@ -16,6 +16,8 @@ from spos.io import files
 from spos.cli import main
 from spos.nn.fixed import FixedNet
 from spos.rank import job as rank_job
+from spos.rank import choose as rank_choose
+from spos.rank import folder as rank_folder
 from spos.space.architecture import Architecture
 from spos.train import load_config, run_training
 
@@ -172,7 +174,7 @@ def _rank_argv(digits_supernet_file, truth, out, *extra):
 def finished_rank(tmp_path_factory, digits_supernet_file, digits_space):
     """(rank folder, ground-truth file) of a finished rank job against a ground truth."""
     folder = tmp_path_factory.mktemp("rank")
-    archs = rank_job.draw_architectures(digits_space, 4, "none", seed=5)
+    archs = rank_choose.draw_architectures(digits_space, 4, "none", seed=5)
     truth = folder / "truth.json"
     truth.write_text(json.dumps({str(a): 0.5 + i / 20 for i, a in enumerate(archs)}))
     assert main(_rank_argv(digits_supernet_file, truth, folder / "rank")) == 0
@@ -189,8 +191,8 @@ def test_a_resumed_rank_replaces_a_linked_plot_and_never_appends_to_a_linked_log
     (out / "rank_scatter.png").symlink_to(plot_victim)
     assert main(_rank_argv(digits_supernet_file, truth, out, "--resume")) == 0
     assert plot_victim.read_text() == VICTIM and not (out / "rank_scatter.png").is_symlink()
-    (out / rank_job.SCORES_LOG).unlink()
-    (out / rank_job.SCORES_LOG).symlink_to(log_victim)  # reads as no scores: every path is measured again
+    (out / rank_folder.SCORES_LOG).unlink()
+    (out / rank_folder.SCORES_LOG).symlink_to(log_victim)  # reads as no scores: every path is measured again
     capsys.readouterr()
     assert main(_rank_argv(digits_supernet_file, truth, out, "--resume")) == 2
     assert "cannot append to" in _one_error_line(capsys)
