@@ -22,7 +22,7 @@ from spos.data.conventions import dataset_info
 from spos.space.flops import cost_table
 from spos.space.architecture import Architecture
 from spos.train.config import load_config
-from spos.train.loop import build_model
+from spos.train.setup import build_model
 
 
 def main() -> None:

@@ -32,7 +32,8 @@ def train_supernet(output: Path, *, config: str = "cifar10-supernet", overrides:
                    progress: bool = True) -> Path:
     """The supernet checkpoint (trained here unless OUTPUT/last.pt is there, a cut run resumed)."""
     from spos.train.config import load_config
-    from spos.train.loop import RUN_MARKERS, run_training
+    from spos.train.resume import RUN_MARKERS
+    from spos.train.loop import run_training
 
     if (output / "last.pt").is_file() and (output / "done").is_file():
         return output / "last.pt"

@@ -38,7 +38,9 @@ from spos.data.conventions import dataset_info
 from spos.rank.job import RankJob, run_rank, standalone_accuracies
 from spos.rank.choose import draw_architectures
 from spos.train.config import load_config
-from spos.train.loop import RUN_MARKERS, build_model, run_training
+from spos.train.resume import RUN_MARKERS
+from spos.train.setup import build_model
+from spos.train.loop import run_training
 
 # recipe name -> `--set` overrides of digits-supernet
 RECIPES = {

@@ -150,7 +150,7 @@ def test_the_shipped_reference_ranks_in_the_demos_supernet_space():
     from spos.demo.pipeline import _config, reference_for
     from spos.rank.choose import read_ground_truth
     from spos.train import load_config
-    from spos.train.loop import build_model
+    from spos.train.setup import build_model
 
     settings = demo_settings()
     config = _config(settings, "supernet")

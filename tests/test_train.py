@@ -20,7 +20,10 @@ from spos.errors import UserError
 from spos.space.flops import cost_table
 from spos.space.searchspace import get_space
 from spos.train import load_config, run_training
-from spos.train.loop import Trainer, amp_dtype, build_path_sampler, evaluate, load_resume_state, step_counts
+from spos.train.loop import Trainer
+from spos.train.setup import amp_dtype, build_path_sampler, step_counts
+from spos.train.evaluation import evaluate
+from spos.train.resume import load_resume_state
 from spos.train.recipe import build_optimizer, build_scheduler
 from spos.train.sampler import PathSampler
 

@@ -48,7 +48,7 @@ class EpochShuffle(Sampler):
     batch size) is given, the rank-th contiguous chunk of every global batch: then N ranks see
     exactly the micro-batches of one process accumulating N batches, so the two runs are equal
     (their augmentation too: each batch's is seeded by its place in the epoch, see `TensorBatches`;
-    and their dropout, seeded by the same place, see `spos.train.loop.micro_batch_rng`).
+    and their dropout, seeded by the same place, see `spos.train.setup.micro_batch_rng`).
 
     Training shares are equal (the ``size % world`` images left over are not read that epoch), as
     every step waits for every rank. With ``whole`` (evaluation) every image is read exactly once:

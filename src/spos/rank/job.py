@@ -214,7 +214,8 @@ def standalone_accuracies(job: RankJob, space: SearchSpace, archs: list[Architec
     Under torchrun the runs are shared out over the ranks (run k to rank k mod world size), each trained
     alone, as one process; every rank but 0 returns None once its share is done, rank 0 waits for all."""
     from spos.train import distributed
-    from spos.train.loop import RUN_MARKERS, run_training
+    from spos.train.resume import RUN_MARKERS
+    from spos.train.loop import run_training
 
     rank, world = distributed.launcher_rank_and_world()
     output = Path(job.output)

@@ -33,368 +33,39 @@ import csv
 import io
 import json
 import logging
-import math
-import random
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from spos.store import checkpoint
 from spos.io import files
-from spos.data.loaders import augmentation_seed, build_loader, epoch_batches, recalibration_batches
+from spos.data.loaders import build_loader, epoch_batches, recalibration_batches
 from spos.data.datasets import build_datasets
 from spos.errors import UserError
 from spos.nn.fewshot import FewShotSuperNet, split_epoch_of
-from spos.nn.fixed import FixedNet
 from spos.space.flops import readable
-from spos.io.schema import MayBeMissing, problem
 from spos.space.architecture import Architecture
-from spos.space.searchspace import get_space, load_space
 from spos.nn.supernet import SuperNet
 from spos.train import distributed
 from spos.nn.calibration import recalibrate_bn
-from spos.train.config import dump, resume_differences
+from spos.train.config import dump
 from spos.train.recipe import (build_ema, build_loss, build_mixup, build_optimizer, build_scheduler, hot_lr_warning,
                                soft_target_loss)
-from spos.train.sampler import PathSampler
-from spos.space.zoo import resolve_architecture
+from spos.train.resume import RUN_MARKERS, TRAINING_FILES, _restore_rng, _rng_state, cannot_resume, read_resume_state, resume_checkpoint
+from spos.train.evaluation import evaluate, validation_paths
+from spos.train.setup import EpochTally, RunResult, _seed_everything, amp_dtype, build_model, build_path_sampler, micro_batch_rng, micro_batch_seed, postfix_every, step_counts, width_note
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RunResult:
-    output: Path
-    history: list[dict] = field(default_factory=list)
-    best_top1: float = 0.0
-    model: nn.Module | None = None
-
-    @property
-    def last(self) -> dict:
-        return self.history[-1] if self.history else {}
 
 
 # ----------------------------------------------------------------------------------------------
 # Evaluation
 
 
-@torch.inference_mode()
-def evaluate(model: nn.Module, loader, *, device="cpu", channels_last: bool = False) -> dict:
-    """Top-1, top-5 and cross-entropy of ``model``: a FixedNet, or a supernet path (``supernet.path(arch)``)."""
-    model.eval()
-    totals = torch.zeros(4, dtype=torch.float64)
-    for x, y in loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        logits = model(x).float()
-        top = logits.topk(min(5, logits.shape[1]), 1).indices
-        totals += torch.tensor([(top[:, 0] == y).sum().item(), (top == y[:, None]).any(1).sum().item(),
-                                nn.functional.cross_entropy(logits, y, reduction="sum").item(), y.numel()],
-                               dtype=torch.float64)
-    totals = distributed.all_reduce_sum(totals)  # under torchrun each rank read its share of every image
-    n = max(totals[3].item(), 1.0)
-    return {"top1": totals[0].item() / n, "top5": totals[1].item() / n, "loss": totals[2].item() / n}
-
-
-def validation_paths(space, count: int, seed: int, sampling: dict | None = None) -> list[Architecture]:
-    """The same K paths every epoch, so the curve compares like with like, drawn as training draws
-    them (the run's sampling mode and FLOPs window; no channel warm-up) but from a seed of their own:
-    a block-only supernet is validated on the paths it trains, not on random channels."""
-    sampling = sampling or {}
-    sampler = PathSampler(space, seed + 10_007, mode=sampling.get("mode", "both"),
-                          flops_min=sampling.get("flops_min"), flops_max=sampling.get("flops_max"),
-                          flops_bins=sampling.get("flops_bins"))
-    return [sampler.sample() for _ in range(count)]
-
-
 # ----------------------------------------------------------------------------------------------
 # Building a run
-
-
-def build_model(config: dict, info) -> nn.Module:
-    adapt = dict(input_size=config["space"]["input_size"] or info.input_size, num_classes=info.num_classes,
-                 in_channels=info.in_channels, width_mult=config["space"]["width_mult"])
-    dropout = config["space"]["dropout"]
-
-    def with_dropout(space):
-        return space if dropout is None else space.replace(dropout=float(dropout))
-
-    if config["kind"] == "supernet":
-        return checkpoint.build_supernet(with_dropout(get_space(config["space"]["name"], **adapt)),
-                                         entangled_kernels=bool(config["space"]["entangled_kernels"]),
-                                         aligned_choices=bool(config["space"]["aligned_choices"]),
-                                         few_shot_layers=config["sampling"]["few_shot_layers"])
-    if not config["arch"]:
-        raise UserError("a fixed-network run needs an architecture: --arch NAME_OR_FILE (or arch: in the config)")
-    arch, space = resolve_architecture(str(config["arch"]), default_space=config["space"]["name"], **adapt)
-    # An architecture file searched on other data keeps its choices and widths, adapted to this data.
-    space = space.adapt(input_size=adapt["input_size"], num_classes=info.num_classes, in_channels=info.in_channels)
-    return FixedNet(with_dropout(space), arch)
-
-
-def width_note(config: dict, space) -> str | None:
-    """What the config's ``space.width_mult`` did to the space's widths, or None at 1: a space file of
-    one's own run with a shipped config (``digits-supernet`` narrows to 0.25) is otherwise narrowed
-    without a word."""
-    mult = config["space"]["width_mult"]
-    declared = load_space(config["space"]["name"])
-    if mult == 1 or declared.name != space.name:  # a fixed net whose architecture file brought its own space
-        return None
-
-    def widths(s) -> str:
-        return "/".join(str(w) for w in (s.stem_width, *s.stage_widths, s.last_conv_width))
-
-    return (f"space {space.name}: the config's space.width_mult {mult:g} scales every width (stem, stages, last "
-            f"conv: {widths(declared)} -> {widths(space)}); --set space.width_mult=1 keeps the space's own widths")
-
-
-def postfix_every(log_every: int, batches: int) -> int:
-    """Batches between refreshes of the bar's running loss/accuracy: ``train.log_every``, but at
-    least ten times an epoch, so the means move on a short epoch (digits has 18 batches)."""
-    return max(1, min(log_every, batches // 10))
-
-
-def _seed_everything(seed: int, deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def _rng_state() -> dict:
-    """The global RNG states as plain data (tensors, ints, lists), loadable with weights_only=True."""
-    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
-    version, words, gauss = random.getstate()
-    state = {"torch": torch.get_rng_state(),
-             "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),
-                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
-             "python": [version, list(words), gauss]}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _restore_rng(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    numpy = state["numpy"]
-    np.random.set_state((numpy["name"], numpy["keys"].numpy().astype(np.uint32), numpy["pos"], numpy["has_gauss"],
-                         numpy["cached_gaussian"]))
-    version, words, gauss = state["python"]
-    random.setstate((version, tuple(words), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-# What a checkpoint needs to be resumed (a `spos.io.schema` schema), checked where it is read: a damaged or
-# hand-made last.pt is one line naming it, not a KeyError in the middle of restoring it.
-TRAINING_STATE = {
-    "model": dict, "optimizer": {"state": dict, "param_groups": [dict]}, "scaler": dict, "ema": (dict, None),
-    "sampler": ({"rng": list, "epoch": int}, None),
-    "rng": {"torch": torch.Tensor, "python": list, "cuda": MayBeMissing([torch.Tensor]),
-            "numpy": {"name": str, "keys": torch.Tensor, "pos": int, "has_gauss": int, "cached_gaussian": float}},
-    "epoch": int, "step": int, "batches_done": int, "best_top1": float, "history": MayBeMissing([dict]),
-    "config": dict, "epoch_sums": MayBeMissing(({"loss": torch.Tensor, "correct": torch.Tensor, "seen": int,
-                                                 "seconds": MayBeMissing(float)}, None)),
-}
-
-
-def resume_checkpoint(output: Path) -> Path | None:
-    """The checkpoint a resume continues: ``last.pt``, or ``previous.pt`` when a kill came between moving
-    ``last.pt`` aside and writing the new one (`Trainer.save`); None when the run was killed before its first."""
-    for name in ("last.pt", "previous.pt"):
-        if (output / name).exists() or (output / name).is_symlink():
-            return output / name
-    return None
-
-
-def cannot_resume(path: Path, why: str) -> str:
-    """The one line of a resume that cannot use its checkpoint: it stops, changes nothing, and says how to go on
-    (never a silent start from scratch that replaces the run's best.pt)."""
-    previous = path.with_name("previous.pt")
-    if path.name == "last.pt" and previous.is_file():
-        how = (f"to go on from the checkpoint before it, move {previous} to {path} and resume again, or start a "
-               "new run in another --output")
-    else:
-        how = "start a new run in another --output"
-    return f"--resume: no usable checkpoint in {path.parent}: {why}; nothing was changed: {how}"
-
-
-def load_resume_state(output: Path) -> dict | None:
-    """The checkpoint `resume_checkpoint` names, checked against `TRAINING_STATE`; a UserError (see
-    `cannot_resume`) when it cannot be read or lacks what a resume restores."""
-    path = resume_checkpoint(output)
-    if path is None:
-        return None
-    try:
-        state = checkpoint.load(path)
-    except UserError as error:
-        raise UserError(cannot_resume(path, str(error))) from None
-    found = problem(state, TRAINING_STATE)
-    if found:
-        raise UserError(cannot_resume(path, f"{path} is damaged ({found})"))
-    return state
-
-
-RUN_MARKERS = ("last.pt", "previous.pt", "config.yaml")
-TRAINING_FILES = ("config.yaml", "last.pt", "previous.pt", "best.pt", "metrics.jsonl", "metrics.csv")  # it writes
-
-
-def read_resume_state(output: Path, config: dict) -> dict | None:
-    """The checkpoint a ``--resume`` continues, once it is known to be the same run.
-
-    None when the run was killed before its first checkpoint (it starts again from the top).
-    """
-    state = load_resume_state(output)
-    if state is not None and state["kind"] != config["kind"]:
-        command = "train-supernet" if state["kind"] == "supernet" else "train"
-        raise UserError(f"{output} holds a {state['kind']} training run; continue it with `spos {command} --resume`")
-    saved_config = state.get("config") if state is not None else _saved_config(output)
-    if saved_config is None:
-        raise UserError(f"--resume: no usable checkpoint in {output} (last.pt / previous.pt); choose another "
-                        "--output to start a new run")
-    differences = resume_differences(saved_config, config)
-    if state is not None and state["kind"] == "fixed":  # compared by what it is in `Trainer._resume`, not by
-        differences = [d for d in differences if not d.startswith("arch ")]  # the path naming its file
-    if differences:
-        raise UserError(f"--resume: {output} was started with other settings ({'; '.join(differences)}); resume "
-                        "with the same settings or start a new run in another --output")
-    return state
-
-
-def _saved_config(output: Path) -> dict | None:
-    from spos.train.config import load_config
-
-    return load_config(str(output / "config.yaml")) if (output / "config.yaml").is_file() else None
-
-
-@dataclass(frozen=True)
-class StepCounts:
-    """How long a run is: ``accumulate`` batches make a step, and the batches left at an epoch's end one
-    more (so ``steps_per_epoch`` rounds up, as the loop steps); ``total_steps`` is ``train.iterations``,
-    else ``train.epochs`` epochs of ``steps_per_epoch``; ``epochs`` is how many the loop starts."""
-
-    accumulate: int
-    steps_per_epoch: int
-    total_steps: int
-    epochs: int
-
-
-def step_counts(train_cfg: dict, batches_per_epoch: int) -> StepCounts:
-    accumulate = int(train_cfg["accumulate"])
-    per_epoch = max(math.ceil(batches_per_epoch / accumulate), 1)
-    iterations = train_cfg["iterations"]
-    total = int(iterations) if iterations else int(train_cfg["epochs"]) * per_epoch
-    return StepCounts(accumulate, per_epoch, total, math.ceil(total / per_epoch))
-
-
-def amp_dtype(amp: str | None, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of ``train.amp``: None (full precision) off CUDA or when not asked."""
-    if not amp or device.type != "cuda":
-        return None
-    if amp not in ("bf16", "fp16"):
-        raise UserError(f"train.amp {amp!r}: use bf16, fp16 or null")
-    return torch.bfloat16 if amp == "bf16" else torch.float16
-
-
-def build_path_sampler(space, config: dict) -> PathSampler:
-    """The supernet's training path sampler, as the ``sampling`` section describes it."""
-    sampling = config["sampling"]
-    return PathSampler(space, config["train"]["seed"], mode=sampling["mode"], flops_min=sampling["flops_min"],
-                       flops_max=sampling["flops_max"], flops_bins=sampling["flops_bins"],
-                       channel_warmup_epochs=sampling["channel_warmup_epochs"],
-                       channel_warmup_step_epochs=sampling["channel_warmup_step_epochs"],
-                       strategy=sampling["strategy"], sandwich_paths=sampling["sandwich_paths"],
-                       progressive_epochs=sampling["progressive_epochs"])
-
-
-def micro_batch_seed(seed: int, epoch: int, place: int) -> int:
-    """The seed of the random draws (dropout, mixup) of micro-batch ``place`` of an epoch, where ``place``
-    counts the epoch's micro-batches over all ranks (`spos.data.loaders.TensorBatches`): rank r's batch b under
-    torchrun and batch b * world + r of one process accumulating are the same images with the same draws.
-    Offset from `augmentation_seed`, whose stream it must not repeat."""
-    return (augmentation_seed(seed, epoch, place) + 0x9E3779B97F4A7C15) % (1 << 63)
-
-
-@contextmanager
-def micro_batch_rng(seed: int, device: torch.device) -> Iterator[None]:
-    """torch's (CPU and ``device``'s) and numpy's global generators seeded with ``seed`` inside, restored after.
-
-    Every rank starts from the same seed, so without this all ranks would draw the same dropout masks and
-    mixup factors where one process accumulating draws new ones for each micro-batch. Seeded by place, the
-    draws are also a pure function of (seed, epoch, place): a resumed run repeats them exactly."""
-    numpy_state = np.random.get_state()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        np.random.seed(seed % (1 << 32))
-        try:
-            yield
-        finally:
-            np.random.set_state(numpy_state)
-
-
-class EpochTally:
-    """The sums behind an epoch's train_loss, train_top1, train_seconds and images_per_s.
-
-    `add` counts this process's batches (no communication); `fold` adds them up over the ranks into the
-    totals, with the seconds since the last fold: a collective, which every rank calls at the same step (at
-    a mid-epoch checkpoint and at the epoch's end). A mid-epoch checkpoint saves the totals (`state`) and a
-    resumed epoch starts from them, so its numbers cover all its batches, on every rank, and the time they
-    took before and after the resume. Folding at the same steps in a resumed and in an uninterrupted run
-    keeps their float sums identical."""
-
-    def __init__(self, device: torch.device, saved: dict | None = None) -> None:
-        saved = saved or {}
-        self.device = device
-        self.totals = torch.tensor([float(saved.get("loss", 0.0)), float(saved.get("correct", 0)),
-                                    float(saved.get("seen", 0))], dtype=torch.float64)
-        self.seconds = float(saved.get("seconds", 0.0))  # a checkpoint written before it was kept: none
-        self._reset()
-
-    def _reset(self) -> None:
-        self._loss = torch.zeros((), dtype=torch.float64, device=self.device)
-        self._correct = torch.zeros((), dtype=torch.int64, device=self.device)
-        self._seen, self._since = 0, time.perf_counter()
-
-    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        self._loss += loss.detach().double() * len(labels)
-        self._correct += (logits.detach().argmax(1) == labels).sum()
-        self._seen += len(labels)
-
-    def fold(self) -> None:
-        local = torch.stack((self._loss, self._correct.double(),
-                             torch.tensor(float(self._seen), dtype=torch.float64, device=self.device)))
-        self.totals += distributed.all_reduce_sum(local).cpu()
-        self.seconds += time.perf_counter() - self._since
-        self._reset()
-
-    def state(self) -> dict:
-        """The totals as a checkpoint holds them (`TRAINING_STATE`'s ``epoch_sums``)."""
-        return {"loss": self.totals[0].clone(), "correct": self.totals[1].clone(), "seen": int(self.totals[2]),
-                "seconds": self.seconds}
-
-    def metrics(self) -> dict:
-        """The epoch's row fields, from the totals (`fold` first)."""
-        loss, correct, seen = self.totals.tolist()
-        return {"train_loss": loss / max(seen, 1), "train_top1": correct / max(seen, 1),
-                "images_per_s": seen / max(self.seconds, 1e-9), "train_seconds": self.seconds}
-
-    def postfix(self, world: int) -> dict:
-        """The progress bar's running numbers: the totals so far with this rank's batches since (an estimate
-        under torchrun, where the other ranks' are not asked for), images/s over all ranks since the last fold."""
-        loss, correct, seen = self.totals.tolist()
-        seen_here = seen + self._seen
-        return {"loss": f"{(loss + self._loss.item()) / max(seen_here, 1):.3f}",
-                "acc": f"{(correct + self._correct.item()) / max(seen_here, 1):.3f}",
-                "img_s": f"{self._seen * world / max(time.perf_counter() - self._since, 1e-9):.0f}"}
 
 
 class Trainer:
