@@ -49,7 +49,9 @@ def search_under_table_flops(supernet_path: Path, benchmark: Benchmark, flops_ma
     """The engine (``config``: `SearchConfig`, default the search's) over the supernet's paths, limited by the
     table's FLOPs of each network; returns (best architecture, engine result)."""
     from spos.store import checkpoint
-    from spos.search.run import GeneMap, SearchJob, load_scoring_data, with_supernet_data
+    from spos.search.constraints import GeneMap
+    from spos.search.run import SearchJob
+    from spos.search.holdout import load_scoring_data, with_supernet_data
     from spos.search.scoring import SupernetScorer
     from spos.train.distributed import local_device
 

@@ -99,7 +99,7 @@ def test_proxyless_moves_identities_to_the_end_of_each_stage():
 
 @pytest.mark.parametrize("mode", ["both", "block"])
 def test_the_search_sees_twins_as_one_candidate(mode):
-    from spos.search.run import GeneMap
+    from spos.search.constraints import GeneMap
 
     assert GeneMap(get_space("oneshot"), mode).canonical() is None  # no twins: the engine is left as it was
     space = get_space("mbv2-macro-cifar")

@@ -315,18 +315,18 @@ def test_rank_refuses_bad_requests(supernet_file, tmp_path, capsys):
 
 
 def test_rank_scores_paths_in_the_input_convention_the_supernet_records(digits_space, tmp_path, monkeypatch):
-    from spos.search import run as search_run
+    from spos.search import holdout as search_holdout
 
     path = tmp_path / "official.pt"
     checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(digits_space), "official"), path)
     seen = []
-    load = search_run.load_scoring_data
+    load = search_holdout.load_scoring_data
 
     def recording(job, space, device, convention=None):
         seen.append(convention)
         return load(job, space, device, convention)
 
-    monkeypatch.setattr(search_run, "load_scoring_data", recording)
+    monkeypatch.setattr(search_holdout, "load_scoring_data", recording)
     archs = rank_choose.draw_architectures(digits_space, 3, "none", seed=2)
     truth = tmp_path / "truth.json"
     truth.write_text(json.dumps({str(a): 0.5 + i / 10 for i, a in enumerate(archs)}))

@@ -423,7 +423,7 @@ def test_history_records_of_the_wrong_shape_are_dropped_and_scored_again(tmp_pat
 
 
 def test_damaged_latency_lines_are_dropped_and_timed_again(tmp_path, caplog):
-    from spos.search.run import LATENCY_LOG, recorded_latencies
+    from spos.search.constraints import LATENCY_LOG, recorded_latencies
 
     good = [{"arch": "0,1/2,3", "latency": 7.5}, {"arch": "1,1/0,0", "latency": 9.25}]
     lines = [json.dumps(good[0]), json.dumps({"arch": "1,0/0,0", "latency": "slow"}), json.dumps(good[1]), '{"arch"']

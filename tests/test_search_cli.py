@@ -285,7 +285,7 @@ def test_two_processes_score_a_generation_between_them_with_the_same_result(supe
 
 
 def test_each_measure_runs_once_per_candidate():
-    from spos.search.run import measure_once
+    from spos.search.constraints import measure_once
 
     calls = []
     measured = measure_once({"flops": lambda genes: calls.append(tuple(genes)) or float(sum(genes))})
@@ -307,7 +307,8 @@ def test_search_scores_on_the_supernets_own_data_and_holdout_split():
     fraction and training seed); data on which the supernet records no hold-out is refused unless the
     hold-out comes from val or trained images are allowed (tests/test_holdout_rule.py has every case)."""
     from spos.errors import UserError
-    from spos.search.run import SearchJob, with_supernet_data
+    from spos.search.run import SearchJob
+    from spos.search.holdout import with_supernet_data
 
     saved = {"data": {"name": "cifar10", "root": "/d/cifar", "holdout": 0.1}, "train": {"seed": 3}}
     job = with_supernet_data(SearchJob(supernet="s.pt"), saved)

@@ -19,7 +19,7 @@ from spos.bench.tables import Benchmark
 from spos.errors import UserError
 from spos.search import engine
 from spos.search.engine import Constraint, SearchConfig
-from spos.search.run import GeneMap
+from spos.search.constraints import GeneMap
 
 ALGORITHMS = ("evolution", "random", "nsga2")
 

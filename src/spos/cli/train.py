@@ -177,10 +177,11 @@ def _scored_images(args, data: dict, space, convention):
 
     BN is recalibrated on the run's own training split, as the checkpoint records it and as `spos export`
     recalibrates; ``--split holdout`` follows the hold-out rule of `spos search` and `spos rank`
-    (`spos.search.run.scoring_sets`): the run's hold-out or a part of it, never images it trained on
+    (`spos.search.holdout.scoring_sets`): the run's hold-out or a part of it, never images it trained on
     unless ``--allow-trained-images`` says so."""
     from spos.store import checkpoint
-    from spos.search.run import SearchJob, scored_images_record, scoring_sets, with_supernet_data
+    from spos.search.run import SearchJob
+    from spos.search.holdout import scored_images_record, scoring_sets, with_supernet_data
 
     job = None
     if args.split == "holdout":  # refused before any data is read, as search refuses

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
-from spos.data.conventions import DATASETS, DatasetInfo, InputConvention, dataset_info, input_convention
+from spos.data.conventions import DatasetInfo, InputConvention, dataset_info, input_convention
 from spos.errors import UserError
 
 DOWNLOADABLE = ("cifar10", "cifar100", "mnist")  # torchvision fetches these; ImageNet has to be got by hand

@@ -60,7 +60,7 @@ class RankJob:
     data: str | None = None
     data_root: str | None = None
     holdout: float | int | None = None
-    holdout_from: str = "train"  # the split the scored hold-out is carved from (`spos.search.run.scoring_sets`)
+    holdout_from: str = "train"  # the split the scored hold-out is carved from (`spos.search.holdout.scoring_sets`)
     allow_trained_images: bool = False
     supernet_holdout: float | int | None = None  # the hold-out the supernet recorded (`with_supernet_data`)
     batch_size: int = 128
@@ -104,7 +104,7 @@ def scoring_job(job: RankJob):
 def scoring_data_once(job: RankJob, space: SearchSpace, device, convention=None):
     """A function returning (calibration batches, scored batches), read on its first call only: the scores and
     the proxies share them, and a resume with nothing left to measure reads no data at all."""
-    from spos.search.run import load_scoring_data
+    from spos.search.holdout import load_scoring_data
 
     kept: list = []
 
@@ -284,7 +284,7 @@ def run_rank(job: RankJob) -> dict:
 
     Under torchrun every rank trains a share of the stand-alone runs; rank 0 also scores the paths,
     waits for the others and writes the results (the other ranks return an empty dict)."""
-    from spos.search.run import scoring_sets, with_supernet_data
+    from spos.search.holdout import scoring_sets, with_supernet_data
     from spos.train.distributed import launcher_rank_and_world, shared_device
 
     check_job(job)
