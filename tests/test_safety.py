@@ -337,7 +337,7 @@ def test_a_kill_at_any_write_then_resume_gives_the_uninterrupted_files(tmp_path,
 
 
 def test_a_history_damaged_in_the_middle_keeps_the_good_records_after_it(tmp_path, caplog):
-    from spos.search.engine import read_history
+    from spos.search.history import read_history
 
     path = tmp_path / "history.jsonl"
     records = [{"genes": [i, i], "score": i / 10} for i in range(6)]

@@ -3,8 +3,16 @@ import random
 import pytest
 
 from spos.errors import UserError
-from spos.search.engine import (Constraint, HistoryWriter, SearchConfig, dominates, evolution_search,
-                                non_dominated_sort, nsga2_search, random_search, read_history)
+from spos.search.engine import (
+    Constraint,
+    SearchConfig,
+    dominates,
+    evolution_search,
+    non_dominated_sort,
+    nsga2_search,
+    random_search,
+)
+from spos.search.history import HistoryWriter, read_history
 
 COUNTS = [4] * 20 + [10] * 20
 TARGET = tuple(random.Random(42).randrange(n) for n in COUNTS)

@@ -119,7 +119,7 @@ def recorded_latencies(output: Path, history: list[dict]) -> dict[str, float]:
     """The latencies a killed search measured, by architecture: those of its scored candidates
     (history.jsonl) and every one in latencies.jsonl (refused candidates' too); damaged lines of the
     latter are dropped, and their architectures timed again."""
-    from spos.search.engine import read_log
+    from spos.search.history import read_log
 
     timings = {record["arch"]: float(record["latency"]) for record in history if fits(record, LATENCY_RECORD)}
     path = output / LATENCY_LOG

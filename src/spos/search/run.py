@@ -274,10 +274,10 @@ def _search(job: SearchJob, genes: GeneMap, plan: SearchPlan, arch_scorer, histo
 
 def _resumed_history(job: SearchJob, output: Path) -> list[dict]:
     """The history a resume continues (none for a new search), checked against --generations."""
-    from spos.search import engine
+    from spos.search.history import read_history
 
     history_path = output / "history.jsonl"
-    history = engine.read_history(history_path) if job.resume and history_path.exists() else []
+    history = read_history(history_path) if job.resume and history_path.exists() else []
     if history:
         check_generations(history, job.generations, history_path)
         log.info(f"resuming from {history_path}: {len(history)} candidates already scored")
@@ -292,13 +292,13 @@ def _recorded(job: SearchJob, output: Path, history: list[dict]) -> dict[str, fl
 def _prepare_folder(output: Path, fingerprint: dict, latencies: MeasuredLatencies | None):
     """Rank 0's folder made ready: stale temporary files removed, job.json written, then the timings
     (``latencies``) recording into latencies.jsonl; returns history.jsonl opened for appending."""
-    from spos.search import engine
+    from spos.search.history import HistoryWriter
 
     files.remove_stale_temps(output, SEARCH_FILES)
     files.write_text_atomic(json.dumps(fingerprint, indent=2) + "\n", output / JOB_FILE)
     if latencies is not None:
         latencies.record_into(output / LATENCY_LOG)
-    return engine.HistoryWriter(output / "history.jsonl")
+    return HistoryWriter(output / "history.jsonl")
 
 
 def _mean_path_top1(state: dict) -> float | None:
