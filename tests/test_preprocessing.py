@@ -61,7 +61,7 @@ def _spos_logits(model, images: torch.Tensor) -> np.ndarray:
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("digits")
-    result = run_training(load_config("digits-retrain", ["train.epochs=2"]), out, progress=False)
+    result = run_training(load_config("digits-retrain", ["train.epochs=4"]), out, progress=False)
     return out / "best.pt"
 
 

@@ -148,6 +148,7 @@ def _steps_as_seconds():
     """The training loop's clock reads the optimizer steps taken so far (in any run): an epoch's train_seconds
     is then the steps it took, the same in an uninterrupted run and in one cut in two by a kill and a resume."""
     import spos.train.loop as loop
+    import spos.train.setup as setup
 
     steps, real_step = [0], loop.Trainer._optimizer_step
 
@@ -157,7 +158,7 @@ def _steps_as_seconds():
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(loop.Trainer, "_optimizer_step", counted_step)
-        patch.setattr(loop, "time", SimpleNamespace(perf_counter=lambda: float(steps[0])))
+        patch.setattr(setup, "time", SimpleNamespace(perf_counter=lambda: float(steps[0])))
         yield
 
 
