@@ -22,11 +22,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
-import numpy as np
 from tqdm import tqdm
 
 from spos.space import limits
 from spos.errors import UserError
+from spos.search.surrogate import fit_surrogate
 
 log = logging.getLogger(__name__)
 
@@ -195,26 +195,6 @@ def check_feasible(counts: Sequence[int], constraints: Sequence[Constraint], see
 
 def mutate(genes: Genes, counts: Sequence[int], rng: random.Random, prob: float) -> Genes:
     return tuple(rng.randrange(n) if rng.random() < prob else g for g, n in zip(genes, counts))
-
-
-def fit_surrogate(records: Sequence[dict], counts: Sequence[int], ridge: float = 1.0):
-    """``predict(candidates) -> scores`` of a ridge regression on one-hot genes, fitted to ``records``.
-
-    A cheap model that orders children before any is scored (the scores, not the model, decide which
-    survive). It is a function of the records in order, so a resumed search fits the same model."""
-    offsets = np.cumsum([0, *counts[:-1]])
-    width = int(sum(counts))
-
-    def features(candidates: Sequence[Genes]) -> np.ndarray:
-        x = np.zeros((len(candidates), width))
-        x[np.arange(len(candidates))[:, None], offsets + np.asarray(candidates, dtype=np.int64)] = 1.0
-        return x
-
-    x = features([tuple(r["genes"]) for r in records])
-    y = np.array([r["score"] for r in records], dtype=np.float64)
-    mean = float(y.mean())
-    weights = np.linalg.solve(x.T @ x + ridge * np.eye(width), x.T @ (y - mean))
-    return lambda candidates: features(candidates) @ weights + mean
 
 
 def most_promising(candidates: list[Genes], wanted: int, predict, seen: set) -> list[Genes]:
