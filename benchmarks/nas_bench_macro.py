@@ -12,7 +12,9 @@ generations = 1,000 paths at 3-10 s each there; minutes on a GPU):
    FLOPs limit given in the table's own FLOPs (width 1.0; default: the median network's).
 3. The searched architecture's stand-alone accuracy in the table and its rank and percentile among all
    networks within the limit, beside the table's best within the limit and a random pick (percentile
-   ~50 on average). Written to OUTPUT/result.json.
+   ~50 on average), and beside what the one-line rules of `spos.bench.engine.HEURISTICS` (most FLOPs,
+   deepest, ...) pick under the same limit with no supernet at all: the bar the search must clear. Written
+   to OUTPUT/result.json.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from spos.bench.tables import Benchmark, load_benchmark
 from spos.search import engine
 from spos.io.files import write_text_atomic
+from spos.bench.engine import Limits, TableObjective, flops_quantile, heuristic_picks
 
 
 def train_supernet(output: Path, *, config: str = "cifar10-supernet", overrides: tuple[str, ...] = (),
@@ -71,14 +74,20 @@ def search_under_table_flops(supernet_path: Path, benchmark: Benchmark, flops_ma
 
 
 def judge(benchmark: Benchmark, arch, flops_max: float) -> dict:
-    """The architecture's table accuracy, rank and percentile among the networks within the limit."""
-    inside = sorted((e.accuracy for e in benchmark.networks.values() if e.flops <= flops_max), reverse=True)
-    accuracy = benchmark.accuracy(arch)
-    return {"arch": str(arch), "key": benchmark.spec.key(arch), "accuracy": accuracy,
-            "flops": benchmark.entry(arch).flops, "networks_within_limit": len(inside),
-            "rank": 1 + sum(a > accuracy for a in inside),
-            "percentile": 100 * sum(a <= accuracy for a in inside) / len(inside),
-            "best_within_limit": inside[0], "median_within_limit": statistics.median(inside)}
+    """The architecture's table accuracy, rank and percentile among the networks within the limit (as
+    `TableObjective.standing` judges any pick), and what the `HEURISTICS` pick there."""
+    objective = TableObjective(benchmark, Limits(flops_max=flops_max))
+    standing = objective.standing(arch)
+    accuracies = [entry.accuracy for entry in objective.inside.values()]
+    return {**{key: standing[key] for key in ("arch", "key", "accuracy", "flops", "rank", "percentile")},
+            "networks_within_limit": len(accuracies), "best_within_limit": max(accuracies),
+            "median_within_limit": statistics.median(accuracies), "heuristics": heuristic_picks(objective)}
+
+
+def heuristics_text(verdict: dict) -> str:
+    """One line per rule: its pick under the same limit and where it stands beside the search's pick."""
+    return "\n".join(f"  rule {pick['rule']}: {pick['key']} {100 * pick['accuracy']:.2f}%, rank {pick['rank']}, "
+                     f"percentile {pick['percentile']:.1f}" for pick in verdict["heuristics"].values())
 
 
 def main() -> None:
@@ -100,8 +109,7 @@ def main() -> None:
     args = parser.parse_args()
     output = Path(args.output)
     benchmark = load_benchmark("nas-bench-macro", args.table)
-    flops = sorted(e.flops for e in benchmark.networks.values())
-    flops_max = flops[int(args.flops_quantile * (len(flops) - 1))]
+    flops_max = flops_quantile(benchmark, args.flops_quantile)
     started = time.perf_counter()
     supernet = train_supernet(output / "supernet", overrides=(f"train.epochs={args.epochs}", "data.name=cifar10",
                                                               f"data.root={args.data_root}", *args.overrides))
@@ -120,6 +128,7 @@ def main() -> None:
           f"median {100 * verdict['median_within_limit']:.2f}%; a random pick: percentile ~50); "
           f"training {verdict['train_seconds']:.0f} s, search {verdict['search_seconds']:.0f} s "
           f"({verdict['scored']} paths)")
+    print(f"beside the one-line rules under the same limit (no supernet):\n{heuristics_text(verdict)}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import pytest
 from conftest import load_benchmark_script
 from spos.bench.tables import load_benchmark
 from spos.search.engine import SearchConfig
+from spos.space.architecture import Architecture
 
 
 @pytest.fixture(scope="module")
@@ -31,3 +32,8 @@ def test_train_search_and_judge_on_tiny_settings(script, tmp_path):
     inside = [e.accuracy for e in benchmark.networks.values() if e.flops <= limit]
     assert verdict["networks_within_limit"] == len(inside) and verdict["accuracy"] == benchmark.accuracy(arch)
     assert verdict["rank"] == 1 + sum(a > verdict["accuracy"] for a in inside) and 0 < verdict["percentile"] <= 100
+    from spos.bench.engine import HEURISTICS
+
+    assert set(verdict["heuristics"]) == set(HEURISTICS)  # the one-line rules' picks beside the search's
+    assert all(benchmark.entry(Architecture.parse(pick["arch"])).flops <= limit for pick in verdict["heuristics"].values())
+    assert script.heuristics_text(verdict).count("\n") == len(HEURISTICS) - 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -13,8 +14,15 @@ from spos.space.canonical import canonicalizer
 from spos.cli import main
 from spos.space.flops import cost_table
 from spos.search.engine import SearchConfig
-from spos.bench.engine import Limits, TableObjective, engine_curves, median_or_none, plot_engine_curves, run_engine
+from spos.errors import UserError
+from spos.bench.engine import (HEURISTICS, Limits, TableObjective, engine_curves, flops_quantile, heuristic_picks,
+                                 median_or_none, pick_fewest_params_among_most_flops, plot_engine_curves, run_engine)
 from spos.space.architecture import Architecture
+
+TABLE = Path(__file__).parents[2] / "shared" / "data" / "nas-bench-macro" / "nas-bench-macro_cifar10.json"
+if not TABLE.is_file():
+    TABLE = Path("/work/shared/data/nas-bench-macro/nas-bench-macro_cifar10.json")
+needs_table = pytest.mark.skipif(not TABLE.is_file(), reason="NAS-Bench-Macro table not present")
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +90,11 @@ def test_spos_search_against_the_table(table_file, tmp_path, capsys):
                  "--generations", "6", "--output", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "evolution: median" in printed and "random: " in printed
+    assert "what one-line rules pick" in printed and all(rule.description in printed for rule in HEURISTICS.values())
     result = json.loads((out / "engine.json").read_text())
     assert result["budget"] == 300 and set(result["algorithms"]) == {"evolution", "random"}
+    assert set(result["heuristics"]) == set(HEURISTICS)
+    assert all(0 < pick["percentile"] <= 100 and pick["rank"] >= 1 for pick in result["heuristics"].values())
     assert (out / "engine_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["search", "--benchmark", "nas-bench-macro", "--benchmark-file", str(table_file),
                  "--output", str(out)]) == 2  # a finished folder is not written over
@@ -94,3 +105,70 @@ def test_spos_search_against_the_table(table_file, tmp_path, capsys):
 def test_plot_engine_curves_writes_a_png(objective, tmp_path):
     curves = engine_curves(objective, ("evolution",), seeds=2, budget=200)
     assert plot_engine_curves(curves, tmp_path / "c.png").stat().st_size > 2000
+
+
+# (key, MFLOPs, k params, accuracy %): made up so that each rule picks a different network, ties included.
+# 00002220 and 00020220 are twins (an identity moved within stage 2), listed as one network; 22222222 is
+# beyond the 60M limit and would win every rule there.
+RULE_TABLE = [("11111111", 50, 500, 90), ("22200000", 60, 900, 91), ("21200000", 60, 800, 92),
+              ("12000000", 55, 300, 89), ("00002220", 58, 2000, 80), ("00020220", 58, 2000, 80),
+              ("00000022", 59, 2000, 78), ("02000000", 40, 200, 70), ("01000000", 45, 200, 75),
+              ("22222222", 100, 3000, 95)]
+
+
+@pytest.fixture
+def rule_objective(tmp_path):
+    data = {key: {"test_acc": [acc] * 3, "flops": mflops * 10**6, "params": kparams * 1000}
+            for key, mflops, kparams, acc in RULE_TABLE}
+    (tmp_path / "rules.json").write_text(json.dumps(data))
+    return TableObjective(load_benchmark("nas-bench-macro", tmp_path / "rules.json"), Limits(flops_max=60e6))
+
+
+def test_each_rule_picks_what_it_says_within_the_limits(rule_objective):
+    picks = heuristic_picks(rule_objective)
+    assert {name: pick["key"] for name, pick in picks.items()} == {
+        "most-flops": "21200000",  # 60M, the lighter of the two at 60M
+        "fewest-params-of-top-50-flops": "01000000",  # 200k params, the one with more FLOPs of the two
+        "deepest-then-most-flops": "11111111",  # no identity layer
+        "most-params": "00020220"}  # 2M params, the cheaper of two; twins as one network, canonical form
+    assert {name: (pick["rank"], pick["percentile"]) for name, pick in picks.items()} == {
+        "most-flops": (1, 100.0), "fewest-params-of-top-50-flops": (7, 25.0),
+        "deepest-then-most-flops": (3, 75.0), "most-params": (5, 50.0)}
+    assert all(pick["networks_within_limits"] == 8 for pick in picks.values())
+    assert picks["most-flops"]["rule"] == HEURISTICS["most-flops"].description
+
+
+def test_fewest_params_looks_only_at_the_top_flops(rule_objective):
+    pick = pick_fewest_params_among_most_flops
+    assert rule_objective.benchmark.spec.key(pick(rule_objective, top=4)) == "21200000"
+    assert rule_objective.benchmark.spec.key(pick(rule_objective, top=5)) == "12000000"
+
+
+def test_standing_of_a_twin_is_its_networks(rule_objective):
+    twin = rule_objective.standing(Architecture((0, 0, 0, 0, 2, 2, 2, 0), (0,) * 8))
+    assert (twin["key"], twin["accuracy"], twin["rank"]) == ("00002220", pytest.approx(0.80), 5)
+
+
+def test_flops_quantile_is_a_distinct_networks_flops(rule_objective):
+    benchmark = rule_objective.benchmark
+    assert flops_quantile(benchmark, 0.0) == 40 * 10**6 and flops_quantile(benchmark, 1.0) == 100 * 10**6
+    assert flops_quantile(benchmark, 0.5) == 58 * 10**6  # 9 networks (the twins as one): the 5th
+    with pytest.raises(UserError, match="from 0 to 1"):
+        flops_quantile(benchmark, 50)
+
+
+@needs_table
+def test_the_rules_on_nas_bench_macro_within_the_median_networks_flops():
+    """The issue's figures (#33): within 57.6M FLOPs the best is 92.57%; fewest params among the 50 with the
+    most FLOPs picks 22121000 (92.02%, percentile 97.6), deepest-then-most-FLOPs 11111111 (91.93%). The
+    issue gave 11111111 percentile 96.2, which counts twins apart (3,664 keys); among the 1,985 distinct
+    networks, as the engine counts them, it is 96.5."""
+    benchmark = load_benchmark("nas-bench-macro", TABLE)
+    limit = flops_quantile(benchmark, 0.5)
+    objective = TableObjective(benchmark, Limits(flops_max=limit))
+    assert limit == 57_602_560 and len(objective.inside) == 1985
+    assert objective.inside[objective.optimum].accuracy == pytest.approx(0.9257, abs=5e-5)
+    picks = heuristic_picks(objective)
+    fewest, deepest = picks["fewest-params-of-top-50-flops"], picks["deepest-then-most-flops"]
+    assert (fewest["key"], round(100 * fewest["accuracy"], 2), round(fewest["percentile"], 1)) == ("22121000", 92.02, 97.6)
+    assert (deepest["key"], round(100 * deepest["accuracy"], 2), round(deepest["percentile"], 1)) == ("11111111", 91.93, 96.5)

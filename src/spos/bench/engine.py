@@ -5,7 +5,9 @@ own quality can be measured over many seeds in seconds: **queries to the optimum
 distinct networks a search scores before it scores the best network within the limits; twins,
 `spos.space.canonical`, count as one) and the best accuracy found after N queries. `engine_curves`
 returns best-so-far curves of several algorithms over seeds, `plot_engine_curves` draws them:
-evolution against random search is the picture that says what the search adds.
+evolution against random search is the picture that says what the search adds. `heuristic_picks`
+says what the one-line rules a user would try instead of a search (most FLOPs, deepest, ...) pick
+under the same limits, and where each pick stands: the bar a search must clear to be worth running.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
-from spos.bench.tables import Benchmark
+from spos.bench.tables import Benchmark, Entry
 from spos.errors import UserError
 from spos.search import engine
 from spos.search.engine import Constraint, SearchConfig
 from spos.search.constraints import GeneMap
+from spos.space.architecture import Architecture
 
 ALGORITHMS = ("evolution", "random", "nsga2")
 
@@ -71,6 +74,95 @@ class TableObjective:
     def percentile(self, accuracy: float) -> float:
         """Share of the networks within the limits that are no better than ``accuracy`` (100: the best)."""
         return 100 * sum(e.accuracy <= accuracy for e in self.inside.values()) / len(self.inside)
+
+    def standing(self, arch: Architecture) -> dict:
+        """Where ``arch`` (any twin) stands among the networks within the limits: its table accuracy, FLOPs,
+        params, rank (1: the best; ties share the better rank) and percentile, so a pick of any kind (a
+        search's, a rule's) is judged in the same terms."""
+        entry = self.benchmark.entry(arch)
+        return {"arch": str(arch), "key": self.benchmark.spec.key(arch), "accuracy": entry.accuracy,
+                "flops": entry.flops, "params": entry.params,
+                "rank": 1 + sum(e.accuracy > entry.accuracy for e in self.inside.values()),
+                "percentile": self.percentile(entry.accuracy), "networks_within_limits": len(self.inside)}
+
+
+def flops_quantile(benchmark: Benchmark, quantile: float) -> int:
+    """The FLOPs of the network at ``quantile`` of the table's distinct networks ordered by FLOPs (0.5: the
+    median network's): a limit that keeps a known share of the table, whatever its units."""
+    if not 0 <= quantile <= 1:
+        raise UserError(f"FLOPs quantile {quantile:g}: give a number from 0 to 1 (0.5: the median network's)")
+    flops = sorted(entry.flops for entry in benchmark.networks.values())
+    return flops[int(quantile * (len(flops) - 1))]
+
+
+# ----------------------------------------------------------------------------------------------
+# The picks a user would make without a search
+
+
+@dataclass(frozen=True)
+class HeuristicRule:
+    """A one-line rule a user would try instead of a search, and the function that applies it to the
+    networks within the limits (ties the rule leaves open go to the network listed first in the table)."""
+
+    description: str
+    pick: Callable[[TableObjective], Architecture]
+
+
+def _ordered(objective: TableObjective, key: Callable[[Architecture, Entry], tuple]) -> list[Architecture]:
+    """The distinct networks within the limits sorted by ``key``, smallest first; a sort that is stable, so
+    networks the key ties stay in the table's order and every rule picks the same network every time."""
+    return sorted(objective.inside, key=lambda arch: key(arch, objective.inside[arch]))
+
+
+def _by_flops(arch: Architecture, entry: Entry) -> tuple:
+    return -entry.flops, entry.params
+
+
+def pick_most_flops(objective: TableObjective) -> Architecture:
+    """FLOPs as the proxy of accuracy: the costliest network the limit allows, the lighter of equals."""
+    return _ordered(objective, _by_flops)[0]
+
+
+def pick_fewest_params_among_most_flops(objective: TableObjective, top: int = 50) -> Architecture:
+    """Among the ``top`` networks with the most FLOPs, the one with the fewest params: compute spent on
+    resolution (early layers) rather than on wide late layers, a rule of thumb for small images."""
+    heaviest = _ordered(objective, _by_flops)[:top]
+    return min(heaviest, key=lambda arch: objective.inside[arch].params)
+
+
+def identity_layers(objective: TableObjective, arch: Architecture) -> int:
+    """How many layers of ``arch`` skip (their op is an identity, with or without a projection)."""
+    from spos.space.blocks import make_block
+
+    specs = objective.benchmark.space.layers()
+    return sum(make_block(spec.ops[op]).rule == "skip" for spec, op in zip(specs, arch.blocks))
+
+
+def pick_deepest_then_most_flops(objective: TableObjective) -> Architecture:
+    """Depth as the proxy: the fewest identity layers, then the most FLOPs (then the fewest params)."""
+    return _ordered(objective, lambda arch, entry: (identity_layers(objective, arch), *_by_flops(arch, entry)))[0]
+
+
+def pick_most_params(objective: TableObjective) -> Architecture:
+    """Capacity as the proxy: the most params, the cheaper in FLOPs of equals."""
+    return _ordered(objective, lambda arch, entry: (-entry.params, entry.flops))[0]
+
+
+HEURISTICS: dict[str, HeuristicRule] = {
+    "most-flops": HeuristicRule("most FLOPs (ties: fewer params)", pick_most_flops),
+    "fewest-params-of-top-50-flops": HeuristicRule("fewest params among the 50 networks with the most FLOPs",
+                                                   pick_fewest_params_among_most_flops),
+    "deepest-then-most-flops": HeuristicRule("deepest (fewest identity layers), then most FLOPs",
+                                             pick_deepest_then_most_flops),
+    "most-params": HeuristicRule("most params (ties: fewer FLOPs)", pick_most_params),
+}
+
+
+def heuristic_picks(objective: TableObjective) -> dict[str, dict]:
+    """Every rule of `HEURISTICS` applied to the distinct networks within the objective's limits (twins as
+    one, as the engine counts them): ``{name: {"rule": description, **objective.standing(pick)}}``."""
+    return {name: {"rule": rule.description, **objective.standing(rule.pick(objective))}
+            for name, rule in HEURISTICS.items()}
 
 
 @dataclass
@@ -212,8 +304,9 @@ class TableSearchJob(SearchConfig):
 
 
 def run_table_search(job: TableSearchJob) -> dict:
-    """Run the job's algorithm and random search for seeds 0..seeds-1 (the job's seed added); write
-    ``engine.json`` and ``engine_curves.png`` into the output folder and return the summary."""
+    """Run the job's algorithm and random search for seeds 0..seeds-1 (the job's seed added), and apply
+    the `HEURISTICS` under the same limits; write ``engine.json`` and ``engine_curves.png`` into the output
+    folder and return the summary."""
     import json
 
     from spos.io import files
@@ -231,6 +324,7 @@ def run_table_search(job: TableSearchJob) -> dict:
         for name, data in curves["algorithms"].items():
             data["median_best_percentile"] = objective.percentile(data["median_best"])
         curves["limits"] = {k: v for k, v in vars(job.limits).items() if v is not None}
+        curves["heuristics"] = heuristic_picks(objective)
         curves["benchmark"] = job.benchmark
         plot = plot_engine_curves(curves, output / "engine_curves.png",
                                   title=f"{job.benchmark}, {len(objective.inside):,} networks within the limits: "

@@ -98,7 +98,8 @@ def _add_algorithm_arguments(algo) -> None:
 def _add_table_arguments(parser) -> None:
     table = parser.add_argument_group("against a benchmark table instead of a supernet (measures the engine itself)")
     add_benchmark_arguments(table, "run the engine against it, beside random search, for --seeds seeds: queries "
-                                   "to the optimum within the limits and the best found; in seconds, no supernet")
+                                   "to the optimum within the limits and the best found, beside what one-line rules "
+                                   "(most FLOPs, deepest, ...) pick; in seconds, no supernet")
     table.add_argument("--seeds", type=positive_int, default=20, help="searches per algorithm, seeds 0..N-1 (default 20)")
     table.add_argument("--budget", type=positive_int, default=None, metavar="QUERIES",
                        help="queries (distinct networks scored) per search (default population x generations)")
@@ -188,5 +189,14 @@ def _run_against_table(args, objectives) -> int:
         print(f"  {name:>9}: {reached} ({data['found']}/{args.seeds} seeds reached it within {result['budget']}); "
               f"median best after {result['budget']} queries {100 * data['median_best']:.2f}% "
               f"(percentile {data['median_best_percentile']:.1f})")
+    _print_heuristic_picks(result["heuristics"])
     print(f"engine: {result['files']['engine']}\nplot: {result['files']['plot']}")
     return 0
+
+
+def _print_heuristic_picks(picks: dict) -> None:
+    """The one-line rules' picks under the same limits, each with its standing: the bar a search must clear."""
+    print("  what one-line rules pick within the same limits (no search):")
+    for pick in picks.values():
+        print(f"    {pick['rule']}: {pick['key']} at {100 * pick['accuracy']:.2f}%, rank {pick['rank']:,} of "
+              f"{pick['networks_within_limits']:,} (percentile {pick['percentile']:.1f})")
