@@ -57,7 +57,7 @@ from spos.io.schema import MayBeMissing, problem
 from spos.space.architecture import Architecture
 from spos.space.searchspace import get_space, load_space
 from spos.nn.supernet import SuperNet
-from spos.train import distributed
+from spos.train import distributed, preemption
 from spos.nn.calibration import recalibrate_bn
 from spos.train.config import dump, resume_differences
 from spos.train.recipe import (build_ema, build_loss, build_mixup, build_optimizer, build_scheduler, hot_lr_warning,
@@ -202,7 +202,8 @@ TRAINING_STATE = {
             "numpy": {"name": str, "keys": torch.Tensor, "pos": int, "has_gauss": int, "cached_gaussian": float}},
     "epoch": int, "step": int, "batches_done": int, "best_top1": float, "history": MayBeMissing([dict]),
     "config": dict, "epoch_sums": MayBeMissing(({"loss": torch.Tensor, "correct": torch.Tensor, "seen": int,
-                                                 "seconds": MayBeMissing(float)}, None)),
+                                                 "seconds": MayBeMissing(float),
+                                                 "pending": MayBeMissing(torch.Tensor)}, None)),  # at a stop
 }
 
 
@@ -592,6 +593,7 @@ class Trainer:
             if (index + 1) % self.accumulate == 0 or index + 1 == batches:
                 self._optimizer_step(archs)
                 self._checkpoint_mid_epoch(tally)
+                preemption.after_training_step(self, tally)  # a stop asked for: checkpoint, raise Preempted
             bar.update(1)
             if main and self.progress and ((index + 1) % refresh == 0 or index + 1 == batches):
                 bar.set_postfix(**tally.postfix(self.world), lr=f"{self.optimizer.param_groups[0]['lr']:.4f}")
@@ -611,7 +613,7 @@ class Trainer:
         train_* fields cover every batch and all its time, not only those after the resume."""
         saved = self.epoch_sums if self.batches_done else None
         self.epoch_sums = None
-        return EpochTally(self.device, saved)
+        return preemption.resumed_tally(EpochTally(self.device, saved), saved, self.rank, self.world)
 
     def _train_batch(self, x, y, archs: list, step_batches: int, tally: EpochTally) -> None:
         """Forward and backward one batch on each of the step's paths; its gradient, 1/step_batches of the
