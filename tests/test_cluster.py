@@ -50,7 +50,7 @@ def test_the_first_signal_raises_the_flag_and_a_second_exits_at_once(capfd):
     request = preemption.StopRequest(clock=clock, exit=exits.append)
     request.handle(signal.SIGTERM)
     assert request.requested and request.signal_name == "SIGTERM" and exits == []
-    assert "a second signal stops at once" in capfd.readouterr().err
+    assert "a second signal stops at once" in capfd.readouterr().err  # rank 0 says so at once, in one line
     clock.now += preemption.DUPLICATE_WINDOW_S / 2
     request.handle(signal.SIGTERM)  # the same request again (SLURM to every process, torchrun forwarding it)
     assert exits == []
@@ -136,6 +136,19 @@ def test_an_epoch_paused_mid_way_gives_each_rank_its_own_sums_back():
     assert other_world.totals.tolist() == [1.5, 1.0, 2.0] and other_world._seen == 0  # folded at once
     with pytest.raises(UserError, match="epoch_sums.pending"):
         preemption.resumed_tally(EpochTally(torch.device("cpu")), {"pending": [1, 2]}, rank=0, world=1)
+
+
+def test_a_rank_whose_peer_died_says_so_in_one_line(monkeypatch):
+    from spos.cli._preemptible import lost_rank_line
+
+    died = RuntimeError("[gloo/transport/tcp/pair.cc:561] Connection closed by peer [127.0.0.1]:11675\nmore")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    line = lost_rank_line("train-supernet", died)
+    assert line.startswith("spos train-supernet: another rank of this run stopped (RuntimeError: [gloo")
+    assert "--max-restarts" in line and "\n" not in line
+    assert lost_rank_line("train-supernet", RuntimeError("shapes do not match")) is None  # a bug: reported
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert lost_rank_line("train-supernet", died) is None
 
 
 def test_a_restart_resumes_only_a_folder_that_holds_a_run(tmp_path, monkeypatch):
@@ -315,6 +328,22 @@ def test_a_sigterm_to_torchrun_stops_both_ranks_at_one_step_and_the_resume_is_bi
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _same_weights(out / "last.pt", straight_two_ranks / "last.pt")
     assert _rows(out) == _rows(straight_two_ranks)
+
+
+@pytest.mark.slow
+def test_a_search_over_two_ranks_stops_at_one_round_and_one_process_resumes_it(tmp_path, digits_supernet_file,
+                                                                                straight_search):
+    """Rank 0 signals torchrun after the first round of two candidates; both ranks stop before the next round
+    (none waits in a collective the other left), and a resume in one process ends as the straight search."""
+    out = tmp_path / "search"
+    command = ["search", "--supernet", str(digits_supernet_file), "--output", str(out), *SEARCH]
+    stopped = _torchrun(["--nproc-per-node", "2"], command, timeout=300, **{preemption.TEST_SIGNAL_AT_STEP: "2"})
+    lines = [line for line in stopped.stderr.splitlines() if "continue with" in line]
+    assert len(lines) == 1 and "stopped by SIGTERM between two candidates" in lines[0], stopped.stderr[-3000:]
+    assert len((out / "history.jsonl").read_text().splitlines()) == 2
+    assert main([*command, "--resume"]) == 0
+    assert sorted((out / "history.jsonl").read_text().splitlines()) == \
+        sorted((straight_search / "history.jsonl").read_text().splitlines())
 
 
 @pytest.mark.slow

@@ -80,8 +80,8 @@ class StopRequest:
         now = self.clock()
         if self.signal is None:
             self.signal, self.first_at = signum, now
-            _say(f"spos: {signal.Signals(signum).name}: stopping after the current step with a checkpoint; "
-                 "a second signal stops at once, without one\n")
+            _say(f"spos: {signal.Signals(signum).name}: stopping after the current step or candidate, with what a "
+                 "resume needs; a second signal stops at once, without it\n")
             return
         if now - self.first_at < DUPLICATE_WINDOW_S:
             return
@@ -224,7 +224,7 @@ def run_test_hooks(count: int, rank: int) -> None:
     """Test-only (the env vars `TEST_SIGNAL_AT_STEP`, `TEST_SIGKILL_AT_STEP`), first attempt only: at step
     (or candidate) ``count`` >= K, send a real SIGTERM, or SIGKILL this rank, as a scheduler or a crash would,
     at a point the test knows. Under torchrun the SIGTERM goes to torchrun, which forwards it to every rank."""
-    if elastic.restart_count() or not (os.environ.get(TEST_SIGNAL_AT_STEP) or os.environ.get(TEST_SIGKILL_AT_STEP)):
+    if not (os.environ.get(TEST_SIGNAL_AT_STEP) or os.environ.get(TEST_SIGKILL_AT_STEP)) or elastic.restart_count():
         return
     kill = os.environ.get(TEST_SIGKILL_AT_STEP)
     if kill:
