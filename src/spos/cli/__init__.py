@@ -22,6 +22,7 @@ import traceback
 from pathlib import Path
 
 from spos import __version__
+from spos.cli._preemptible import lost_rank_line, run_preemptible
 from spos.errors import UserError
 
 EXAMPLES = """\
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        args.command_line = list(sys.argv[1:] if argv is None else argv)  # what a stopped run says to type again
     except SystemExit as stop:  # --help, --version and usage errors: their status, returned like any other
         return 0 if stop.code is None else stop.code if isinstance(stop.code, int) else 2
     logging.basicConfig(
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
 
             for name in args.plugin:
                 load_plugin(name)
-        result = args.func(args)
+        result = run_preemptible(args) if getattr(args, "preemptible", False) else args.func(args)
     except UserError as error:
         print(f"spos {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
@@ -160,6 +162,10 @@ def last_resort(command: str, error: Exception, *, verbose: bool) -> int:
     if broken:
         print(f"spos {command}: error: {broken}", file=sys.stderr)
         return 2
+    lost = lost_rank_line(command, error)
+    if lost:
+        print(lost, file=sys.stderr)
+        return 1
     if verbose:
         traceback.print_exception(error, file=sys.stderr)
         return 1

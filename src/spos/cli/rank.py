@@ -44,7 +44,7 @@ def register(subparsers) -> None:
                         help="continue a killed rank job in --output: finished runs are read back, a cut one "
                              "resumes from its checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, preemptible=True)
 
 
 def _add_architecture_arguments(which) -> None:
@@ -114,8 +114,10 @@ def _add_benchmark_arguments(which, truth) -> None:
 
 
 def run(args) -> int:
-    from spos.rank.proxies import proxy_names
+    from spos.rank.folder import SETTINGS
     from spos.rank.job import RankJob, run_rank
+    from spos.rank.proxies import proxy_names
+    from spos.train.elastic import resumes_after_restart
 
     job = RankJob(
         supernet=args.supernet, output=args.output, archs=args.archs, arch_file=args.arch_file,
@@ -127,7 +129,8 @@ def run(args) -> int:
         bn_batches=args.bn_batches, eval_batches=args.eval_batches, score=args.score, seed=args.seed,
         bootstrap=args.bootstrap, benchmark=args.benchmark, benchmark_file=args.benchmark_file,
         flops_windows=args.flops_windows, proxies=proxy_names(args.proxies),
-        device=args.device, resume=args.resume, progress=not args.no_progress,
+        device=args.device, resume=args.resume or resumes_after_restart(args.output, (SETTINGS,)),
+        progress=not args.no_progress,
     )
     summary = run_rank(job)
     if not summary:  # a torchrun rank other than 0: its share is trained, rank 0 reports

@@ -34,7 +34,7 @@ def register(subparsers) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue a killed search from OUTPUT/history.jsonl without re-scoring or re-timing anything")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, preemptible=True)
 
 
 def _add_data_arguments(data) -> None:
@@ -129,7 +129,8 @@ def _add_engine_arguments(group, defaults) -> None:
 def run(args) -> int:
     from spos.errors import UserError
     from spos.space.flops import readable
-    from spos.search.run import SearchJob, run_search
+    from spos.search.run import SEARCH_MARKERS, SearchJob, run_search
+    from spos.train.elastic import resumes_after_restart
 
     objectives = [name.strip() for name in args.objectives.split(",")] if args.objectives else []
     if objectives and (objectives[0] != "acc" or len(objectives) < 2):
@@ -149,7 +150,8 @@ def run(args) -> int:
         params_max=args.params_max,
         latency_max=args.latency_max, latency_table=args.latency_table,
         algorithm="nsga2" if objectives else args.algorithm, objectives=objectives, mode=args.mode,
-        device=args.device, resume=args.resume, progress=not args.no_progress, input=args.input, ema=args.ema,
+        device=args.device, resume=args.resume or resumes_after_restart(args.output, SEARCH_MARKERS),
+        progress=not args.no_progress, input=args.input, ema=args.ema,
         **{f.name: getattr(args, f.name) for f in fields(SearchConfig) if f.name in vars(args)},
     )
     summary = run_search(job)

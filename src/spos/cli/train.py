@@ -43,7 +43,7 @@ def register(subparsers) -> None:
                     "the last it validates K paths after BN recalibration. Checkpoints every epoch; --resume continues a killed run exactly.",
         example="spos train-supernet --config imagenet-supernet --data-root /data/imagenet --output runs/supernet")
     _add_run_arguments(supernet, "digits-supernet")
-    supernet.set_defaults(func=run_train, kind="supernet")
+    supernet.set_defaults(func=run_train, kind="supernet", preemptible=True)
 
     fixed = add_command(
         subparsers, "train", help="train one architecture from scratch (a zoo name or a file from `spos search`)",
@@ -53,7 +53,7 @@ def register(subparsers) -> None:
     fixed.add_argument("--arch", default=None, metavar="NAME_OR_FILE",
                        help="zoo name, architecture file, or 'B,..,B/C,..,C' (default: the config's)")
     _add_run_arguments(fixed, "digits-retrain")
-    fixed.set_defaults(func=run_train, kind="fixed")
+    fixed.set_defaults(func=run_train, kind="fixed", preemptible=True)
 
     evaluate = add_command(
         subparsers, "eval", help="evaluate a checkpoint: top-1, top-5 and loss on a dataset split",
@@ -114,13 +114,16 @@ def _sections(args) -> dict:
 def run_train(args) -> int:
     from spos.errors import UserError
     from spos.train import load_config, run_training
+    from spos.train.elastic import resumes_after_restart
+    from spos.train.loop import RUN_MARKERS
 
     config = load_config(args.config, args.overrides, **_sections(args))
     if config["kind"] != args.kind:
         raise UserError(f"config {args.config!r} is a {config['kind']} recipe; use "
                         f"`spos {'train-supernet' if config['kind'] == 'supernet' else 'train'}` for it")
     output = args.output or f"runs/{'supernet' if args.kind == 'supernet' else 'train'}"
-    result = run_training(config, output, resume=args.resume, progress=not args.no_progress)
+    resume = args.resume or resumes_after_restart(output, RUN_MARKERS)  # torchrun or SLURM started it again
+    result = run_training(config, output, resume=resume, progress=not args.no_progress)
     if result.history:
         last = result.history[-1]
         print(f"done: best top-1 {result.best_top1:.4f}, last top-1 {last['val_top1']:.4f} after {last['step']} steps")

@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from spos.io import files
+from spos.train import preemption
 from spos.errors import UserError
 from spos.io.schema import MayBeMissing, damaged_lines_text, read_json, read_jsonl
 from spos.space.architecture import Architecture
@@ -136,4 +137,5 @@ def _wait_until(condition, message: str, poll: float = 5.0) -> None:
     if not condition():
         log.info(message)
     while not condition():
+        preemption.raise_if_stop_agreed("while it waited for another rank")  # a world of one: no collective
         time.sleep(poll)

@@ -40,6 +40,7 @@ from spos.space.flops import cost_table
 from spos.search.scoring import SCORES
 from spos.space.architecture import Architecture, save_architecture
 from spos.space.searchspace import SearchSpace
+from spos.train import preemption
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,7 @@ def supernet_measures(job: RankJob, supernet, archs: list[Architecture], device,
     log.info(f"scoring {len(todo):,} supernet paths{f' ({len(measures):,} measured before)' if measures else ''}")
     started = time.perf_counter()
     for done, arch in enumerate(todo, 1):
+        preemption.raise_if_stop_agreed(f"between two supernet paths (each one measured so far is in {SCORES_LOG})")
         measure = scorer.measure(arch)
         if done == min(ESTIMATE_AFTER, len(todo)) and len(todo) > done:
             each = (time.perf_counter() - started) / done
@@ -225,6 +227,7 @@ def standalone_accuracies(job: RankJob, space: SearchSpace, archs: list[Architec
     for index, seed in runs[rank::world]:
         if (index, seed) in done:
             continue
+        preemption.raise_if_stop_agreed(f"between two stand-alone runs (each finished one is in {log_path.name})")
         arch_file = output / "archs" / f"{index}.json"
         if not arch_file.is_file():
             files.remove_stale_temps(output, (f"archs/{index}.json",))  # this rank's own: no other writes it

@@ -24,11 +24,13 @@ from spos.search.engine import percent
 from spos.space.architecture import Architecture
 from spos.nn.supernet import SuperNet
 from spos.nn.calibration import recalibrate_bn
+from spos.train import preemption
 from spos.train.distributed import rank_and_world
 
 log = logging.getLogger(__name__)
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+STOPPED_BETWEEN_CANDIDATES = "between two candidates (each one scored so far is in the history)"
 
 
 def materialize(batches: Iterable[Batch], device: torch.device | str, limit: int | None = None) -> list[Batch]:
@@ -92,6 +94,7 @@ class SupernetScorer:
         self.calibration = calibration
         self.evaluation = evaluation
         self.score = score
+        self.scored = 0  # candidates scored by `score_many` in this process (the test hooks count them)
 
     def measure(self, arch: Architecture) -> HoldoutMeasure:
         path = recalibrate_bn(self.supernet.path(arch), self.calibration)
@@ -107,7 +110,10 @@ class SupernetScorer:
         merged by architecture, so no score can land on another architecture than the one it measured."""
         if rank_and_world()[1] == 1:
             for arch in candidates:
+                preemption.raise_if_stop_agreed(STOPPED_BETWEEN_CANDIDATES)  # the ones before: in the history
                 yield self(arch)
+                self.scored += 1
+                preemption.run_test_hooks(self.scored, 0)
             return
         box = [list(candidates)]
         dist.broadcast_object_list(box, src=0)
@@ -131,9 +137,15 @@ class SupernetScorer:
     def _shared_scores(self, candidates: list[Architecture]) -> Iterator[float]:
         rank, world = rank_and_world()
         for start in range(0, len(candidates), world):
+            if preemption.stop_agreed():  # every rank at the same round: they stop together
+                if rank == 0:
+                    preemption.stop_here(STOPPED_BETWEEN_CANDIDATES)
+                return
             chunk = candidates[start:start + world]
             mine = {chunk[rank]: self(chunk[rank])} if rank < len(chunk) else {}
             gathered: list[dict] = [None] * world  # type: ignore[list-item]
             dist.all_gather_object(gathered, mine)
             merged = {arch: score for part in gathered for arch, score in part.items()}
             yield from (merged[arch] for arch in chunk)
+            self.scored += len(chunk)
+            preemption.run_test_hooks(self.scored, rank)

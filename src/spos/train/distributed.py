@@ -27,8 +27,21 @@ def init_distributed() -> tuple[int, int]:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend)
+        dist.init_process_group(backend, **_attempt_store())
     return rank_and_world()
+
+
+def _attempt_store() -> dict:
+    """Under torchrun, the process group's store with its keys under this attempt's prefix.
+
+    A worker group torchrun restarts (``--max-restarts``) meets in the store of the first attempt, which still
+    holds that attempt's keys (the dead ranks' addresses): a rank reading one before its peer rewrote it
+    connects to a port nobody listens on and the restart fails. Keys of their own per attempt avoid that."""
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if attempt is None:
+        return {}
+    store, rank, world = next(dist.rendezvous("env://"))
+    return dict(store=dist.PrefixStore(f"spos/attempt-{attempt}", store), rank=rank, world_size=world)
 
 
 def rank_and_world() -> tuple[int, int]:

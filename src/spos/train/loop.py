@@ -48,7 +48,7 @@ from spos.nn.fewshot import FewShotSuperNet, split_epoch_of
 from spos.space.flops import readable
 from spos.space.architecture import Architecture
 from spos.nn.supernet import SuperNet
-from spos.train import distributed
+from spos.train import distributed, preemption
 from spos.nn.calibration import recalibrate_bn
 from spos.train.config import dump
 from spos.train.recipe import (build_ema, build_loss, build_mixup, build_optimizer, build_scheduler, hot_lr_warning,
@@ -264,6 +264,7 @@ class Trainer:
             if (index + 1) % self.accumulate == 0 or index + 1 == batches:
                 self._optimizer_step(archs)
                 self._checkpoint_mid_epoch(tally)
+                preemption.after_training_step(self, tally)  # a stop asked for: checkpoint, raise Preempted
             bar.update(1)
             if main and self.progress and ((index + 1) % refresh == 0 or index + 1 == batches):
                 bar.set_postfix(**tally.postfix(self.world), lr=f"{self.optimizer.param_groups[0]['lr']:.4f}")
@@ -283,7 +284,7 @@ class Trainer:
         train_* fields cover every batch and all its time, not only those after the resume."""
         saved = self.epoch_sums if self.batches_done else None
         self.epoch_sums = None
-        return EpochTally(self.device, saved)
+        return preemption.resumed_tally(EpochTally(self.device, saved), saved, self.rank, self.world)
 
     def _train_batch(self, x, y, archs: list, step_batches: int, tally: EpochTally) -> None:
         """Forward and backward one batch on each of the step's paths; its gradient, 1/step_batches of the

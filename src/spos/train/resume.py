@@ -49,7 +49,8 @@ TRAINING_STATE = {
             "numpy": {"name": str, "keys": torch.Tensor, "pos": int, "has_gauss": int, "cached_gaussian": float}},
     "epoch": int, "step": int, "batches_done": int, "best_top1": float, "history": MayBeMissing([dict]),
     "config": dict, "epoch_sums": MayBeMissing(({"loss": torch.Tensor, "correct": torch.Tensor, "seen": int,
-                                                 "seconds": MayBeMissing(float)}, None)),
+                                                 "seconds": MayBeMissing(float),
+                                                 "pending": MayBeMissing(torch.Tensor)}, None)),  # at a stop
 }
 
 
