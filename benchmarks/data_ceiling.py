@@ -33,11 +33,11 @@ from equal_flops_ranking import windows_of  # noqa: E402
 
 from spos.bench.tables import load_benchmark  # noqa: E402
 from spos.io.files import write_text_atomic  # noqa: E402
+from spos.rank.choose import choose_architectures
+from spos.rank.job import RankJob, standalone_accuracies  # noqa: E402
+from spos.space.searchspace import get_space  # noqa: E402
 from spos.stats.ranking import bootstrap, kendall_tau  # noqa: E402
 from spos.stats.windows import seed_ceiling  # noqa: E402
-from spos.rank.job import RankJob, standalone_accuracies  # noqa: E402
-from spos.rank.choose import choose_architectures
-from spos.space.searchspace import get_space  # noqa: E402
 from spos.train.distributed import launcher_rank_and_world  # noqa: E402
 
 

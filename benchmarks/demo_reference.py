@@ -19,8 +19,8 @@ import statistics
 from pathlib import Path
 
 from spos.data.conventions import dataset_info
-from spos.space.flops import cost_table
 from spos.space.architecture import Architecture
+from spos.space.flops import cost_table
 from spos.train.config import load_config
 from spos.train.setup import build_model
 

@@ -19,10 +19,10 @@ import random
 import statistics
 import time
 
+from spos.bench.engine import Limits, TableObjective, engine_curves
 from spos.bench.tables import load_benchmark
 from spos.search import engine
 from spos.search.engine import SearchConfig
-from spos.bench.engine import Limits, TableObjective, engine_curves
 
 VARIANTS = {"official evolution (surrogate_pool=1)": SearchConfig(surrogate_pool=1),
             "surrogate_pool=4": SearchConfig(surrogate_pool=4),

@@ -27,14 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from spos.store import checkpoint
 from spos.bench.tables import load_benchmark
 from spos.errors import UserError
 from spos.io.files import write_text_atomic
-from spos.rank.proxies import proxy_names
-from spos.stats.windows import baseline_values, mean_over_windows
 from spos.rank.job import RankJob, run_rank
+from spos.rank.proxies import proxy_names
 from spos.search.scoring import HoldoutMeasure, score_of
+from spos.stats.windows import baseline_values, mean_over_windows
+from spos.store import checkpoint
 
 
 def windows_of(table: str, quantiles: list[float], half_width: float) -> list[tuple[str, float, float]]:

@@ -50,10 +50,11 @@ def write_jpegs(folder: Path, count: int, seed: int = 0) -> list[Path]:
 
 
 def pipelines(jitter: bool) -> dict:
-    from spos.data.conventions import IMAGENET_MEAN, IMAGENET_STD
-    from spos.data.datasets import _read_image, read_image_tensor
     from torchvision import transforms
     from torchvision.transforms import v2
+
+    from spos.data.conventions import IMAGENET_MEAN, IMAGENET_STD
+    from spos.data.datasets import _read_image, read_image_tensor
 
     colour = [transforms.ColorJitter(0.4, 0.4, 0.4)] if jitter else []
     pil = transforms.Compose([transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip(), *colour,
@@ -118,7 +119,7 @@ def main() -> None:
             results.update({name.replace("pil", "pillow-simd", 1): v
                             for name, v in json.loads(child.stdout.splitlines()[-1]).items()})
     reference = results["pil train"]
-    print(f"| pipeline | images/s/core | x PIL | 16 cores | 64 cores |\n|---|---|---|---|---|")
+    print("| pipeline | images/s/core | x PIL | 16 cores | 64 cores |\n|---|---|---|---|---|")
     for name, rate in results.items():
         print(f"| {name} | {rate:.0f} | {rate / reference:.2f} | {16 * rate:,.0f} | {64 * rate:,.0f} |")
 

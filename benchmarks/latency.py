@@ -20,10 +20,10 @@ import torch
 import torchvision
 
 from spos.deploy.export import export_model, onnx_session, run_onnx
-from spos.nn.fixed import FixedNet
 from spos.deploy.fuse import fuse_conv_bn
 from spos.deploy.latency import build_latency_table, time_callable
 from spos.deploy.quantize import quantize_onnx
+from spos.nn.fixed import FixedNet
 from spos.space.zoo import resolve_architecture
 
 

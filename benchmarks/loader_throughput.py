@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from input_pipeline import write_jpegs
 
 
@@ -38,8 +37,8 @@ def gpu_utilisation(samples: list, stop: threading.Event) -> None:
 
 
 def build(args, splits, device):
-    from spos.data.loaders import build_loader
     from spos.data.conventions import input_convention
+    from spos.data.loaders import build_loader
 
     if args.loader == "dali":
         from spos.data.dali import DaliBatches, check_dali
@@ -80,9 +79,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
     from spos.data.datasets import build_datasets
-    from spos.space.searchspace import get_space
-    from spos.space.architecture import sample_architecture
     from spos.nn.supernet import SuperNet
+    from spos.space.architecture import sample_architecture
+    from spos.space.searchspace import get_space
 
     root = Path(args.root)
     if args.make:

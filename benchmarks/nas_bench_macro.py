@@ -25,18 +25,18 @@ import statistics
 import time
 from pathlib import Path
 
-from spos.bench.tables import Benchmark, load_benchmark
-from spos.search import engine
-from spos.io.files import write_text_atomic
 from spos.bench.engine import Limits, TableObjective, flops_quantile, heuristic_picks
+from spos.bench.tables import Benchmark, load_benchmark
+from spos.io.files import write_text_atomic
+from spos.search import engine
 
 
 def train_supernet(output: Path, *, config: str = "cifar10-supernet", overrides: tuple[str, ...] = (),
                    progress: bool = True) -> Path:
     """The supernet checkpoint (trained here unless OUTPUT/last.pt is there, a cut run resumed)."""
     from spos.train.config import load_config
-    from spos.train.resume import RUN_MARKERS
     from spos.train.loop import run_training
+    from spos.train.resume import RUN_MARKERS
 
     if (output / "last.pt").is_file() and (output / "done").is_file():
         return output / "last.pt"
@@ -51,11 +51,11 @@ def search_under_table_flops(supernet_path: Path, benchmark: Benchmark, flops_ma
                              config=None, bn_batches: int = 20, batch_size: int = 128, device: str | None = None):
     """The engine (``config``: `SearchConfig`, default the search's) over the supernet's paths, limited by the
     table's FLOPs of each network; returns (best architecture, engine result)."""
-    from spos.store import checkpoint
     from spos.search.constraints import GeneMap
-    from spos.search.run import SearchJob
     from spos.search.holdout import load_scoring_data, with_supernet_data
+    from spos.search.run import SearchJob
     from spos.search.scoring import SupernetScorer
+    from spos.store import checkpoint
     from spos.train.distributed import local_device
 
     state = checkpoint.load_kind(supernet_path, "supernet")

@@ -35,12 +35,12 @@ from pathlib import Path
 import torch
 
 from spos.data.conventions import dataset_info
-from spos.rank.job import RankJob, run_rank, standalone_accuracies
 from spos.rank.choose import draw_architectures
+from spos.rank.job import RankJob, run_rank, standalone_accuracies
 from spos.train.config import load_config
+from spos.train.loop import run_training
 from spos.train.resume import RUN_MARKERS
 from spos.train.setup import build_model
-from spos.train.loop import run_training
 
 # recipe name -> `--set` overrides of digits-supernet
 RECIPES = {
@@ -216,9 +216,9 @@ def measure_recipe(output: Path, name: str, overrides: list[str], truth: Path, e
 
 def flops_row(output: Path, truth: Path, space_overrides: list[str], data: str = "digits") -> str:
     """The same table row for FLOPs as the predictor: what a supernet has to beat to be worth training."""
+    from spos.space.architecture import Architecture
     from spos.space.flops import cost_table
     from spos.stats.ranking import rank_statistics
-    from spos.space.architecture import Architecture
 
     space = bench_space(data, space_overrides)
     accuracies = json.loads(truth.read_text())
@@ -269,7 +269,7 @@ def main() -> None:
     if truth is None or args.standalone_only:
         return
     print(f"\nreference: {truth.name}")
-    print(f"| recipe | mean path top-1 | Kendall tau [95% CI] | by cross-entropy | Spearman | top-3 overlap | "
+    print("| recipe | mean path top-1 | Kendall tau [95% CI] | by cross-entropy | Spearman | top-3 overlap | "
           "supernet time |")
     print("|---|---|---|---|---|---|---|")
     print(flops_row(output, truth, space_overrides, args.data), flush=True)

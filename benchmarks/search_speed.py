@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from spos.store import checkpoint
+from spos.nn.supernet import SuperNet
 from spos.search.run import SearchJob, run_search
 from spos.space.searchspace import get_space
-from spos.nn.supernet import SuperNet
+from spos.store import checkpoint
 
 
 def main() -> None:

@@ -23,10 +23,10 @@ import time
 import torch
 
 from spos.nn.fixed import FixedNet
+from spos.nn.supernet import SuperNet
+from spos.space.architecture import sample_architecture
 from spos.space.flops import cost_table
 from spos.space.searchspace import get_space
-from spos.space.architecture import sample_architecture
-from spos.nn.supernet import SuperNet
 
 
 def step_timer(model, forward, batch, labels):

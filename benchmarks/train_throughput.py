@@ -27,8 +27,8 @@ from spos.data.datasets import build_datasets
 from spos.data.loaders import build_loader
 from spos.train.config import load_config
 from spos.train.loop import Trainer
-from spos.train.setup import build_model
 from spos.train.sampler import PathSampler
+from spos.train.setup import build_model
 
 
 def spos_images_per_s(config: dict) -> float:

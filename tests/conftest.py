@@ -31,8 +31,8 @@ def digits_space():
 def digits_supernet_file(tmp_path_factory, digits_space, digits_run):
     """An untrained supernet checkpoint of `digits_space`, recording the config of a digits run (so it may be
     searched and ranked on the images that run held out), for commands that only read one."""
-    from spos.store import checkpoint
     from spos.nn.supernet import SuperNet
+    from spos.store import checkpoint
 
     path = tmp_path_factory.mktemp("digits-supernet") / "supernet.pt"
     return checkpoint.save_atomic(checkpoint.supernet_payload(SuperNet(digits_space), config=digits_run), path)

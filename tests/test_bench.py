@@ -14,8 +14,8 @@ import pytest
 from spos.bench import tables as bench
 from spos.cli import main
 from spos.errors import UserError
-from spos.space.flops import cost_table
 from spos.space.architecture import Architecture
+from spos.space.flops import cost_table
 
 TABLE = Path(__file__).parents[2] / "shared" / "data" / "nas-bench-macro" / "nas-bench-macro_cifar10.json"
 if not TABLE.is_file():

@@ -8,10 +8,10 @@ import random
 import pytest
 import torch
 
-from spos.space.canonical import canonical, canonicalizer, distinct
 from spos.nn.fixed import FixedNet
-from spos.space.flops import cost_table
 from spos.space.architecture import Architecture, sample_architecture
+from spos.space.canonical import canonical, canonicalizer, distinct
+from spos.space.flops import cost_table
 from spos.space.searchspace import get_space, space_from_spec
 
 

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import load_benchmark_script
+
 from spos.stats.ranking import bootstrap, kendall_tau
 from spos.stats.windows import lead_over
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import load_benchmark_script
+
 from spos.bench.tables import load_benchmark
-from spos.rank.job import RankJob
 from spos.rank.choose import choose_architectures
+from spos.rank.job import RankJob
 from spos.space.architecture import Architecture
 from spos.space.searchspace import get_space
 

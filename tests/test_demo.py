@@ -15,12 +15,12 @@ import onnx
 import pytest
 import yaml
 
-from spos.store import checkpoint
-from spos.deploy import export
 from spos.cli import main
-from spos.demo.report import ENGINE_COMMANDS
 from spos.demo.pipeline import default_output, demo_settings, scaled_schedule, stage_overrides
+from spos.demo.report import ENGINE_COMMANDS
+from spos.deploy import export
 from spos.space.architecture import load_architecture
+from spos.store import checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -8,24 +8,24 @@ import numpy as np
 import pytest
 import torch
 
-from spos.store import checkpoint
-from spos.deploy import export
 from spos.cli import main
 from spos.data.datasets import build_datasets
 from spos.data.loaders import build_loader, recalibration_batches
-from spos.errors import UserError
+from spos.deploy import export
 from spos.deploy.export import export_model, onnx_session, run_onnx
-from spos.nn.fixed import FixedNet
 from spos.deploy.fuse import count_batchnorms, fuse_conv_bn
 from spos.deploy.latency import build_latency_table, load_latency_table
-from spos.store.official import load_official, to_official
 from spos.deploy.quantize import onnx_top1, quantize_onnx
+from spos.errors import UserError
+from spos.nn.fixed import FixedNet
+from spos.nn.supernet import SuperNet
 from spos.space.architecture import Architecture, sample_architecture
 from spos.space.searchspace import get_space
-from spos.nn.supernet import SuperNet
+from spos.space.zoo import resolve_architecture
+from spos.store import checkpoint
+from spos.store.official import load_official, to_official
 from spos.train.config import load_config
 from spos.train.loop import run_training
-from spos.space.zoo import resolve_architecture
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import load_benchmark_script
-from spos.store import checkpoint
+
 from spos.nn.fewshot import FewShotSuperNet
-from spos.space.searchspace import get_space
 from spos.nn.supernet import SuperNet
+from spos.space.searchspace import get_space
+from spos.store import checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,12 @@ import random
 import pytest
 import torch
 
-from spos.store import checkpoint
 from spos.errors import UserError
+from spos.nn.calibration import recalibrate_bn
 from spos.nn.fewshot import FewShotSuperNet, check_split_layers, split_epoch_of
 from spos.space.architecture import Architecture, sample_architecture
 from spos.space.searchspace import get_space
-from spos.nn.calibration import recalibrate_bn
+from spos.store import checkpoint
 from spos.train.config import load_config
 from spos.train.loop import run_training
 

@@ -14,14 +14,14 @@ import json
 import pytest
 import torch
 
-from spos.store import checkpoint
 from spos.cli import main
 from spos.data.datasets import build_datasets
 from spos.errors import UserError
-from spos.rank.choose import draw_architectures
-from spos.search.run import SearchJob
-from spos.search.holdout import scoring_sets, with_supernet_data
 from spos.nn.supernet import SuperNet
+from spos.rank.choose import draw_architectures
+from spos.search.holdout import scoring_sets, with_supernet_data
+from spos.search.run import SearchJob
+from spos.store import checkpoint
 
 SEARCH = ["--population", "4", "--generations", "1", "--parents", "2", "--mutations", "2", "--crossovers", "2",
           "--bn-batches", "1", "--eval-batches", "1", "--batch-size", "64", "--no-progress"]

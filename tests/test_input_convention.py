@@ -13,17 +13,17 @@ import pytest
 import torch
 
 import spos.train
-from spos.store import checkpoint
-from spos.deploy import export
 from spos.cli import main
 from spos.data.conventions import CONVENTIONS, InputConvention, input_convention
 from spos.data.datasets import build_datasets
+from spos.deploy import export
 from spos.errors import UserError
 from spos.nn.fixed import FixedNet
-from spos.store.official import to_official
-from spos.space.searchspace import get_space
 from spos.nn.supernet import SuperNet
+from spos.space.searchspace import get_space
 from spos.space.zoo import resolve_architecture
+from spos.store import checkpoint
+from spos.store.official import to_official
 
 SPACE_ARGS = ["--space", "oneshot", "--input-size", "32", "--num-classes", "10", "--width-mult", "0.25"]
 

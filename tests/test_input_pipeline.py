@@ -11,8 +11,8 @@ from torchvision import transforms
 from torchvision.transforms import v2
 
 from spos.cli import main
-from spos.data.datasets import ConventionTransform, build_datasets, read_image_tensor
 from spos.data.conventions import input_convention
+from spos.data.datasets import ConventionTransform, build_datasets, read_image_tensor
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from spos.nn.fixed import FixedNet
-from spos.space.flops import count, cost_table, readable
-from spos.space.architecture import Architecture, sample_architecture
-from spos.space.searchspace import get_space, space_from_spec
 from spos.nn.supernet import SuperNet
+from spos.space.architecture import Architecture, sample_architecture
+from spos.space.flops import cost_table, count, readable
+from spos.space.searchspace import get_space, space_from_spec
 
 SPACES = {
     "oneshot-224": dict(name="oneshot"),

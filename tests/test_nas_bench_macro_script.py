@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import load_benchmark_script
+
 from spos.bench.tables import load_benchmark
 from spos.search.engine import SearchConfig
 from spos.space.architecture import Architecture

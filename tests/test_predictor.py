@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from spos.errors import UserError
-from spos.rank.predictor import (Split, choose_penalty, fitted_predictions, gene_counts, held_out_ranking,
-                                 random_splits)
+from spos.rank.predictor import Split, choose_penalty, fitted_predictions, gene_counts, held_out_ranking, random_splits
 from spos.search.surrogate import fit_surrogate, one_hot, ridge_fit
 from spos.stats.aggregate import rank_aggregate
 from spos.stats.ranking import kendall_tau, resampled_kendall_taus

@@ -3,16 +3,15 @@ spos's own predictions from raw pixels (uint8 images as a user holds them), imag
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from spos.deploy import export
 from spos.cli import main
 from spos.data.datasets import build_datasets
+from spos.deploy import export
 from spos.train.config import load_config
 from spos.train.loop import run_training
 
@@ -61,7 +60,7 @@ def _spos_logits(model, images: torch.Tensor) -> np.ndarray:
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("digits")
-    result = run_training(load_config("digits-retrain", ["train.epochs=4"]), out, progress=False)
+    run_training(load_config("digits-retrain", ["train.epochs=4"]), out, progress=False)
     return out / "best.pt"
 
 
@@ -104,9 +103,9 @@ def test_digits_export_on_raw_pixels_gets_spos_accuracy_to_the_image(digits_run,
 def test_the_export_line_describes_a_digits_networks_real_input(tmp_path, capsys, digits_space, fmt):
     import random
 
-    from spos.store import checkpoint
     from spos.nn.fixed import FixedNet
     from spos.space.architecture import sample_architecture
+    from spos.store import checkpoint
 
     net = FixedNet(digits_space, sample_architecture(digits_space, random.Random(0)))
     source = checkpoint.save_atomic(checkpoint.fixed_payload(net, config={"data": {"name": "digits"}}),

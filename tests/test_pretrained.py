@@ -17,14 +17,14 @@ import torch
 from safetensors import safe_open
 
 import spos
-from spos.store import checkpoint
 from spos.cli import main
 from spos.data.datasets import build_datasets
 from spos.data.loaders import build_loader
 from spos.errors import UserError
-from spos.store.pretrained import ALIASES_KEY, CONFIG_NAME, WEIGHTS_NAME, load_folder
-from spos.space.searchspace import get_space
 from spos.nn.supernet import SuperNet
+from spos.space.searchspace import get_space
+from spos.store import checkpoint
+from spos.store.pretrained import ALIASES_KEY, CONFIG_NAME, WEIGHTS_NAME, load_folder
 from spos.train import evaluate
 from spos.train.config import load_config
 from spos.train.loop import run_training

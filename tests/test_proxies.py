@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from spos.rank import proxies
 from spos.errors import UserError
+from spos.rank import proxies
 
 W1 = [[1.0, -2.0, 0.0], [0.5, 1.0, -1.0], [-1.0, 0.0, 2.0], [1.0, 1.0, 1.0]]  # 3 inputs -> 4 ReLU units
 W2 = [[1.0, -1.0, 2.0, 0.0], [-0.5, 1.0, 1.0, -1.0]]  # 4 units -> 2 classes

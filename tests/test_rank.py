@@ -6,12 +6,12 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
 import pytest
+import torch
 from scipy import stats
 
-from spos.stats import ranking as rank_statistics
 from spos.errors import UserError
+from spos.stats import ranking as rank_statistics
 
 # Fixed inputs: no ties, ties in one list, ties in both, a reversed order.
 CASES = [
@@ -95,14 +95,14 @@ def test_rank_statistics_reports_every_statistic_with_an_interval():
 
 import json  # noqa: E402
 
-from spos.store import checkpoint  # noqa: E402
 from spos.cli import main  # noqa: E402
-from spos.space.flops import cost_table  # noqa: E402
-from spos.rank import job as rank_job  # noqa: E402
+from spos.nn.supernet import SuperNet  # noqa: E402
 from spos.rank import choose as rank_choose  # noqa: E402
 from spos.rank import folder as rank_folder  # noqa: E402
+from spos.rank import job as rank_job  # noqa: E402
+from spos.space.flops import cost_table  # noqa: E402
 from spos.space.searchspace import get_space  # noqa: E402
-from spos.nn.supernet import SuperNet  # noqa: E402
+from spos.store import checkpoint  # noqa: E402
 
 FAST = ["--bn-batches", "1", "--eval-batches", "1", "--batch-size", "64", "--bootstrap", "50", "--no-progress"]
 

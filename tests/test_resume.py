@@ -13,16 +13,16 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from test_safety import Killed, _kill_at, _RunsCode  # kills at write points, a checkpoint that runs code
 
-from spos.store import checkpoint
 from spos.cli import main
-from spos.rank import job as rank_job
+from spos.nn.supernet import SuperNet
 from spos.rank import choose as rank_choose
 from spos.rank import folder as rank_folder
+from spos.rank import job as rank_job
 from spos.space.searchspace import get_space
-from spos.nn.supernet import SuperNet
+from spos.store import checkpoint
 from spos.train import load_config, run_training
-from test_safety import Killed, _kill_at, _RunsCode  # kills at write points, a checkpoint that runs code
 
 TINY = ["space.width_mult=0.25", "train.log_every=1000", "validation.paths=2", "validation.bn_batches=2"]
 RETRAIN = ["train.epochs=2", "arch=oneshot", "data.batch_size=512", "data.val_batch_size=512"]

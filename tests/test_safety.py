@@ -3,20 +3,18 @@ folder, resumes that refuse what they cannot continue, and input checked before 
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import pickle
 
 import numpy as np
 import pytest
 import torch
 
-from spos.store import checkpoint
 from spos.cli import main
 from spos.errors import UserError
-from spos.space.searchspace import get_space
 from spos.nn.supernet import SuperNet
+from spos.space.searchspace import get_space
+from spos.store import checkpoint
 from spos.train import load_config, run_training
 
 TINY = ["space.width_mult=0.25", "train.log_every=1000", "validation.paths=2", "validation.bn_batches=2"]

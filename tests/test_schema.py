@@ -11,8 +11,20 @@ import pytest
 import torch
 
 from spos.errors import UserError
-from spos.io.schema import (FINITE, MayBeMissing, NamesTo, check, damaged_lines_text, dataclass_schema, fits, problem,
-                         read_json, read_jsonl, shown, words)
+from spos.io.schema import (
+    FINITE,
+    MayBeMissing,
+    NamesTo,
+    check,
+    damaged_lines_text,
+    dataclass_schema,
+    fits,
+    problem,
+    read_json,
+    read_jsonl,
+    shown,
+    words,
+)
 
 
 @pytest.mark.parametrize("value, schema", [

@@ -9,14 +9,14 @@ import random
 import pytest
 import torch
 
-from spos.store import checkpoint
 from spos.cli import main
 from spos.data.datasets import build_datasets
 from spos.data.loaders import first_batch
-from spos.errors import UserError
 from spos.deploy.export import onnx_session, run_onnx
-from spos.space.architecture import sample_architecture
+from spos.errors import UserError
 from spos.nn.supernet import SuperNet
+from spos.space.architecture import sample_architecture
+from spos.store import checkpoint
 from spos.train import load_config, run_training
 
 TINY = ["train.log_every=1000", "validation.paths=2", "validation.bn_batches=2"]

@@ -9,12 +9,12 @@ import statistics
 import pytest
 import torch
 
-from spos.store import checkpoint
 from spos.cli import main
 from spos.deploy.latency import build_latency_table
-from spos.space.searchspace import get_space
-from spos.space.architecture import load_architecture, sample_architecture
 from spos.nn.supernet import SuperNet
+from spos.space.architecture import load_architecture, sample_architecture
+from spos.space.searchspace import get_space
+from spos.store import checkpoint
 
 SMALL = ["--population", "6", "--generations", "2", "--parents", "2", "--mutations", "3", "--crossovers", "3",
          "--bn-batches", "2", "--batch-size", "64", "--no-progress"]
@@ -156,7 +156,7 @@ def test_latency_table_limit_and_pareto_front(supernet_file, space, tmp_path, ca
     assert front
     points = [(f["accuracy"], f["latency"]) for f in front]
     for acc, lat in points:  # nothing on the front is dominated by another front member
-        assert not any(a >= acc and l <= lat and (a, l) != (acc, lat) for a, l in points)
+        assert not any(a >= acc and t <= lat and (a, t) != (acc, lat) for a, t in points)
 
 
 def test_foreign_latency_table_is_refused_naming_what_differs(supernet_file, tmp_path, capsys):
@@ -307,8 +307,8 @@ def test_search_scores_on_the_supernets_own_data_and_holdout_split():
     fraction and training seed); data on which the supernet records no hold-out is refused unless the
     hold-out comes from val or trained images are allowed (tests/test_holdout_rule.py has every case)."""
     from spos.errors import UserError
-    from spos.search.run import SearchJob
     from spos.search.holdout import with_supernet_data
+    from spos.search.run import SearchJob
 
     saved = {"data": {"name": "cifar10", "root": "/d/cifar", "holdout": 0.1}, "train": {"seed": 3}}
     job = with_supernet_data(SearchJob(supernet="s.pt"), saved)

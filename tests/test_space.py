@@ -4,8 +4,8 @@ import random
 import pytest
 
 from spos.errors import UserError
-from spos.space.searchspace import PRESETS, SearchSpace, get_space
 from spos.space.architecture import Architecture, load_architecture, sample_architecture, save_architecture
+from spos.space.searchspace import SearchSpace, get_space
 
 
 def test_oneshot_preset_is_the_papers_space():
@@ -134,9 +134,9 @@ def test_networks_and_counts_are_built_from_the_layout_alone(name, size, monkeyp
     table asks no block for a width again, and the modules have the layout's shapes."""
     import torch
 
-    from spos.space import blocks, flops
     from spos.nn.fixed import FixedNet
     from spos.nn.supernet import SuperNet
+    from spos.space import blocks, flops
 
     space = get_space(name, input_size=size, num_classes=10, width_mult=0.25)
     layout = space.layout

@@ -10,11 +10,8 @@ import pytest
 import torch
 from conftest import doc_block
 
-from spos.space.blocks import make_block, registered_blocks
 from spos.cli import main
 from spos.errors import UserError
-from spos.space.flops import cost_table, count
-from spos.space.searchspace import PRESETS, get_space, load_space, space_from_spec, space_to_spec
 from spos.space.architecture import (
     Architecture,
     load_architecture,
@@ -22,8 +19,10 @@ from spos.space.architecture import (
     save_architecture,
     uniform_architecture,
 )
+from spos.space.blocks import make_block, registered_blocks
+from spos.space.flops import cost_table, count
+from spos.space.searchspace import PRESETS, get_space, load_space, space_from_spec, space_to_spec
 from spos.train.sampler import PathSampler
-
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -174,8 +173,8 @@ def test_plugin_that_cannot_be_imported_is_one_line(tmp_path, capsys):
 
 def test_extract_on_mbconv_supernet_matches_after_training_step():
     """A training step on an entangled MBConv supernet, then extraction still equals the path."""
-    from spos.nn.supernet import SuperNet
     from spos.nn.calibration import recalibrate_bn
+    from spos.nn.supernet import SuperNet
 
     space = get_space("mbv2-macro-cifar", input_size=8, num_classes=10, width_mult=0.25)
     supernet = SuperNet(space, entangled_kernels=True)
@@ -203,8 +202,8 @@ def test_channel_warmup_on_a_space_with_one_width():
 
 @pytest.fixture(scope="module")
 def mbv2_supernet_file(tmp_path_factory, digits_run):
-    from spos.store import checkpoint
     from spos.nn.supernet import SuperNet
+    from spos.store import checkpoint
 
     space = get_space("mbv2-macro-cifar", input_size=8, num_classes=10, in_channels=1, width_mult=0.25)
     path = tmp_path_factory.mktemp("mbv2") / "supernet.pt"

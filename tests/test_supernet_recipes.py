@@ -132,8 +132,8 @@ def test_sandwich_extremes_are_the_cost_tables_on_every_preset(name):
 def test_sandwich_extremes_stay_inside_the_sampling_mode(tiny_space, mode):
     import random
 
-    from spos.space.flops import cost_table
     from spos.space.architecture import sample_architecture
+    from spos.space.flops import cost_table
     from spos.train.sampler import PathSampler
 
     table = cost_table(tiny_space)
@@ -191,11 +191,11 @@ def test_soft_target_loss_is_cross_entropy_against_the_teacher_distribution():
 def test_sandwich_training_step_distils_the_widest_path_into_the_others(tmp_path, monkeypatch):
     import torch
 
-    from spos.space.flops import cost_table
     from spos.nn.supernet import SuperNet
+    from spos.space.flops import cost_table
     from spos.train import loop
 
-    forwards, label_losses, distil_losses, steps = [], [], [], []
+    forwards, distil_losses, steps = [], [], []
     original_forward, original_step = SuperNet.forward, loop.Trainer._optimizer_step
     original_loss = loop.soft_target_loss
 
@@ -317,9 +317,9 @@ def test_entangled_supernet_extracts_fixed_nets_equal_to_their_paths(tiny_space)
 
     import torch
 
-    from spos.space.architecture import sample_architecture
-    from spos.nn.supernet import SuperNet
     from spos.nn.calibration import recalibrate_bn
+    from spos.nn.supernet import SuperNet
+    from spos.space.architecture import sample_architecture
 
     supernet = SuperNet(tiny_space, entangled_kernels=True)
     with torch.no_grad():  # weights unlike the init, so a wrong crop would show
@@ -396,9 +396,9 @@ def test_aligned_supernet_extracts_fixed_nets_equal_to_their_paths_after_trainin
 
     import torch
 
-    from spos.space.architecture import sample_architecture
-    from spos.nn.supernet import SuperNet
     from spos.nn.calibration import recalibrate_bn
+    from spos.nn.supernet import SuperNet
+    from spos.space.architecture import sample_architecture
 
     supernet = SuperNet(tiny_space, entangled_kernels=True, aligned_choices=True)
     optimizer = torch.optim.SGD(supernet.parameters(), lr=0.1)
@@ -422,8 +422,8 @@ def test_aligned_supernet_extracts_fixed_nets_equal_to_their_paths_after_trainin
 
 
 def test_aligned_choices_need_entangled_kernels_and_survive_a_checkpoint(tmp_path):
-    from spos.store import checkpoint
     from spos.errors import UserError
+    from spos.store import checkpoint
 
     with pytest.raises(UserError, match="aligned_choices needs space.entangled_kernels"):
         run_training(load_config("digits-supernet", [*TINY, "space.entangled_kernels=false",
@@ -437,8 +437,8 @@ def test_aligned_choices_need_entangled_kernels_and_survive_a_checkpoint(tmp_pat
 
 
 def test_entangled_supernet_converts_to_the_official_layout_with_centre_kernels(tiny_space):
-    from spos.store.official import to_official
     from spos.nn.supernet import SuperNet
+    from spos.store.official import to_official
 
     supernet = SuperNet(tiny_space, entangled_kernels=True)
     official = to_official(supernet)

@@ -9,15 +9,25 @@ from pathlib import Path
 
 import pytest
 
+from spos.bench.engine import (
+    HEURISTICS,
+    Limits,
+    TableObjective,
+    engine_curves,
+    flops_quantile,
+    heuristic_picks,
+    median_or_none,
+    pick_fewest_params_among_most_flops,
+    plot_engine_curves,
+    run_engine,
+)
 from spos.bench.tables import benchmark_spec, load_benchmark
-from spos.space.canonical import canonicalizer
 from spos.cli import main
-from spos.space.flops import cost_table
-from spos.search.engine import SearchConfig
 from spos.errors import UserError
-from spos.bench.engine import (HEURISTICS, Limits, TableObjective, engine_curves, flops_quantile, heuristic_picks,
-                                 median_or_none, pick_fewest_params_among_most_flops, plot_engine_curves, run_engine)
+from spos.search.engine import SearchConfig
 from spos.space.architecture import Architecture
+from spos.space.canonical import canonicalizer
+from spos.space.flops import cost_table
 
 TABLE = Path(__file__).parents[2] / "shared" / "data" / "nas-bench-macro" / "nas-bench-macro_cifar10.json"
 if not TABLE.is_file():

@@ -11,11 +11,11 @@ import spos
 import spos.deploy.timm  # noqa: F401 - registers the models
 from spos.cli import main
 from spos.data.conventions import CONVENTIONS, IMAGENET_MEAN, dataset_info
-from spos.nn.fixed import FixedNet
 from spos.data.preprocessing import preprocessing_record
-from spos.space.searchspace import get_space
-from spos.space.architecture import save_architecture, uniform_architecture
 from spos.deploy.timm import timm_name, timm_pretrained_cfg
+from spos.nn.fixed import FixedNet
+from spos.space.architecture import save_architecture, uniform_architecture
+from spos.space.searchspace import get_space
 from spos.space.zoo import ZOO, resolve_architecture
 
 SMALL = dict(num_classes=10, input_size=32, width_mult=0.25)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import socket
 from pathlib import Path
 
@@ -12,20 +11,19 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from spos.store import checkpoint
 from spos.cli import main
 from spos.data.datasets import TensorImages, build_datasets
 from spos.data.loaders import build_loader
 from spos.errors import UserError
 from spos.space.flops import cost_table
-from spos.space.searchspace import get_space
+from spos.store import checkpoint
 from spos.train import load_config, run_training
-from spos.train.loop import Trainer
-from spos.train.setup import amp_dtype, build_path_sampler, step_counts
 from spos.train.evaluation import evaluate
-from spos.train.resume import load_resume_state
+from spos.train.loop import Trainer
 from spos.train.recipe import build_optimizer, build_scheduler
+from spos.train.resume import load_resume_state
 from spos.train.sampler import PathSampler
+from spos.train.setup import amp_dtype, build_path_sampler, step_counts
 
 TINY = ["space.width_mult=0.25", "train.log_every=1000", "validation.paths=2", "validation.bn_batches=2"]
 

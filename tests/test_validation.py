@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from spos.store import checkpoint
 from spos.cli import main
 from spos.nn.fixed import FixedNet
-from spos.space.architecture import uniform_architecture
 from spos.nn.supernet import SuperNet
+from spos.space.architecture import uniform_architecture
+from spos.store import checkpoint
 
 SEARCH_SMALL = ["--population", "4", "--generations", "1", "--parents", "2", "--bn-batches", "1",
                 "--eval-batches", "1", "--no-progress"]
@@ -342,8 +342,8 @@ def test_a_file_that_is_not_a_supernet_checkpoint_is_named_for_what_it_is(tmp_pa
 
 
 def test_a_supernet_where_a_fixed_network_is_needed_says_which_commands_take_it(made):
-    from spos.store.checkpoint import load_kind
     from spos.errors import UserError
+    from spos.store.checkpoint import load_kind
 
     with pytest.raises(UserError, match="supernet checkpoint.*spos search"):
         load_kind(made["supernet"], "fixed")

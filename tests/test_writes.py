@@ -11,14 +11,13 @@ import shutil
 
 import pytest
 
-from spos.store import checkpoint
-from spos.io import files
 from spos.cli import main
+from spos.io import files
 from spos.nn.fixed import FixedNet
-from spos.rank import job as rank_job
 from spos.rank import choose as rank_choose
 from spos.rank import folder as rank_folder
 from spos.space.architecture import Architecture
+from spos.store import checkpoint
 from spos.train import load_config, run_training
 
 ARCH = Architecture((0,) * 20, (7,) * 20)

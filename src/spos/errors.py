@@ -7,7 +7,7 @@ Anything raised as `UserError` is reported by the command line as a single line
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 
 class UserError(ValueError):

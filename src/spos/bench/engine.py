@@ -13,15 +13,15 @@ under the same limits, and where each pick stands: the bar a search must clear t
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
 
 from spos.bench.tables import Benchmark, Entry
 from spos.errors import UserError
 from spos.search import engine
-from spos.search.engine import Constraint, SearchConfig
 from spos.search.constraints import GeneMap
+from spos.search.engine import Constraint, SearchConfig
 from spos.space.architecture import Architecture
 
 ALGORITHMS = ("evolution", "random", "nsga2")
@@ -233,7 +233,8 @@ class _OptimumFound(Exception):
 
 
 def engine_curves(objective: TableObjective, algorithms: Sequence[str] = ("evolution", "random"), *,
-                  seeds: int = 20, budget: int = 1000, config: SearchConfig = SearchConfig()) -> dict:
+                  seeds: int = 20, budget: int = 1000,
+                  config: SearchConfig = SearchConfig()) -> dict:  # noqa: B008 - a frozen dataclass, never changed
     """Per algorithm: best-so-far accuracy after each query (one curve per seed), queries to the
     optimum per seed and their median, and the median best after ``budget`` queries.
 
@@ -309,8 +310,8 @@ def run_table_search(job: TableSearchJob) -> dict:
     folder and return the summary."""
     import json
 
-    from spos.io import files
     from spos.bench.tables import load_benchmark
+    from spos.io import files
 
     if job.seeds < 1:
         raise UserError(f"--seeds {job.seeds}: must be at least 1")
@@ -321,7 +322,7 @@ def run_table_search(job: TableSearchJob) -> dict:
     algorithms = list(dict.fromkeys([job.algorithm, "random"]))
     with files.run_lock(output):
         curves = engine_curves(objective, algorithms, seeds=job.seeds, budget=budget, config=job)
-        for name, data in curves["algorithms"].items():
+        for data in curves["algorithms"].values():
             data["median_best_percentile"] = objective.percentile(data["median_best"])
         curves["limits"] = {k: v for k, v in vars(job.limits).items() if v is not None}
         curves["heuristics"] = heuristic_picks(objective)

@@ -20,15 +20,15 @@ import hashlib
 import json
 import os
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Callable
 
-from spos.space.canonical import canonicalizer
 from spos.errors import UserError
 from spos.io.schema import FINITE, fits
 from spos.space.architecture import Architecture
+from spos.space.canonical import canonicalizer
 from spos.space.searchspace import SearchSpace, get_space, read_document
 
 

@@ -8,8 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from spos.space import limits
 from spos.errors import UserError
+from spos.space import limits
 
 
 def add_command(subparsers, name: str, *, help: str, description: str, example: str) -> argparse.ArgumentParser:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from torch import nn
-
 import json
 from pathlib import Path
 
-from spos.cli._common import (add_command, add_input_argument, add_plugin_argument, add_weights_argument, device,
-                              non_negative_int, positive_float, positive_int, writable_path)
+from torch import nn
+
+from spos.cli._common import (
+    add_command,
+    add_input_argument,
+    add_plugin_argument,
+    add_weights_argument,
+    device,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    writable_path,
+)
 from spos.cli.models import add_space_arguments, space_adaptation
 from spos.errors import UserError
 from spos.io.files import check_output_file
@@ -136,9 +145,9 @@ def load_network(source: str, arch_ref: str | None, args, *, calibrate: bool = T
     A supernet path becomes a network with its BN recalibrated as ``spos eval`` recalibrates it
     (`supernet_path_network`); ``calibrate=False``, for timing only, gives the path's network with
     fresh weights instead, since no statistics are worth computing for a stopwatch."""
-    from spos.store import checkpoint
     from spos.nn.fixed import FixedNet
     from spos.space.zoo import resolve_architecture
+    from spos.store import checkpoint
 
     path = Path(source)
     if path.suffix in (".pt", ".pth", ".tar") or (path.is_file() and path.suffix != ".json") or path.is_dir() \
@@ -162,8 +171,8 @@ def load_network(source: str, arch_ref: str | None, args, *, calibrate: bool = T
 def supernet_path_network(supernet, arch, data: dict, args):
     """The supernet path ``arch`` as a FixedNet, its BN recalibrated on ``--bn-batches`` batches of the
     supernet's own training images: the batches ``spos eval`` recalibrates on, so both give one network."""
-    from spos.store import checkpoint
     from spos.nn.calibration import BN_BATCHES, calibration_batches
+    from spos.store import checkpoint
 
     bn_batches = getattr(args, "bn_batches", BN_BATCHES)  # `spos hub push` takes eval's default
     if bn_batches < 1:
@@ -267,9 +276,9 @@ def _network_or_supernet(source: str, arch_ref: str | None, args):
 
 def write_model_folder(args, source: str, output: str | None, *, force: bool) -> str:
     """``spos export --format hf`` and ``spos hub push``: a model folder of ``source``; what was written, in words."""
-    from spos.store.checkpoint import chosen_weights, convention_of
-    from spos.io.files import folder_contents
     from spos.data.preprocessing import describe_record, preprocessing_record
+    from spos.io.files import folder_contents
+    from spos.store.checkpoint import chosen_weights, convention_of
     from spos.store.pretrained import CONFIG_NAME, is_model_folder, save_pretrained, training_record
 
     model, data = _network_or_supernet(source, args.arch, args)
@@ -441,8 +450,8 @@ def _table_space(args):
     if args.space or args.input_size or args.num_classes or args.in_channels or args.width_mult != 1.0:
         raise UserError("--supernet takes its space from the checkpoint; leave out --space, --input-size, "
                         "--num-classes, --in-channels and --width-mult")
-    from spos.store import checkpoint
     from spos.space.searchspace import SearchSpace
+    from spos.store import checkpoint
 
     return SearchSpace.from_dict(checkpoint.load_kind(args.supernet, "supernet")["space"])
 
@@ -450,10 +459,10 @@ def _table_space(args):
 # -- official checkpoints ------------------------------------------------------------------------
 
 def run_convert(args) -> int:
+    from spos.space.zoo import resolve_architecture
     from spos.store import checkpoint
     from spos.store.checkpoint import save_atomic
     from spos.store.official import load_official, official_checkpoint
-    from spos.space.zoo import resolve_architecture
 
     output = check_output_file(args.output, args.force)
     if args.to_official:

@@ -82,9 +82,9 @@ def run_zoo(args) -> int:
 
 
 def run_profile(args) -> int:
+    from spos.deploy.latency import measure_model
     from spos.nn.fixed import FixedNet
     from spos.space.flops import count
-    from spos.deploy.latency import measure_model
 
     arch, space = resolve_from_args(args)
     cost = count(space, arch)

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from spos.cli._common import (add_benchmark_arguments, add_command, device, holdout, positive_float, positive_int,
-                              seed, writable_path)
+from spos.cli._common import (
+    add_benchmark_arguments,
+    add_command,
+    device,
+    holdout,
+    positive_float,
+    positive_int,
+    seed,
+    writable_path,
+)
 
 ORDER = 35
 

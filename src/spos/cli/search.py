@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from spos.cli._common import (add_benchmark_arguments, add_command, add_input_argument, add_weights_argument, device,
-                              holdout, non_negative_int, positive_float, positive_int, probability, seed,
-                              writable_path)
+from spos.cli._common import (
+    add_benchmark_arguments,
+    add_command,
+    add_input_argument,
+    add_weights_argument,
+    device,
+    holdout,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    probability,
+    seed,
+    writable_path,
+)
 from spos.search.engine import SearchConfig
 from spos.space.architecture import SEARCH_MODES
 
@@ -128,8 +139,8 @@ def _add_engine_arguments(group, defaults) -> None:
 
 def run(args) -> int:
     from spos.errors import UserError
-    from spos.space.flops import readable
     from spos.search.run import SEARCH_MARKERS, SearchJob, run_search
+    from spos.space.flops import readable
     from spos.train.elastic import resumes_after_restart
 
     objectives = [name.strip() for name in args.objectives.split(",")] if args.objectives else []
@@ -171,8 +182,8 @@ def run(args) -> int:
 
 
 def _run_against_table(args, objectives) -> int:
-    from spos.errors import UserError
     from spos.bench.engine import Limits, TableSearchJob, run_table_search
+    from spos.errors import UserError
 
     if args.latency_max is not None or args.latency_table or objectives or args.resume:
         raise UserError("--benchmark takes FLOPs and params limits only (no latency, --objectives or --resume)")

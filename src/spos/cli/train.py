@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import json
 
-from spos.cli._common import (add_command, add_input_argument, add_weights_argument, device, holdout, positive_float,
-                              positive_int, seed, writable_path)
+from spos.cli._common import (
+    add_command,
+    add_input_argument,
+    add_weights_argument,
+    device,
+    holdout,
+    positive_float,
+    positive_int,
+    seed,
+    writable_path,
+)
 
 ORDER = 20
 
@@ -132,11 +141,11 @@ def run_train(args) -> int:
 
 
 def run_eval(args) -> int:
-    from spos.store import checkpoint
     from spos.data.loaders import build_loader
     from spos.errors import UserError
-    from spos.train import evaluate
     from spos.nn.calibration import calibration_batches
+    from spos.store import checkpoint
+    from spos.train import evaluate
     from spos.train.distributed import local_device
 
     data = checkpoint.load(args.checkpoint)
@@ -182,9 +191,9 @@ def _scored_images(args, data: dict, space, convention):
     recalibrates; ``--split holdout`` follows the hold-out rule of `spos search` and `spos rank`
     (`spos.search.holdout.scoring_sets`): the run's hold-out or a part of it, never images it trained on
     unless ``--allow-trained-images`` says so."""
-    from spos.store import checkpoint
-    from spos.search.run import SearchJob
     from spos.search.holdout import scored_images_record, scoring_sets, with_supernet_data
+    from spos.search.run import SearchJob
+    from spos.store import checkpoint
 
     job = None
     if args.split == "holdout":  # refused before any data is read, as search refuses

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 from spos.errors import UserError
 
 DATASETS = ("imagefolder", "cifar10", "cifar100", "mnist", "digits", "synthetic")
@@ -62,7 +61,7 @@ class InputConvention:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
 
-    def stats(self, info: "DatasetInfo") -> tuple[tuple[float, ...], tuple[float, ...]]:
+    def stats(self, info: DatasetInfo) -> tuple[tuple[float, ...], tuple[float, ...]]:
         return (info.mean if self.mean is None else self.mean), (info.std if self.std is None else self.std)
 
     def to_dict(self) -> dict:
@@ -71,7 +70,7 @@ class InputConvention:
                 "std": None if self.std is None else list(self.std)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "InputConvention":
+    def from_dict(cls, data: dict) -> InputConvention:
         if data.get("channel_order", "rgb") not in ("rgb", "bgr"):
             raise UserError(f"input convention {data!r}: channel_order must be rgb or bgr")
         mean, std = data.get("mean"), data.get("std")
@@ -97,7 +96,7 @@ CONVENTIONS = {
 
 
 
-def input_convention(value: "str | dict | InputConvention | None") -> InputConvention:
+def input_convention(value: str | dict | InputConvention | None) -> InputConvention:
     """A convention from its preset name, its dict, or None (spos's own, the default)."""
     if value is None:
         return CONVENTIONS["spos"]

@@ -16,9 +16,9 @@ import gzip
 import math
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -53,7 +53,7 @@ class TensorImages(Dataset):
     def __getitem__(self, index):
         return self.get_batch(torch.as_tensor([index]))[0][0], self.labels[index]
 
-    def subset(self, indices: Sequence[int] | torch.Tensor, augment: str | None = None) -> "TensorImages":
+    def subset(self, indices: Sequence[int] | torch.Tensor, augment: str | None = None) -> TensorImages:
         indices = torch.as_tensor(indices, dtype=torch.long)
         return TensorImages(self.images[indices], self.labels[indices], augment)
 
@@ -411,7 +411,7 @@ def _holdout_indices(n: int, holdout: float | int, seed: int) -> tuple[torch.Ten
 def build_datasets(name: str, root: str | Path | None = None, *, download: bool = False,
                    holdout: float | int = 0, seed: int = 0, input_size: int | None = None,
                    num_classes: int | None = None, synthetic_size: int = 512,
-                   convention: "str | dict | InputConvention | None" = None) -> Splits:
+                   convention: str | dict | InputConvention | None = None) -> Splits:
     """Train, hold-out and val sets of a dataset, with its facts (classes, size, channels, stats).
 
     Images come in the input ``convention`` (default spos's: RGB 0..1 normalised by the dataset's

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from spos.errors import UserError
 from spos.data.datasets import TensorImages
+from spos.errors import UserError
 
 
 def augmentation_seed(seed: int, epoch: int, position: int) -> int:

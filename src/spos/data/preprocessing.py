@@ -18,8 +18,8 @@ The recipe, for raw pixels ``p`` shaped H,W (one channel) or H,W,3 (RGB):
 
 from __future__ import annotations
 
-from spos.data.datasets import EVAL_CROP_FRACTION, MNIST_PAD
 from spos.data.conventions import DatasetInfo, InputConvention
+from spos.data.datasets import EVAL_CROP_FRACTION, MNIST_PAD
 
 RECORD_VERSION = 1
 #: What each dataset's raw pixels are, as a user holds them: (largest pixel value, side of a raw image).

@@ -22,14 +22,13 @@ from dataclasses import asdict, dataclass, fields, replace
 from importlib import resources
 from pathlib import Path
 
-
-from spos.io import files
+from spos.demo.report import render_report, summarise, write_plots
 from spos.errors import UserError
-from spos.space.flops import cost_table
+from spos.io import files
 from spos.io.schema import dataclass_schema, read_json
 from spos.space.architecture import Architecture, sample_architecture
+from spos.space.flops import cost_table
 from spos.space.searchspace import SearchSpace
-from spos.demo.report import render_report, summarise, write_plots
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,7 @@ class DemoSettings:
     seed: int = 0
     progress: bool = True
 
-    def scaled(self, budget: float) -> "DemoSettings":
+    def scaled(self, budget: float) -> DemoSettings:
         if not budget > 0:
             raise UserError(f"--budget {budget}: give a positive factor (1 = the default run)")
 
@@ -449,8 +448,8 @@ def _check_ranking(settings: DemoSettings, output: Path, reference: Path) -> dic
 
 def ranking_summary(rank: dict, reference: Reference) -> dict:
     """The ranking check in a few figures: the supernet's Kendall tau and, for scale, that of FLOPs alone."""
-    from spos.stats.ranking import pairs_in_order
     from spos.search.scoring import HoldoutMeasure, score_of
+    from spos.stats.ranking import pairs_in_order
 
     rows = rank["rows"]
     truth = [r["standalone_top1"] for r in rows]
@@ -469,10 +468,10 @@ def export_best(result, path: Path, val, info):
     """The best epoch's checkpoint (the one the report's figure comes from) as ONNX, checked on val images
     of the dataset ``info`` describes, with the whole preprocessing in its metadata: its raw weights, the
     ones that figure measured (`spos.store.checkpoint.chosen_weights`)."""
-    from spos.store import checkpoint
     from spos.data.loaders import first_batch
-    from spos.deploy.export import export_model
     from spos.data.preprocessing import preprocessing_record
+    from spos.deploy.export import export_model
+    from spos.store import checkpoint
 
     state = checkpoint.load_kind(result.output / "best.pt", "fixed")
     model, convention = checkpoint.build_model(state), checkpoint.convention_of(state)

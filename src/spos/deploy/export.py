@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from spos.io import files
 from spos.data.conventions import InputConvention
 from spos.errors import UserError
+from spos.io import files
 
 FORMATS = ("onnx", "torchscript")
 DEFAULT_OPSET = 17

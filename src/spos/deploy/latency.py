@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -209,8 +209,8 @@ def build_latency_table(space, *, batch_size: int = 1, threads: int | None = Non
 
     from tqdm import tqdm
 
-    from spos.nn.ops import static_block
     from spos.nn.fixed import FixedNet, Head, build_stem
+    from spos.nn.ops import static_block
     from spos.space.architecture import sample_architecture
 
     def timed(module, shape) -> float:

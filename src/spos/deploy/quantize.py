@@ -16,9 +16,9 @@ import torch
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from spos.io import files
-from spos.errors import UserError
 from spos.deploy.export import onnx_session, run_onnx
+from spos.errors import UserError
+from spos.io import files
 
 
 class _Batches(CalibrationDataReader):

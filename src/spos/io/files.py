@@ -27,8 +27,8 @@ import re
 import shutil
 import stat
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from spos.errors import UserError
 
@@ -143,7 +143,7 @@ class AppendLog:
     def close(self) -> None:
         self._handle.close()
 
-    def __enter__(self) -> "AppendLog":
+    def __enter__(self) -> AppendLog:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -27,9 +27,10 @@ import operator
 import reprlib
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from spos.errors import UserError
 

@@ -11,7 +11,7 @@ searched score, its evaluation and its exported network describe one network.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn

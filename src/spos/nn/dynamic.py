@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from spos.space.blocks import Op, make_block, op_plan, residual, se_mid_channels
 from spos.nn.ops import SqueezeExcite, make_activation, split_channels
+from spos.space.blocks import Op, make_block, op_plan, residual, se_mid_channels
 
 
 class DynamicConv2d(nn.Conv2d):
@@ -141,7 +141,7 @@ class DynamicBlock(nn.Module):
         y = run_sliced(self.layers, x, mid)
         return y + x if residual(self.spec) else y
 
-    def entangle(self, source: "DynamicBlock", convs: dict[str, tuple[int | None, ...]] | None = None
+    def entangle(self, source: DynamicBlock, convs: dict[str, tuple[int | None, ...]] | None = None
                  ) -> list[DynamicConv2d]:
         """Use ``source``'s conv weights (an op with a kernel and a mid width at least as large):
         every conv takes the leading channels and the centre of its kernel. By default the layouts

@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
 
 from spos.errors import UserError
 from spos.nn.fixed import FixedNet
+from spos.nn.supernet import PathView, SuperNet
 from spos.space.architecture import Architecture
 from spos.space.searchspace import SearchSpace
-from spos.nn.supernet import PathView, SuperNet
 
 
 def check_split_layers(space: SearchSpace, layers: Sequence[int]) -> tuple[int, ...]:

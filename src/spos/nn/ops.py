@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 
 from spos.space.blocks import Op, make_block, op_plan, residual, se_mid_channels
-
 
 
 def split_channels(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

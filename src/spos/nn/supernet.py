@@ -15,15 +15,15 @@ the ShuffleNet ones and starts every choice of a layer computing nearly the same
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import torch
 from torch import nn
 
-from spos.nn.ops import init_weights
-from spos.nn.dynamic import DynamicBlock, DynamicConv2d, inherit
 from spos.errors import UserError
+from spos.nn.dynamic import DynamicBlock, DynamicConv2d, inherit
 from spos.nn.fixed import FixedNet, Head, build_stem
+from spos.nn.ops import init_weights
 from spos.space.architecture import Architecture
 from spos.space.searchspace import SearchSpace
 
@@ -62,7 +62,7 @@ class SuperNet(nn.Module):
             x = layer[block](x, widths[block][channel])
         return self.head(x)
 
-    def path(self, arch: Architecture) -> "PathView":
+    def path(self, arch: Architecture) -> PathView:
         """This supernet as a plain network of one path: ``path(arch)(x) == self(x, arch)``."""
         return PathView(self, arch.validate(self.space))
 

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING
-
 import csv
 import json
+import logging
 import math
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spos.errors import UserError, naming
+from spos.space.architecture import Architecture, sample_architecture
 from spos.space.canonical import canonicalizer, distinct
 from spos.space.flops import CostTable, cost_table
-from spos.space.architecture import Architecture, sample_architecture
 from spos.space.searchspace import SearchSpace
 
 if TYPE_CHECKING:

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from typing import TYPE_CHECKING
-
-import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from spos.io import files
-from spos.train import preemption
 from spos.errors import UserError
+from spos.io import files
 from spos.io.schema import MayBeMissing, damaged_lines_text, read_json, read_jsonl
 from spos.space.architecture import Architecture
+from spos.train import preemption
 
 if TYPE_CHECKING:
     from spos.rank.job import RankJob
@@ -81,8 +80,8 @@ def _append_jsonl(path: Path, row: dict) -> None:
 def _settings(job: RankJob, archs: list[Architecture]) -> dict:
     """What defines the job: its options, with every input file by what it holds (`input_fingerprint`), so a
     resume from another working directory matches and a replaced supernet does not."""
-    from spos.store.pretrained import weights_file
     from spos.search.run import input_fingerprint
+    from spos.store.pretrained import weights_file
 
     asked = {k: v for k, v in asdict(job).items()
              if k not in ("output", "resume", "progress", "device", "split_seed", "score", "flops_windows",

@@ -30,16 +30,27 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spos.store import checkpoint
-from spos.io import files
-from spos.rank.folder import (PROXIES_LOG, PROXY_ROW, SCORE_ROW, SCORES_LOG, SETTINGS, STANDALONE_LOG,
-                              STANDALONE_ROW, _append_jsonl, _read_jsonl, _wait_until, prepare_output)
-from spos.rank.choose import _window_text, choose_architectures, read_ground_truth
 from spos.errors import UserError
-from spos.space.flops import cost_table
+from spos.io import files
+from spos.rank.choose import _window_text, choose_architectures, read_ground_truth
+from spos.rank.folder import (
+    PROXIES_LOG,
+    PROXY_ROW,
+    SCORE_ROW,
+    SCORES_LOG,
+    SETTINGS,
+    STANDALONE_LOG,
+    STANDALONE_ROW,
+    _append_jsonl,
+    _read_jsonl,
+    _wait_until,
+    prepare_output,
+)
 from spos.search.scoring import SCORES
 from spos.space.architecture import Architecture, save_architecture
+from spos.space.flops import cost_table
 from spos.space.searchspace import SearchSpace
+from spos.store import checkpoint
 from spos.train import preemption
 
 log = logging.getLogger(__name__)
@@ -216,8 +227,8 @@ def standalone_accuracies(job: RankJob, space: SearchSpace, archs: list[Architec
     Under torchrun the runs are shared out over the ranks (run k to rank k mod world size), each trained
     alone, as one process; every rank but 0 returns None once its share is done, rank 0 waits for all."""
     from spos.train import distributed
-    from spos.train.resume import RUN_MARKERS
     from spos.train.loop import run_training
+    from spos.train.resume import RUN_MARKERS
 
     rank, world = distributed.launcher_rank_and_world()
     output = Path(job.output)
@@ -377,9 +388,9 @@ def score_statistics(job: RankJob, rows: list[dict], score: str, keys: tuple[str
     """Rank statistics of one score (``top1`` or ``loss``) over the rows, whole and per FLOPs window, with the
     baselines' tau and the supernet's lead over each per window (``baselines`` keeps FLOPs' and params' tau over
     the whole range, as before)."""
+    from spos.search.scoring import HoldoutMeasure, score_of
     from spos.stats.ranking import rank_statistics
     from spos.stats.windows import window_report
-    from spos.search.scoring import HoldoutMeasure, score_of
 
     scores = [score_of(HoldoutMeasure(r["supernet_top1"], r["supernet_loss"]), score) for r in rows]
     statistics = rank_statistics(scores, [r["standalone_top1"] for r in rows], samples=job.bootstrap,

@@ -10,8 +10,8 @@ not fitted on (`held_out_ranking`): a model that memorised its K would otherwise
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 

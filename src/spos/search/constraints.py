@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-import json
-from pathlib import Path
-
-from spos.io import files
 from spos.errors import UserError
-from spos.space.flops import cost_table
+from spos.io import files
 from spos.io.schema import FINITE, fits
 from spos.space.architecture import Architecture, canonical_mode
+from spos.space.flops import cost_table
 from spos.space.searchspace import SearchSpace
 
 if TYPE_CHECKING:

@@ -19,14 +19,14 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
 
 from tqdm import tqdm
 
-from spos.space import limits
 from spos.errors import UserError
 from spos.search.surrogate import fit_surrogate
+from spos.space import limits
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
 from spos.io.schema import MayBeMissing, damaged_lines_text, read_jsonl
 from spos.search.engine import log
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
-
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from spos.errors import UserError
 from spos.space.searchspace import SearchSpace
@@ -156,8 +155,8 @@ def scored_images_record(data: str, split: str, source: str | None, holdout, ima
 def load_scoring_data(job: SearchJob, space: SearchSpace, device, convention=None):
     """(calibration batches, scored batches, the record of `scoring_sets`), on the device."""
     from spos.data.loaders import build_loader
-    from spos.search.scoring import materialize
     from spos.nn.calibration import calibration_batches
+    from spos.search.scoring import materialize
 
     sets = scoring_sets(job, space, convention)
     calibration = materialize(calibration_batches(sets.train, job.bn_batches), device)  # as eval and export

@@ -9,15 +9,23 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spos.store import checkpoint
-from spos.io import files
 from spos.errors import UserError
+from spos.io import files
 from spos.io.schema import MayBeMissing, read_json
+from spos.search.constraints import (
+    LATENCY_LOG,
+    GeneMap,
+    MeasuredLatencies,
+    build_constraints,
+    build_measures,
+    measure_once,
+    recorded_latencies,
+)
 from spos.search.engine import SearchConfig
+from spos.search.holdout import load_scoring_data, with_supernet_data
 from spos.space.architecture import save_architecture
 from spos.space.searchspace import SearchSpace
-from spos.search.holdout import load_scoring_data, with_supernet_data
-from spos.search.constraints import GeneMap, LATENCY_LOG, MeasuredLatencies, build_constraints, build_measures, measure_once, recorded_latencies
+from spos.store import checkpoint
 
 log = logging.getLogger(__name__)
 

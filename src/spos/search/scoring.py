@@ -12,18 +12,18 @@ the device once, so the time a search spends outside the forward passes stays sm
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from spos.nn.calibration import recalibrate_bn
+from spos.nn.supernet import SuperNet
 from spos.search.engine import percent
 from spos.space.architecture import Architecture
-from spos.nn.supernet import SuperNet
-from spos.nn.calibration import recalibrate_bn
 from spos.train import preemption
 from spos.train.distributed import rank_and_world
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
-
 
 from spos.errors import UserError, naming
 from spos.io.files import write_text_atomic
@@ -46,11 +45,11 @@ class Architecture:
         return self.blocks + self.channels
 
     @classmethod
-    def from_genes(cls, genes: Sequence[int]) -> "Architecture":
+    def from_genes(cls, genes: Sequence[int]) -> Architecture:
         half = len(genes) // 2
         return cls(tuple(genes[:half]), tuple(genes[half:]))
 
-    def validate(self, space: SearchSpace) -> "Architecture":
+    def validate(self, space: SearchSpace) -> Architecture:
         """Return self, or raise a UserError naming the first position, value and allowed range."""
         if len(self) != space.num_layers:
             raise UserError(f"architecture has {len(self)} layers but space {space.name!r} has "
@@ -67,7 +66,7 @@ class Architecture:
         return f"{','.join(map(str, self.blocks))}/{','.join(map(str, self.channels))}"
 
     @classmethod
-    def parse(cls, text: str, space: SearchSpace | None = None) -> "Architecture":
+    def parse(cls, text: str, space: SearchSpace | None = None) -> Architecture:
         """Read the compact form ``B,B,.../C,C,...`` or a JSON object with "blocks" and "channels".
 
         In a ``space`` with one width choice the block choices alone (``B,B,...``) are enough."""
@@ -92,7 +91,7 @@ class Architecture:
         return cls(block_values, channel_values)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Architecture":
+    def from_dict(cls, data: dict) -> Architecture:
         if not isinstance(data, dict) or "blocks" not in data or "channels" not in data:
             raise UserError("architecture: expected an object with 'blocks' and 'channels' lists")
         return cls(data["blocks"], data["channels"])

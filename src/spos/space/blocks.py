@@ -20,10 +20,10 @@ import importlib.metadata
 import importlib.util
 import re
 import sys
-from functools import lru_cache
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
-from typing import Callable, NamedTuple
-
+from typing import NamedTuple
 
 from spos.errors import UserError
 
@@ -176,7 +176,7 @@ def _load_entry_points() -> None:
         entry.load()
 
 
-@lru_cache(maxsize=None)
+@cache
 def make_block(op_name: str) -> Block:
     """The block an op name stands for, e.g. ``mbconv-e3-k5`` -> MBConv(expand=3, kernel=5)."""
     family, *tokens = str(op_name).split("-")

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from spos.space.blocks import make_block, op_plan
 from spos.space.architecture import Architecture
+from spos.space.blocks import make_block, op_plan
 from spos.space.layout import LayerSpec
 from spos.space.searchspace import SearchSpace
 

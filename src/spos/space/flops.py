@@ -9,20 +9,18 @@ one look-up per layer, fast enough to filter hundreds of thousands of candidates
 
 from __future__ import annotations
 
-from spos.errors import UserError
-from spos.space import limits
-from spos.space.searchspace import SPACE_CHECKS
-
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-from spos.space.blocks import Op, op_plan, se_mid_channels
+from spos.errors import UserError
+from spos.space import limits
 from spos.space.architecture import Architecture
+from spos.space.blocks import Op, op_plan, se_mid_channels
 from spos.space.layout import HeadSpec, LayerSpec, StemSpec
-from spos.space.searchspace import SearchSpace
+from spos.space.searchspace import SPACE_CHECKS, SearchSpace
 
 
 @dataclass(frozen=True)
@@ -30,7 +28,7 @@ class Cost:
     macs: int
     params: int
 
-    def __add__(self, other: "Cost") -> "Cost":
+    def __add__(self, other: Cost) -> Cost:
         return Cost(self.macs + other.macs, self.params + other.params)
 
 

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import dataclasses
 from dataclasses import dataclass
-
-
-
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from spos.space.searchspace import SearchSpace
@@ -42,7 +38,7 @@ class LayerSpec:
         return (self.in_size - 1) // self.stride + 1
 
     @property
-    def shape(self) -> "LayerSpec":
+    def shape(self) -> LayerSpec:
         """This layer without its place (index, stage): layers of equal shape are checked, resolved,
         counted and timed once, as a block's plan depends on the shape alone."""
         return dataclasses.replace(self, index=0, stage=0)
@@ -108,7 +104,7 @@ class Layout:
 
 
 
-def build_layout(space: "SearchSpace") -> Layout:
+def build_layout(space: SearchSpace) -> Layout:
     """The layout of ``space``; each candidate block checks its layer before its widths are read."""
     stem = StemSpec(space.in_channels, space.stem_width, space.stem_stride, space.stem_activation, space.input_size)
     layers, in_channels, size, widths = [], stem.out_channels, stem.out_size, {}

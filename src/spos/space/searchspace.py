@@ -25,9 +25,9 @@ from pathlib import Path
 
 import yaml
 
-from spos.space import limits
 from spos.errors import UserError, naming
 from spos.io.schema import FINITE, check, shown
+from spos.space import limits
 from spos.space.layout import SHUFFLENET_OPS, LayerSpec, Layout, build_layout
 
 CHANNEL_SCALES = (0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
@@ -91,7 +91,7 @@ class SearchSpace:
         _normalise_fields(self)
         _check_values(self)
         _check_sizes(self)
-        self.layout  # every candidate block checks its layer as the layout is built
+        self.layout  # noqa: B018 - built now: every candidate block checks its layer as the layout is built
         for space_check in SPACE_CHECKS:  # spos.space.flops adds the supernet-size limit
             space_check(self)
 
@@ -125,14 +125,14 @@ class SearchSpace:
         """Genes of an architecture: op choices of every layer, then width choices."""
         return list(self.op_counts) + [self.num_channels] * self.num_layers
 
-    def replace(self, **changes) -> "SearchSpace":
+    def replace(self, **changes) -> SearchSpace:
         try:
             return dataclasses.replace(self, **changes)
         except TypeError as error:
             raise UserError(f"space {self.name!r}: {error}; fields are {[f.name for f in dataclasses.fields(self)]}") from None
 
     def adapt(self, *, input_size: int | None = None, num_classes: int | None = None,
-              in_channels: int | None = None, width_mult: float = 1.0, **overrides) -> "SearchSpace":
+              in_channels: int | None = None, width_mult: float = 1.0, **overrides) -> SearchSpace:
         """This space for other data (input size, classes, image channels), optionally narrowed.
 
         The one place a space meets a dataset. A new input size takes the strides of the space's
@@ -166,7 +166,7 @@ class SearchSpace:
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
-    def from_dict(cls, data: dict, where: str | None = None) -> "SearchSpace":
+    def from_dict(cls, data: dict, where: str | None = None) -> SearchSpace:
         """The space `to_dict` wrote; ``where`` (e.g. "checkpoint x.pt") starts any error's line."""
         known = {f.name for f in dataclasses.fields(cls)}
         with naming(where) if where else contextlib.nullcontext():

@@ -10,7 +10,7 @@ err on different pairs can order them better together; this is what `rank_aggreg
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 

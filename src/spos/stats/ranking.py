@@ -14,8 +14,8 @@ architectures is bootstrapped in seconds) and Spearman rho uses average ranks fo
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 

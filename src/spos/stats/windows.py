@@ -23,8 +23,8 @@ Inside a narrow window FLOPs say almost nothing, and the supernet has to earn it
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Sequence
 
 import numpy as np
 

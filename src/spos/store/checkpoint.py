@@ -22,16 +22,16 @@ from pathlib import Path
 
 import torch
 
-from spos.io import files
-from spos.store import filekinds
 from spos.data.conventions import InputConvention, input_convention
 from spos.errors import UserError, naming
-from spos.nn.fewshot import FewShotSuperNet
+from spos.io import files
 from spos.io.schema import Kind, MayBeMissing, NamesTo, check
+from spos.nn.fewshot import FewShotSuperNet
 from spos.nn.fixed import FixedNet
+from spos.nn.supernet import SuperNet
 from spos.space.architecture import Architecture
 from spos.space.searchspace import SearchSpace
-from spos.nn.supernet import SuperNet
+from spos.store import filekinds
 
 KINDS = ("fixed", "supernet")
 WEIGHTS = ("raw", "ema")

@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 
 from spos.errors import UserError
+from spos.nn.dynamic import centre_slice
 from spos.nn.fixed import FixedNet
+from spos.nn.supernet import SuperNet
 from spos.space.architecture import Architecture
 from spos.space.searchspace import SearchSpace
-from spos.nn.dynamic import centre_slice
-from spos.nn.supernet import SuperNet
 
 _HEAD_RENAMES = (("conv_last.", "head.conv_last."), ("classifier.", "head.classifier."))
 OFFICIAL_PREFIX = "module."  # nn.DataParallel's, which the official scripts save and load under

@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from spos import __version__
-from spos.io import files
 from spos.errors import UserError
+from spos.io import files
 from spos.io.schema import check
 from spos.store import checkpoint
 
@@ -127,8 +127,8 @@ def _check_config(config, where: Path) -> dict:
                         "use the spos that wrote it")
     if config.get("kind") not in KINDS:
         raise UserError(f"{where}: kind must be one of {KINDS}, got {config.get('kind')!r}")
-    from spos.store.checkpoint import HELD_WEIGHTS
     from spos.io.schema import MayBeMissing
+    from spos.store.checkpoint import HELD_WEIGHTS
 
     needed = {"space": dict, "input": dict, "weights": MayBeMissing(HELD_WEIGHTS)} | (
         {"arch": dict} if config["kind"] == "fixed" else {})

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from spos.space import limits
 from spos.errors import UserError
+from spos.space import limits
 from spos.space.searchspace import PRESETS
 
 DEFAULTS: dict = {

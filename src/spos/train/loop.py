@@ -39,23 +39,50 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from spos.store import checkpoint
-from spos.io import files
-from spos.data.loaders import build_loader, epoch_batches, recalibration_batches
 from spos.data.datasets import build_datasets
+from spos.data.loaders import build_loader, epoch_batches, recalibration_batches
 from spos.errors import UserError
-from spos.nn.fewshot import FewShotSuperNet, split_epoch_of
-from spos.space.flops import readable
-from spos.space.architecture import Architecture
-from spos.nn.supernet import SuperNet
-from spos.train import distributed, preemption
+from spos.io import files
 from spos.nn.calibration import recalibrate_bn
+from spos.nn.fewshot import FewShotSuperNet, split_epoch_of
+from spos.nn.supernet import SuperNet
+from spos.space.architecture import Architecture
+from spos.space.flops import readable
+from spos.store import checkpoint
+from spos.train import distributed, preemption
 from spos.train.config import dump
-from spos.train.recipe import (build_ema, build_loss, build_mixup, build_optimizer, build_scheduler, hot_lr_warning,
-                               soft_target_loss)
-from spos.train.resume import RUN_MARKERS, TRAINING_FILES, _restore_rng, _rng_state, cannot_resume, read_resume_state, resume_checkpoint
 from spos.train.evaluation import evaluate, validation_paths
-from spos.train.setup import EpochTally, RunResult, _seed_everything, amp_dtype, build_model, build_path_sampler, micro_batch_rng, micro_batch_seed, postfix_every, step_counts, width_note
+from spos.train.recipe import (
+    build_ema,
+    build_loss,
+    build_mixup,
+    build_optimizer,
+    build_scheduler,
+    hot_lr_warning,
+    soft_target_loss,
+)
+from spos.train.resume import (
+    RUN_MARKERS,
+    TRAINING_FILES,
+    _restore_rng,
+    _rng_state,
+    cannot_resume,
+    read_resume_state,
+    resume_checkpoint,
+)
+from spos.train.setup import (
+    EpochTally,
+    RunResult,
+    _seed_everything,
+    amp_dtype,
+    build_model,
+    build_path_sampler,
+    micro_batch_rng,
+    micro_batch_seed,
+    postfix_every,
+    step_counts,
+    width_note,
+)
 
 log = logging.getLogger(__name__)
 

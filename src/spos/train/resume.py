@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spos.store import checkpoint
 from spos.errors import UserError
 from spos.io.schema import MayBeMissing, problem
+from spos.store import checkpoint
 from spos.train.config import resume_differences
 
 

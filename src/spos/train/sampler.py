@@ -33,8 +33,8 @@ import math
 import random
 
 from spos.errors import UserError
-from spos.space.flops import cost_table
 from spos.space.architecture import Architecture, canonical_mode, sample_architecture
+from spos.space.flops import cost_table
 from spos.space.searchspace import SearchSpace
 
 MAX_TRIES = 10_000

@@ -14,14 +14,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from spos.store import checkpoint
 from spos.data.loaders import augmentation_seed
 from spos.errors import UserError
 from spos.nn.fixed import FixedNet
 from spos.space.searchspace import get_space, load_space
+from spos.space.zoo import resolve_architecture
+from spos.store import checkpoint
 from spos.train import distributed
 from spos.train.sampler import PathSampler
-from spos.space.zoo import resolve_architecture
 
 
 @dataclass
