@@ -60,6 +60,9 @@ def test_the_first_signal_raises_the_flag_and_a_second_exits_at_once(capfd):
     request.kept = True
     request.handle(signal.SIGTERM)
     assert exits[-1] == preemption.REQUEUE_EXIT_CODE == 75  # its checkpoint is whole already
+    request.pid = -1  # as in a DataLoader worker forked with the handler: Ctrl-C reaches it too
+    request.handle(signal.SIGTERM)
+    assert len(exits) == 2
 
 
 def test_handlers_exist_only_while_a_command_runs():
@@ -241,6 +244,29 @@ def test_a_supernet_stopped_by_sigterm_resumes_bit_identical(tmp_path, capsys, m
     assert _continue(line) == 0
     assert _same_weights(out / "last.pt", straight_supernet / "last.pt")
     assert _rows(out) == _rows(straight_supernet)  # train_loss too: every rank's sums went on where they were
+
+
+@pytest.mark.slow
+def test_a_fixed_network_with_ema_and_mixup_stopped_by_sigterm_resumes_bit_identical(tmp_path, capsys, monkeypatch):
+    """`spos train`: the EMA weights, mixup's draws and the optimizer go on as if never stopped; a command run
+    inside another's handlers (the demo's stages, a library user's) takes the signal itself."""
+    def command(out):
+        return ["train", "--config", "digits-retrain", "--output", str(out), "--no-progress",
+                *[word for setting in ("space.width_mult=0.25", "train.epochs=2", "data.batch_size=256",
+                                       "train.ema=0.9", "train.mixup=0.8", "train.log_every=1000")
+                  for word in ("--set", setting)]]
+
+    assert main(command(tmp_path / "straight")) == 0
+    with preemption.stop_requests() as outer:  # the command's own request inside it takes the signal
+        monkeypatch.setenv(preemption.TEST_SIGNAL_AT_STEP, "5")
+        assert main(command(tmp_path / "run")) == preemption.REQUEUE_EXIT_CODE
+        assert not outer.requested
+    line = _stop_line(capsys)
+    monkeypatch.delenv(preemption.TEST_SIGNAL_AT_STEP)
+    assert _continue(line) == 0
+    stopped, straight = (checkpoint.load(tmp_path / name / "last.pt") for name in ("run", "straight"))
+    assert all(torch.equal(stopped[part][k], straight[part][k]) for part in ("model", "ema") for k in straight[part])
+    assert _rows(tmp_path / "run") == _rows(tmp_path / "straight")
 
 
 # -- search and rank, one process each -------------------------------------------------------------

@@ -65,6 +65,7 @@ class StopRequest:
         self.stopped = False  # the ranks agreed to stop (`stop_agreed`): the command exits REQUEUE_EXIT_CODE
         self.kept = False  # everything a resume needs is written: a second signal then exits REQUEUE_EXIT_CODE
         self.test_signalled = False  # `run_test_hooks` sent its signal (once a command)
+        self.pid = os.getpid()  # a forked DataLoader worker inherits the handler: there it does nothing
 
     @property
     def requested(self) -> bool:
@@ -76,6 +77,8 @@ class StopRequest:
 
     def handle(self, signum: int, frame=None) -> None:
         """The signal handler: the first signal raises the flag, a second (past the duplicate window) exits."""
+        if os.getpid() != self.pid:  # Ctrl-C reaches the loader's workers too: the run's process decides
+            return
         now = self.clock()
         if self.signal is None:
             self.signal, self.first_at = signum, now
